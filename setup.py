@@ -1,0 +1,52 @@
+"""Installation script for sser: speech emotion recognition recipes and lobes.
+
+The package ``sser_lobes`` holds the reusable modules (SSL encoder wrapper,
+pooling, heads, metrics, batching, data checks); the recipes under ``recipes/``
+import them. ``requirements.txt`` pins the exact set that CI installs.
+"""
+
+from pathlib import Path
+
+from setuptools import find_packages, setup
+
+HERE = Path(__file__).parent
+
+setup(
+    name="sser",
+    version="0.1.0",
+    description=(
+        "SpeechBrain recipes and lobes for speech emotion recognition with "
+        "self-supervised encoders (wav2vec 2.0, HuBERT, WavLM)"
+    ),
+    long_description=(HERE / "README.md").read_text(encoding="utf-8"),
+    long_description_content_type="text/markdown",
+    license="Apache-2.0",
+    python_requires=">=3.10",
+    packages=find_packages(include=["sser_lobes", "sser_lobes.*"]),
+    install_requires=[
+        "speechbrain>=1.1.2",
+        "torch>=2.1",
+        "torchaudio>=2.1",
+        "transformers>=4.45",
+        "hyperpyyaml>=1.2.2",
+        "sentencepiece>=0.1.99",
+        "soundfile>=0.12",
+        "numpy>=1.24",
+        "matplotlib>=3.7",
+        "safetensors>=0.4",
+    ],
+    extras_require={
+        "test": ["pytest>=7.4", "pytest-timeout>=2.1", "ruff>=0.5"],
+    },
+    entry_points={
+        "console_scripts": [
+            "sser-tiny-ssl=sser_lobes.tiny_ssl:main",
+            "sser-padding-report=sser_lobes.padding_report:main",
+        ]
+    },
+    classifiers=[
+        "License :: OSI Approved :: Apache Software License",
+        "Programming Language :: Python :: 3",
+        "Topic :: Scientific/Engineering :: Artificial Intelligence",
+    ],
+)
