@@ -1,0 +1,388 @@
+"""Tests of duration-bucketed batching and the padding report."""
+
+import json
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from speechbrain.dataio.dataloader import make_dataloader
+from speechbrain.dataio.dataset import DynamicItemDataset
+from speechbrain.dataio.sampler import (
+    DistributedSamplerWrapper,
+    ReproducibleRandomSampler,
+)
+
+from sser_lobes.batching import (
+    DEFAULT_JITTER,
+    DurationBucketBatchSampler,
+    batches_padding_share,
+    iemocap_like_durations,
+    padding_share,
+    random_batches,
+)
+from sser_lobes.padding_report import (
+    ManifestError,
+    load_manifest_durations,
+    main,
+    padding_report,
+)
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def iemocap():
+    return iemocap_like_durations()
+
+
+def _durations(n=103, seed=0):
+    return np.random.default_rng(seed).uniform(0.5, 12.0, size=n)
+
+
+def _as_sets(batches):
+    return {frozenset(b) for b in batches}
+
+
+# --------------------------------------------------------------- the sampler
+@pytest.mark.parametrize("n,bs", [(103, 8), (96, 8), (5, 8), (1, 1), (17, 4)])
+def test_every_index_once_per_epoch(n, bs):
+    sampler = DurationBucketBatchSampler(_durations(n), bs)
+    for epoch in (0, 1, 2, 7):
+        sampler.set_epoch(epoch)
+        batches = list(sampler)
+        flat = [i for b in batches for i in b]
+        assert sorted(flat) == list(range(n))
+        assert all(isinstance(i, int) for i in flat)
+        assert len(batches) == len(sampler) == -(-n // bs)
+        sizes = sorted(len(b) for b in batches)
+        assert sizes[1:] == [bs] * (len(batches) - 1)  # one batch may be short
+        assert sizes[0] == (n % bs or bs)
+
+
+def test_drop_last_full_batches_and_random_drops():
+    d = _durations(103)
+    sampler = DurationBucketBatchSampler(d, 8, drop_last=True)
+    assert len(sampler) == 12
+    dropped = []
+    for epoch in (1, 2, 3):
+        batches = sampler.epoch_batches(epoch)
+        assert len(batches) == 12 and all(len(b) == 8 for b in batches)
+        flat = [i for b in batches for i in b]
+        assert len(set(flat)) == 96
+        dropped.append(frozenset(range(103)) - set(flat))
+    assert len(set(dropped)) > 1  # not always the same (e.g. longest) ones
+    fixed = DurationBucketBatchSampler(d, 8, shuffle=False, drop_last=True)
+    left_out = set(range(103)) - {i for b in fixed for i in b}
+    assert left_out == set(np.argsort(d)[-7:].tolist())  # the longest 7
+    with pytest.raises(ValueError, match="no batch"):
+        DurationBucketBatchSampler([1.0, 2.0], 4, drop_last=True)
+
+
+def test_epochs_differ_same_epoch_and_seed_identical():
+    d = _durations(200)
+    a = DurationBucketBatchSampler(d, 8, seed=7)
+    b = DurationBucketBatchSampler(d, 8, seed=7)
+    a.set_epoch(3)
+    b.set_epoch(3)
+    assert list(a) == list(b) == list(a)
+    e4 = a.epoch_batches(4)
+    assert e4 != a.epoch_batches(3)  # order differs
+    assert _as_sets(e4) != _as_sets(a.epoch_batches(3))  # composition differs
+    assert a.epoch_batches(3) != DurationBucketBatchSampler(d, 8, seed=8).epoch_batches(
+        3
+    )
+
+
+def test_batches_are_duration_buckets():
+    d = _durations(400)
+    rank = np.empty(len(d), dtype=int)
+    rank[np.argsort(d)] = np.arange(len(d))
+    # Without jitter each batch is a run of consecutive durations ...
+    for batch in DurationBucketBatchSampler(d, 8, jitter=0.0).epoch_batches(1):
+        assert sorted(rank[batch]) == list(
+            range(min(rank[batch]), max(rank[batch]) + 1)
+        )
+    # ... with it, batches stay close in duration: far less padding than random.
+    ours = DurationBucketBatchSampler(d, 8, jitter=DEFAULT_JITTER).epoch_batches(1)
+    assert batches_padding_share(d, ours) < 0.25 * batches_padding_share(
+        d, random_batches(len(d), 8, 0)
+    )
+
+
+def test_shuffle_false_sorted_ascending_and_fixed():
+    d = _durations(50)
+    sampler = DurationBucketBatchSampler(d, 8, shuffle=False)
+    batches = list(sampler)
+    flat = [i for b in batches for i in b]
+    assert flat == np.argsort(d, kind="stable").tolist()
+    assert np.all(np.diff(d[flat]) >= 0)
+    sampler.set_epoch(5)
+    assert list(sampler) == batches
+
+
+def test_no_jitter_same_composition_different_order():
+    d = _durations(200)
+    sampler = DurationBucketBatchSampler(d, 8, jitter=0.0)
+    e1, e2 = sampler.epoch_batches(1), sampler.epoch_batches(2)
+    assert _as_sets(e1) == _as_sets(e2) and e1 != e2
+
+
+def test_warns_when_reiterated_without_set_epoch():
+    sampler = DurationBucketBatchSampler(_durations(40), 4)
+    list(sampler)
+    with pytest.warns(UserWarning, match="set_epoch"):
+        list(sampler)
+    evaluation = DurationBucketBatchSampler(_durations(40), 4, shuffle=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        list(evaluation)
+        list(evaluation)
+
+
+@pytest.mark.parametrize(
+    "kwargs,error,match",
+    [
+        ({"durations": []}, ValueError, "empty"),
+        ({"durations": [1.0, float("nan")]}, ValueError, r"durations\[1\]"),
+        ({"durations": [1.0, -2.0]}, ValueError, r"durations\[1\]"),
+        ({"durations": [[1.0, 2.0]]}, ValueError, "1-D"),
+        ({"durations": ["a"]}, TypeError, "numbers"),
+        ({"batch_size": 0}, ValueError, "batch_size"),
+        ({"batch_size": 2.5}, TypeError, "batch_size"),
+        ({"jitter": -0.1}, ValueError, "jitter"),
+        ({"seed": -1}, ValueError, "seed"),
+    ],
+)
+def test_bad_arguments(kwargs, error, match):
+    args = {"durations": [1.0, 2.0, 3.0], "batch_size": 2, **kwargs}
+    with pytest.raises(error, match=match):
+        DurationBucketBatchSampler(**args)
+
+
+# ------------------------------------------------------------ padding share
+def test_padding_share_hand_computed():
+    # Batch [1, 2]: padded to 2 -> computes 2 * 2 = 4 samples, 3 real, 1 padding.
+    # Batch [3, 4]: padded to 4 -> computes 2 * 4 = 8 samples, 7 real, 1 padding.
+    # Share = (1 + 1) / (4 + 8) = 2 / 12 = 1 / 6.
+    assert padding_share([[1, 2], [3, 4]]) == pytest.approx(1 / 6)
+    assert batches_padding_share([1, 2, 3, 4], [[0, 1], [2, 3]]) == pytest.approx(1 / 6)
+    # Pairing short with long: [1, 4] -> 8 computed, 3 padding; [2, 3] -> 6
+    # computed, 1 padding. Share = 4 / 14 = 2 / 7.
+    assert batches_padding_share([1, 2, 3, 4], [[0, 3], [1, 2]]) == pytest.approx(2 / 7)
+    # Uneven batches: [5] -> 5 computed, 0 padding; [1, 1, 4] -> 12 computed,
+    # 6 real, 6 padding. Share = 6 / 17.
+    assert padding_share([[5], [1, 1, 4]]) == pytest.approx(6 / 17)
+    assert padding_share([[0.0, 0.0]]) == 0.0
+    with pytest.raises(IndexError, match="batch 1 has index 9"):
+        batches_padding_share([1, 2, 3], [[0], [9]])
+    with pytest.raises(ValueError, match="batch 0"):
+        padding_share([[]])
+
+
+def test_random_batches_match_speechbrain_sampler():
+    n, bs, seed, epoch = 37, 4, 1993, 2
+    sampler = ReproducibleRandomSampler(list(range(n)), seed=seed)
+    sampler.set_epoch(epoch)
+    loader = torch.utils.data.DataLoader(list(range(n)), batch_size=bs, sampler=sampler)
+    expected = [b.tolist() for b in loader]
+    assert random_batches(n, bs, seed + epoch) == expected
+
+
+def test_iemocap_profile_moments():
+    for seed in range(10):
+        d = iemocap_like_durations(seed=seed)
+        assert len(d) == 5531
+        assert d.mean() == pytest.approx(4.5, abs=1e-9)
+        assert d.std() == pytest.approx(3.1, abs=1e-9)
+        assert d.min() == pytest.approx(0.6) and d.max() == pytest.approx(34.0)
+        assert np.median(d) < d.mean()  # right skewed
+    with pytest.raises(ValueError, match="n must be >= 100"):
+        iemocap_like_durations(n=20)
+
+
+def test_iemocap_profile_random_4_vs_bucketed_8(iemocap):
+    d = iemocap
+    random_share = np.mean(
+        [batches_padding_share(d, random_batches(len(d), 4, 1993 + e)) for e in (1, 2)]
+    )
+    sampler = DurationBucketBatchSampler(d, 8)  # default jitter
+    assert sampler.jitter == DEFAULT_JITTER
+    ours = [batches_padding_share(d, sampler.epoch_batches(e)) for e in (1, 2, 3)]
+    assert random_share >= 0.3
+    assert max(ours) <= 0.05
+    # ... and the batches still change between epochs.
+    e1, e2 = _as_sets(sampler.epoch_batches(1)), _as_sets(sampler.epoch_batches(2))
+    assert len(e1 & e2) / len(e1) < 0.1
+
+
+def test_padding_report_function(iemocap):
+    r = padding_report(iemocap, batch_size=8, baseline_batch_size=4, epochs=2, seed=1)
+    assert r["n_utterances"] == 5531
+    assert r["baseline_name"] == "SpeechBrain IEMOCAP recipe: random batches of 4"
+    assert r["bucketed_padding_share"] <= 0.05 <= 0.3 <= r["baseline_padding_share"]
+    assert r["padding_ratio"] == pytest.approx(
+        r["baseline_padding_share"] / r["bucketed_padding_share"]
+    )
+    assert len(r["bucketed_padding_share_per_epoch"]) == 2
+    assert r["bucketed_computed_hours"] < r["baseline_computed_hours"]
+    assert r["total_hours"] * 3600 == pytest.approx(iemocap.sum())
+    json.dumps(r)  # JSON-serialisable
+
+
+# ------------------------------------------------- loaders, DDP, datasets
+def test_distributed_sampler_wrapper_two_ranks():
+    d = _durations(80)
+    bs = 4  # 20 batches: 10 per rank, so DistributedSampler pads nothing
+    per_epoch = []
+    for epoch in (1, 2):
+        ranks = []
+        for rank in (0, 1):
+            sampler = DurationBucketBatchSampler(d, bs, seed=3)
+            wrapper = DistributedSamplerWrapper(sampler, num_replicas=2, rank=rank)
+            wrapper.set_epoch(epoch)
+            assert sampler.epoch == epoch  # passed through
+            assert len(wrapper) == 10
+            batches = [list(b) for b in wrapper]
+            assert len(batches) == 10 and all(len(b) == bs for b in batches)
+            ranks.append(batches)
+        sets0, sets1 = _as_sets(ranks[0]), _as_sets(ranks[1])
+        flat0 = {i for b in ranks[0] for i in b}
+        flat1 = {i for b in ranks[1] for i in b}
+        assert not flat0 & flat1
+        assert flat0 | flat1 == set(range(80))
+        per_epoch.append(sets0 | sets1)
+    assert per_epoch[0] != per_epoch[1]
+
+
+def test_from_dataset_and_make_dataloader():
+    data = {
+        f"utt{i}": {"wav": f"/nonexistent/utt{i}.wav", "duration": float(dur)}
+        for i, dur in enumerate([3.0, 1.0, 2.0, 8.0, 7.5, 0.5])
+    }
+
+    def fail_audio(wav):  # must never be called: durations come from the data
+        raise AssertionError(f"audio loaded: {wav}")
+
+    dataset = DynamicItemDataset(
+        data,
+        dynamic_items=[{"func": fail_audio, "takes": ["wav"], "provides": "sig"}],
+        output_keys=["id", "sig"],
+    )
+    sampler = DurationBucketBatchSampler.from_dataset(dataset, 2, shuffle=False)
+    assert sampler.durations.tolist() == [3.0, 1.0, 2.0, 8.0, 7.5, 0.5]
+    assert list(sampler) == [[5, 1], [2, 0], [4, 3]]
+
+    # A filtered view: indices refer to the view, not to the full data.
+    view = dataset.filtered_sorted(key_max_value={"duration": 5.0})
+    sub = DurationBucketBatchSampler.from_dataset(view, 2, shuffle=False)
+    assert sub.durations.tolist() == [3.0, 1.0, 2.0, 0.5]
+
+    # A dynamic duration item is computed on its own, still without audio.
+    dyn = DynamicItemDataset(
+        {k: {"wav": v["wav"], "n": v["duration"] * 100} for k, v in data.items()},
+        dynamic_items=[
+            {"func": fail_audio, "takes": ["wav"], "provides": "sig"},
+            {"func": lambda n: n / 100, "takes": ["n"], "provides": "duration"},
+        ],
+        output_keys=["id", "sig"],
+    )
+    assert DurationBucketBatchSampler.from_dataset(dyn, 2).durations.tolist() == [
+        3.0,
+        1.0,
+        2.0,
+        8.0,
+        7.5,
+        0.5,
+    ]
+    with pytest.raises(ValueError, match="'length'"):
+        DurationBucketBatchSampler.from_dataset(dataset, 2, duration_key="length")
+
+    # As batch_sampler of SpeechBrain's make_dataloader (PaddedBatch collation).
+    dataset.set_output_keys(["id", "duration"])
+    loader = make_dataloader(dataset, batch_sampler=sampler)
+    ids = [batch.id for batch in loader]
+    assert ids == [["utt5", "utt1"], ["utt2", "utt0"], ["utt4", "utt3"]]
+
+
+def test_from_dataset_missing_duration_names_item():
+    dataset = DynamicItemDataset({"a": {"duration": 1.0}, "b": {"length": 2.0}})
+    with pytest.raises(ValueError, match="'b' has no 'duration'"):
+        DurationBucketBatchSampler.from_dataset(dataset, 2)
+    bad = DynamicItemDataset({"a": {"duration": 1.0}, "b": {"duration": "x"}})
+    with pytest.raises(ValueError, match="'b'.*not a number"):
+        DurationBucketBatchSampler.from_dataset(bad, 2)
+
+
+# ---------------------------------------------------------------------- CLI
+def _run_cli(*args):
+    return subprocess.run(
+        [sys.executable, "-m", "sser_lobes.padding_report", *args],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=60,
+    )
+
+
+def test_cli_on_manifest(tmp_path):
+    rng = np.random.default_rng(0)
+    manifest = {
+        f"utt{i}": {"wav": f"{{data_root}}/utt{i}.wav", "duration": float(x)}
+        for i, x in enumerate(rng.uniform(0.6, 15.0, size=120))
+    }
+    path = tmp_path / "train.json"
+    path.write_text(json.dumps(manifest))
+    out = tmp_path / "report.json"
+    proc = _run_cli(str(path), "--epochs", "2", "--json", str(out))
+    assert proc.returncode == 0, proc.stderr
+    assert "SpeechBrain IEMOCAP recipe: random batches of 4" in proc.stdout
+    assert str(path) in proc.stdout and "120" in proc.stdout
+    report = json.loads(out.read_text())["reports"][0]
+    assert report["source"] == str(path) and report["n_utterances"] == 120
+    assert report["bucketed_padding_share"] < report["baseline_padding_share"]
+
+
+def test_cli_error_on_manifest_without_durations(tmp_path):
+    path = tmp_path / "no_durations.json"
+    path.write_text(json.dumps({"utt1": {"wav": "a.wav", "length": 2.0}}))
+    proc = _run_cli(str(path))
+    assert proc.returncode == 2
+    assert str(path) in proc.stderr and "'utt1'" in proc.stderr
+    assert "'duration'" in proc.stderr and "--duration-key length" in proc.stderr
+
+
+def test_main_in_process(tmp_path, capsys):
+    path = tmp_path / "no_durations.json"
+    path.write_text(json.dumps({"utt1": {"wav": "a.wav", "length": 2.0}}))
+    assert main([str(path), "--duration-key", "length"]) == 0
+    assert "random batches of 4" in capsys.readouterr().out
+    assert main([str(tmp_path / "missing.json")]) == 2
+    assert "missing.json: manifest not found" in capsys.readouterr().err
+    assert main([str(path), "--baseline-batch-size", "0", "--duration-key", "length"])
+    assert "baseline_batch_size must be >= 1" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as info:  # nothing to report
+        main([])
+    assert info.value.code == 2
+
+
+@pytest.mark.parametrize(
+    "content,match",
+    [
+        ("{not json", "not valid JSON"),
+        ("[1, 2]", "keyed by utterance id"),
+        ("{}", "no utterances"),
+        ('{"u": 3}', "'u' is a int"),
+        ('{"u": {"duration": "3.0"}}', "'u' field 'duration' = '3.0'"),
+        ('{"u": {"duration": -1}}', "'u' field 'duration' = -1"),
+    ],
+)
+def test_load_manifest_errors(tmp_path, content, match):
+    path = tmp_path / "bad.json"
+    path.write_text(content)
+    with pytest.raises(ManifestError, match=match) as info:
+        load_manifest_durations(path)
+    assert str(path) in str(info.value)

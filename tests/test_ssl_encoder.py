@@ -1,0 +1,196 @@
+"""SSLEncoder: loading, fine-tuning modes, layer options and batch invariance."""
+
+import pytest
+import torch
+
+from sser_lobes import SSLEncoder
+from sser_lobes.ssl_encoder import MaskedGroupNorm
+
+ATOL = 1e-4
+
+
+def _alone_and_padded(encoder, seed=0):
+    """Features of a short utterance alone, and padded in a batch of longer ones."""
+    gen = torch.Generator().manual_seed(seed)
+    short = 0.1 * torch.randn(1, 7000, generator=gen) + 0.02
+    longer = 0.3 * torch.randn(2, 23000, generator=gen)
+    batch = torch.zeros(3, 23000)
+    batch[0, :7000] = short
+    batch[1:] = longer
+    lens = torch.tensor([7000 / 23000, 1.0, 1.0])
+    with torch.no_grad():
+        alone, alone_lens = encoder(short)
+        padded, padded_lens = encoder(batch, lens)
+    return alone, alone_lens, padded, padded_lens
+
+
+@pytest.mark.parametrize(
+    "name", ["wavlm", "wav2vec2_large", "wav2vec2_base", "hubert_base"]
+)
+@pytest.mark.parametrize("finetune", ["frozen", "partial", "entire"])
+def test_batch_invariance(tiny_models, name, finetune):
+    """Alone vs padded in a batch: same frames within 1e-4, for layer-norm
+    (WavLM, wav2vec2-large) and group-norm (wav2vec2-base, HuBERT-base)."""
+    encoder = SSLEncoder(tiny_models[name], finetune=finetune).eval()
+    alone, _, padded, padded_lens = _alone_and_padded(encoder)
+    frames = alone.shape[1]
+    assert round(float(padded_lens[0]) * padded.shape[1]) == frames
+    diff = (alone[0] - padded[0, :frames]).abs().max().item()
+    assert diff < ATOL, f"{name}/{finetune}: alone vs batch differ by {diff}"
+    assert padded[0, frames:].abs().max().item() == 0.0  # padding zeroed
+
+
+@pytest.mark.parametrize("output_layer", [0, 1, "weighted_sum"])
+def test_batch_invariance_of_layer_options(tiny_models, output_layer):
+    encoder = SSLEncoder(
+        tiny_models["wav2vec2_base"], output_layer=output_layer, output_norm=True
+    ).eval()
+    alone, _, padded, _ = _alone_and_padded(encoder, seed=3)
+    frames = alone.shape[1]
+    assert (alone[0] - padded[0, :frames]).abs().max().item() < ATOL
+
+
+def test_unmasked_group_norm_breaks_invariance(tiny_models):
+    """The test above can fail: with a plain GroupNorm (what transformers and
+    SpeechBrain do) padding changes the features of a group-norm model."""
+    encoder = SSLEncoder(tiny_models["wav2vec2_base"]).eval()
+    first = encoder.model.feature_extractor.conv_layers[0]
+    plain = torch.nn.GroupNorm(
+        first.layer_norm.num_groups, first.layer_norm.num_channels
+    )
+    plain.load_state_dict(first.layer_norm.state_dict())
+    first.layer_norm = plain
+    encoder.uses_group_norm = False
+    alone, _, padded, _ = _alone_and_padded(encoder)
+    frames = alone.shape[1]
+    assert (alone[0] - padded[0, :frames]).abs().max().item() > 100 * ATOL
+
+
+def test_padded_normalisation_breaks_invariance(tiny_models):
+    """SpeechBrain's wrapper layer-normalises over the padded length: emulate
+    it to show our check is sensitive to it."""
+    encoder = SSLEncoder(tiny_models["wavlm"], normalize_waveform=False).eval()
+    gen = torch.Generator().manual_seed(1)
+    short = 0.1 * torch.randn(1, 7000, generator=gen) + 0.02
+    batch = torch.zeros(2, 23000)
+    batch[0, :7000] = short
+    batch[1] = 0.3 * torch.randn(23000, generator=gen)
+    norm = torch.nn.functional.layer_norm
+    with torch.no_grad():
+        alone, _ = encoder(norm(short, short.shape[1:]))
+        padded, _ = encoder(
+            norm(batch, batch.shape[1:]), torch.tensor([7000 / 23000, 1])
+        )
+    frames = alone.shape[1]
+    assert (alone[0] - padded[0, :frames]).abs().max().item() > 10 * ATOL
+
+
+def _trainable(module):
+    return {n for n, p in module.named_parameters() if p.requires_grad}
+
+
+def test_frozen_mode(tiny_models):
+    encoder = SSLEncoder(tiny_models["wavlm"], finetune="frozen")
+    assert _trainable(encoder) == set()
+    encoder.train()
+    assert not encoder.model.training  # dropout etc. stay off
+    feats, _ = encoder(torch.randn(1, 4000))
+    assert not feats.requires_grad
+
+
+def test_frozen_mode_keeps_layer_weights_trainable(tiny_models):
+    encoder = SSLEncoder(
+        tiny_models["wavlm"], finetune="frozen", output_layer="weighted_sum"
+    )
+    assert _trainable(encoder) == {"layer_weights"}
+    feats, _ = encoder(torch.randn(1, 4000))
+    feats.sum().backward()
+    assert encoder.layer_weights.grad is not None
+
+
+def test_partial_mode_freezes_cnn_only(tiny_models):
+    encoder = SSLEncoder(tiny_models["wav2vec2_base"], finetune="partial")
+    trainable = _trainable(encoder)
+    assert trainable, "the transformer must train"
+    assert not any(n.startswith("model.feature_extractor.") for n in trainable)
+    assert any(n.startswith("model.encoder.layers.") for n in trainable)
+    assert any(n.startswith("model.feature_projection.") for n in trainable)
+    encoder.train()
+    assert encoder.model.encoder.training
+    assert not encoder.model.feature_extractor.training
+    feats, _ = encoder(torch.randn(2, 4000))
+    feats.pow(2).mean().backward()
+    cnn_grads = [p.grad for p in encoder.model.feature_extractor.parameters()]
+    assert all(g is None for g in cnn_grads)
+    assert encoder.model.encoder.layers[0].attention.k_proj.weight.grad is not None
+
+
+def test_entire_mode_trains_everything(tiny_models):
+    encoder = SSLEncoder(tiny_models["hubert_base"], finetune="entire")
+    assert _trainable(encoder) == {n for n, _ in encoder.named_parameters()}
+    feats, _ = encoder(torch.randn(1, 4000))
+    feats.pow(2).mean().backward()
+    assert encoder.model.feature_extractor.conv_layers[0].conv.weight.grad is not None
+
+
+def test_num_layers_and_output_layer(tiny_models):
+    full = SSLEncoder(tiny_models["wav2vec2_base"], output_layer=1).eval()
+    one = SSLEncoder(tiny_models["wav2vec2_base"], num_layers=1).eval()
+    assert len(one.model.encoder.layers) == 1 and one.num_layers == 1
+    wav = torch.randn(1, 8000)
+    with torch.no_grad():
+        a, _ = full(wav)
+        b, _ = one(wav)
+    # hidden state 1 of the full model is the output of its first layer
+    assert torch.allclose(a, b, atol=1e-5)
+
+
+def test_output_size_from_config(tiny_models):
+    assert SSLEncoder(tiny_models["wavlm"]).output_size == 32
+
+
+def test_masked_group_norm_matches_group_norm():
+    norm = MaskedGroupNorm(3)
+    x = torch.randn(2, 3, 11)
+    norm.valid_frames = torch.tensor([11, 11])
+    masked = norm(x)
+    norm.valid_frames = None
+    assert torch.allclose(masked, norm(x), atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"finetune": "half"}, "finetune must be one of"),
+        ({"output_layer": 7}, "output_layer must be in 0..2"),
+        ({"output_layer": "first"}, "output_layer must be"),
+        ({"num_layers": 5}, "num_layers must be in 1..2"),
+        ({"config_overrides": {"no_such_field": 1}}, "no_such_field"),
+    ],
+)
+def test_bad_arguments(tiny_models, kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        SSLEncoder(tiny_models["wavlm"], **kwargs)
+
+
+def test_too_short_input_is_a_clear_error(tiny_models):
+    encoder = SSLEncoder(tiny_models["wavlm"])
+    with pytest.raises(ValueError, match="shorter than 400 samples"):
+        encoder(torch.randn(1, 300))
+
+
+def test_unsupported_model_type(tmp_path):
+    from transformers import BertConfig
+
+    BertConfig(
+        hidden_size=8, num_hidden_layers=1, num_attention_heads=2
+    ).save_pretrained(tmp_path)
+    with pytest.raises(ValueError, match="'bert' model"):
+        SSLEncoder(tmp_path)
+
+
+def test_config_overrides_apply(tiny_models):
+    encoder = SSLEncoder(
+        tiny_models["wavlm"], config_overrides={"mask_time_prob": 0.0, "layerdrop": 0.0}
+    )
+    assert encoder.config.mask_time_prob == 0.0 and encoder.config.layerdrop == 0.0
