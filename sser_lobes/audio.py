@@ -54,7 +54,18 @@ class AudioError(ValueError):
     True
     """
 
-    def __init__(self, path, problem):
+    def __init__(self, path, problem=None):
+        if problem is None:
+            # Rebuilt from a message alone: what torch's DataLoader does when a
+            # worker raised it ("Caught AudioError in DataLoader worker ...").
+            # The original "<path>: <problem>" line is the message's last line.
+            message = str(path)
+            lines = [line for line in message.splitlines() if line.strip()]
+            last = lines[-1] if lines else message
+            last = last.split("AudioError: ", 1)[-1]
+            self.path, _, self.problem = last.partition(": ")
+            super().__init__(last)
+            return
         self.path = os.fspath(path)
         self.problem = problem
         super().__init__(f"{self.path}: {problem}")

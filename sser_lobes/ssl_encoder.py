@@ -339,6 +339,30 @@ class SSLEncoder(nn.Module):
         finally:
             first.layer_norm.valid_frames = None
 
+    def _short_batch_masking(self, wavs):
+        """No SpecAugment time mask for batches shorter than one mask span.
+
+        transformers raises "mask_length has to be smaller than
+        sequence_length" when the padded batch has fewer frames than
+        ``mask_time_length`` (10 frames, 0.2 s); duration-bucketed batches of
+        very short utterances hit that. Such batches are simply not masked.
+        """
+        config = self.config
+        if not (
+            self.model.training
+            and getattr(config, "apply_spec_augment", False)
+            and getattr(config, "mask_time_prob", 0) > 0
+        ):
+            return {}
+        frames = int(self.frame_lengths(torch.tensor([wavs.shape[1]]))[0])
+        if frames > config.mask_time_length:
+            return {}
+        return {
+            "mask_time_indices": torch.zeros(
+                wavs.shape[0], frames, dtype=torch.bool, device=wavs.device
+            )
+        }
+
     def forward(self, wavs, wav_lens=None):
         """Encode a padded batch of waveforms.
 
@@ -384,6 +408,7 @@ class SSLEncoder(nn.Module):
                 wavs,
                 attention_mask=sample_mask.long(),
                 output_hidden_states=need_hidden,
+                **self._short_batch_masking(wavs),
             )
 
         if self.output_layer == "last":

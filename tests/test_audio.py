@@ -184,3 +184,19 @@ def test_read_checks_use_data_read(tmp_path):
 def test_audio_error_pickles():
     err = pickle.loads(pickle.dumps(AudioError("a.wav", "empty")))
     assert str(err) == "a.wav: empty" and err.path == "a.wav"
+
+
+def test_audio_error_rebuilt_from_a_dataloader_worker_message():
+    """torch's DataLoader re-raises a worker's exception as type(exc)(message);
+    the rebuilt error keeps the file and the problem."""
+    from sser_lobes.audio import AudioError
+
+    message = (
+        "Caught AudioError in DataLoader worker process 0.\n"
+        "Original Traceback (most recent call last):\n"
+        '  File "x.py", line 1, in f\n'
+        "sser_lobes.audio.AudioError: /data/a.wav: empty file (0 samples)\n"
+    )
+    error = AudioError(message)
+    assert str(error) == "/data/a.wav: empty file (0 samples)"
+    assert error.path == "/data/a.wav" and error.problem == "empty file (0 samples)"

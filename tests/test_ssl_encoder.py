@@ -194,3 +194,20 @@ def test_config_overrides_apply(tiny_models):
         tiny_models["wavlm"], config_overrides={"mask_time_prob": 0.0, "layerdrop": 0.0}
     )
     assert encoder.config.mask_time_prob == 0.0 and encoder.config.layerdrop == 0.0
+
+
+@pytest.mark.parametrize("name", ["wavlm", "wav2vec2_base", "hubert_base"])
+def test_training_on_a_batch_shorter_than_a_mask_span(tiny_models, name):
+    """SpecAugment needs more than mask_time_length (10) frames; a bucket of
+    very short utterances (here 0.1 s, 4 frames) must still train."""
+    encoder = SSLEncoder(
+        tiny_models[name], finetune="entire", config_overrides={"mask_time_prob": 0.5}
+    ).train()
+    feats, _ = encoder(torch.randn(3, 1600))
+    assert feats.shape[1] == 4
+    feats.mean().backward()
+    # a longer batch is still masked: masked_spec_embed receives a gradient
+    encoder.zero_grad()
+    feats, _ = encoder(torch.randn(2, 32000))
+    feats.mean().backward()
+    assert encoder.model.masked_spec_embed.grad is not None

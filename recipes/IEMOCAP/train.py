@@ -27,9 +27,14 @@ from pathlib import Path
 
 import speechbrain as sb
 import torch
-from speechbrain.utils.distributed import if_main_process, run_on_main
+from iemocap_prepare import PreparationError, prepare_iemocap
+from speechbrain.utils.distributed import (
+    if_main_process,
+    rank_prefixed_message,
+    run_on_main,
+)
 
-from sser_lobes.audio import read_audio
+from sser_lobes.audio import AudioError, read_audio
 from sser_lobes.batching import DurationBucketBatchSampler
 from sser_lobes.hparams import load_hparams
 from sser_lobes.metrics import ClassificationStats
@@ -85,6 +90,13 @@ class EmotionBrain(sb.Brain):
     def on_fit_start(self):
         """Recover the latest checkpoint, then the history up to its epoch."""
         super().on_fit_start()
+        if self.distributed_launch and self.train_sampler is not None:
+            logger.info(
+                rank_prefixed_message(
+                    f"DDP process {self.rank}: {len(self.train_sampler)} of the "
+                    "training batches per epoch"
+                )
+            )
         self.history = {}
         history_file = Path(self.hparams.output_folder) / "history.json"
         if history_file.exists():
@@ -190,13 +202,17 @@ def _write_json(path, data):
     os.replace(tmp, path)
 
 
+class ManifestError(ValueError):
+    """A manifest entry the recipe cannot use; the message names file and entry."""
+
+
 def check_manifest_labels(path, labels):
     """Fail early, naming the manifest and utterance, on a label not in ``labels``."""
     with open(path, encoding="utf-8") as handle:
         data = json.load(handle)
     for utt_id, entry in data.items():
         if entry.get("emo") not in labels:
-            raise ValueError(
+            raise ManifestError(
                 f"{path}: utterance {utt_id} has label {entry.get('emo')!r}, which is "
                 f"not one of the classes {list(labels)} of the hparams (emotions)."
             )
@@ -281,9 +297,6 @@ def make_loader_kwargs(hparams, datasets):
 
 def prepare_data(hparams):
     """Run the IEMOCAP preparation (main process only) unless skip_prep."""
-    sys.path.insert(0, str(HERE))
-    from iemocap_prepare import prepare_iemocap  # noqa: E402
-
     if not hparams["skip_prep"]:
         run_on_main(
             prepare_iemocap,
@@ -374,8 +387,18 @@ def main(argv=None):
         print(f"\nResults ({split_info['protocol']}, fold {hparams['fold']}):")
         print(format_results_table(results))
         print(f"Outputs in {hparams['output_folder']}")
+    if torch.distributed.is_initialized():
+        # A process group left open aborts some ranks at interpreter exit
+        # ("terminate called without an active exception").
+        torch.distributed.barrier()
+        torch.distributed.destroy_process_group()
     return results
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except (AudioError, ManifestError, PreparationError) as error:
+        # Problems with the user's data: the message names the file; a
+        # traceback would only hide it.
+        sys.exit(f"error: {error}")
