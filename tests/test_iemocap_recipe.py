@@ -55,6 +55,20 @@ train.main(sys.argv[2:])
 """
 
 
+def _prepare_manifests(corpus, folder, test_session=5):
+    """Run the preparation command line alone (for runs with --skip_prep)."""
+    run_script(
+        [
+            sys.executable,
+            RECIPE / "iemocap_prepare.py",
+            f"--data_folder={corpus}",
+            f"--save_folder={folder}",
+            f"--test_session={test_session}",
+        ],
+        cwd=folder.parent.parent,
+    )
+
+
 def _read_csv(path):
     with open(path, newline="", encoding="utf-8") as handle:
         return {row["id"]: row for row in csv.DictReader(handle)}
@@ -265,16 +279,7 @@ def test_unknown_label_in_manifest_is_a_clear_error(
     iemocap_corpus, tiny_models, tmp_path
 ):
     out = tmp_path / "badlabel"
-    run_script(
-        [
-            sys.executable,
-            RECIPE / "iemocap_prepare.py",
-            f"--data_folder={iemocap_corpus}",
-            f"--save_folder={out / 'manifests'}",
-            "--test_session=5",
-        ],
-        cwd=tmp_path,
-    )
+    _prepare_manifests(iemocap_corpus, out / "manifests")
     manifest = out / "manifests" / "valid.json"
     data = json.loads(manifest.read_text())
     first = sorted(data)[0]
@@ -302,16 +307,7 @@ def test_corrupt_audio_during_training_names_the_file(
     also when the DataLoader reads it in a worker process."""
     out = tmp_path / "badaudio"
     manifests = out / "manifests"
-    run_script(
-        [
-            sys.executable,
-            RECIPE / "iemocap_prepare.py",
-            f"--data_folder={iemocap_corpus}",
-            f"--save_folder={manifests}",
-            "--test_session=5",
-        ],
-        cwd=tmp_path,
-    )
+    _prepare_manifests(iemocap_corpus, manifests)
     train = json.loads((manifests / "train.json").read_text())
     victim = tmp_path / "corrupt.wav"
     victim.write_bytes(b"RIFF\x00\x00\x00\x00WAVEjunkjunkjunk")
