@@ -1,0 +1,188 @@
+"""The training machinery shared by the sser recipes (a SpeechBrain ``Brain``).
+
+Each recipe's ``train.py`` subclasses :class:`SERBrain` and writes, as in any
+SpeechBrain recipe, ``compute_forward``, ``compute_objectives``,
+``on_stage_start`` and ``on_stage_end``. This class supplies what the recipes
+have in common:
+
+* two optimisers, ``ssl_opt_class`` for the SSL encoder's own weights and
+  ``opt_class`` for everything else (pooling, heads, layer weights); a frozen
+  encoder gets none;
+* ``set_epoch`` on the training batch sampler at every epoch (SpeechBrain only
+  does it under DDP);
+* NewBob annealing of both learning rates when the hparams define
+  ``lr_annealing`` / ``lr_annealing_ssl``;
+* ``history.json`` and ``learning_curves.png`` updated every epoch and
+  trimmed to the recovered epoch on resume;
+* the best checkpoint kept by ``selection_metric`` (higher is better);
+* loss computation outside autocast (fp16 pitfall, SpeechBrain #1803);
+* ``<split>_metrics.json`` records with the run's identity (experiment,
+  protocol, fold, seed, encoder, selected epoch).
+"""
+
+import json
+import logging
+import os
+from pathlib import Path
+
+import speechbrain as sb
+import torch
+from speechbrain.utils.distributed import if_main_process, rank_prefixed_message
+
+from sser_lobes.plots import plot_learning_curves
+
+logger = logging.getLogger(__name__)
+
+
+def write_json(path, data):
+    """Write JSON atomically (temporary file, then rename).
+
+    Example
+    -------
+    >>> import tempfile, pathlib
+    >>> path = pathlib.Path(tempfile.mkdtemp()) / "x.json"
+    >>> write_json(path, {"a": 1})
+    >>> path.read_text()
+    '{\\n  "a": 1\\n}\\n'
+    """
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
+class SERBrain(sb.Brain):
+    """Base ``Brain`` of the sser recipes; see the module docstring.
+
+    Expected hparams: ``ssl_encoder`` (the :class:`sser_lobes.SSLEncoder`
+    inside the model), ``opt_class``, optionally ``ssl_opt_class``,
+    ``lr_annealing`` and ``lr_annealing_ssl``, ``selection_metric``,
+    ``output_folder``, ``experiment_name``, ``epoch_counter``,
+    ``train_logger``.
+    """
+
+    def init_optimizers(self):
+        """One optimiser for the SSL encoder's weights, one for the rest."""
+        encoder = self.hparams.ssl_encoder.model
+        ssl_ids = {id(p) for p in encoder.parameters() if p.requires_grad}
+        trainable = [p for p in self.modules.parameters() if p.requires_grad]
+        rest = [p for p in trainable if id(p) not in ssl_ids]
+        ssl_params = [p for p in trainable if id(p) in ssl_ids]
+
+        self.optimizer = self.hparams.opt_class(rest)
+        self.optimizers_dict = {"model_optimizer": self.optimizer}
+        self.ssl_optimizer = None
+        if ssl_params:
+            self.ssl_optimizer = self.hparams.ssl_opt_class(ssl_params)
+            self.optimizers_dict["ssl_optimizer"] = self.ssl_optimizer
+        if self.checkpointer is not None:
+            for name, optimizer in self.optimizers_dict.items():
+                self.checkpointer.add_recoverable(name, optimizer)
+
+    def on_fit_start(self):
+        """Recover the latest checkpoint, then the history up to its epoch."""
+        super().on_fit_start()
+        self.history = {}
+        history_file = Path(self.hparams.output_folder) / "history.json"
+        if history_file.exists():
+            done = self.hparams.epoch_counter.current
+            saved = json.loads(history_file.read_text(encoding="utf-8"))
+            self.history = {e: v for e, v in saved.items() if int(e) <= done}
+        if self.distributed_launch and self.train_sampler is not None:
+            logger.info(
+                rank_prefixed_message(
+                    f"DDP process {self.rank}: {len(self.train_sampler)} of the "
+                    "training batches per epoch"
+                )
+            )
+
+    def on_stage_start(self, stage, epoch=None):
+        """Give the training batch sampler its epoch (new buckets each epoch)."""
+        if stage == sb.Stage.TRAIN and self.train_sampler is not None:
+            self.train_sampler.set_epoch(epoch)
+
+    def outside_autocast(self):
+        """Context in which the loss is computed in fp32 (no autocast)."""
+        return torch.autocast(device_type=self.device_type, enabled=False)
+
+    def anneal_learning_rates(self, metric):
+        """NewBob step on both optimisers (if configured); return the old rates.
+
+        Arguments
+        ---------
+        metric : float
+            Lower is better (e.g. the validation error rate).
+        """
+        rates = {}
+        for key, optimizer, annealing in (
+            ("lr", self.optimizer, "lr_annealing"),
+            ("lr_ssl", self.ssl_optimizer, "lr_annealing_ssl"),
+        ):
+            if optimizer is None:
+                continue
+            scheduler = getattr(self.hparams, annealing, None)
+            if scheduler is None:
+                rates[key] = optimizer.param_groups[0]["lr"]
+                continue
+            old, new = scheduler(metric)
+            sb.nnet.schedulers.update_learning_rate(optimizer, new)
+            rates[key] = old
+        return rates
+
+    def end_of_validation(self, epoch, valid_stats, curve_stats, lrs):
+        """Log, update history and curves, and checkpoint (keep the best).
+
+        Arguments
+        ---------
+        epoch : int
+            The finished epoch.
+        valid_stats : dict
+            Whole-set validation statistics; must hold ``selection_metric``.
+        curve_stats : dict
+            Values for the learning curves (``valid_`` prefix added).
+        lrs : dict
+            Learning rates used in this epoch.
+        """
+        self.hparams.train_logger.log_stats(
+            {"epoch": epoch, **lrs},
+            train_stats={"loss": self.train_loss},
+            valid_stats=valid_stats,
+        )
+        self.history[str(epoch)] = {
+            "train_loss": float(self.train_loss),
+            **{f"valid_{k}": float(v) for k, v in curve_stats.items()},
+            **lrs,
+        }
+        if if_main_process():
+            out = Path(self.hparams.output_folder)
+            write_json(out / "history.json", self.history)
+            plot_learning_curves(
+                self.history,
+                out / "learning_curves.png",
+                title=self.hparams.experiment_name,
+            )
+        self.checkpointer.save_and_keep_only(
+            meta={**valid_stats, "epoch": epoch},
+            max_keys=[self.hparams.selection_metric],
+            num_to_keep=1,
+        )
+
+    def run_record(self, split, loss, **extra):
+        """Identity of this run for a ``<split>_metrics.json``."""
+        info = getattr(self, "split_info", None) or {}
+        return {
+            "experiment": self.hparams.experiment_name,
+            "protocol": info.get("protocol"),
+            "split_description": info.get("split_description"),
+            "speaker_independent": info.get("speaker_independent"),
+            "fold": str(getattr(self.hparams, "fold", "")),
+            "seed": self.hparams.seed,
+            "split": split,
+            "ssl_source": self.hparams.ssl_source,
+            "finetune": self.hparams.finetune,
+            "pooling": getattr(self.hparams, "pooling_type", None),
+            "selection_metric": self.hparams.selection_metric,
+            "selected_epoch": self.hparams.epoch_counter.current,
+            "loss": float(loss),
+            **extra,
+        }

@@ -1,0 +1,270 @@
+"""Set-up helpers shared by the recipes' ``train.py`` scripts.
+
+* :func:`setup_experiment`: command line -> DDP init -> hyperparameters
+  (overlays resolved) -> experiment folder, as every SpeechBrain recipe starts.
+* :func:`make_loader_kwargs`: duration-bucketed (or random) training batches,
+  sorted evaluation batches.
+* :func:`check_manifest_labels`: fail early, naming the manifest and
+  utterance, on a label the model does not know.
+* :func:`audio_pipeline`, :func:`label_pipeline`,
+  :func:`categorical_label_encoder`: the dynamic items of the datasets.
+* :func:`format_results_table`, :func:`finish_distributed`.
+"""
+
+import json
+import os
+import tempfile
+
+import speechbrain as sb
+import torch
+
+from sser_lobes.audio import read_audio
+from sser_lobes.batching import DurationBucketBatchSampler
+from sser_lobes.hparams import load_hparams
+
+
+class ManifestError(ValueError):
+    """A manifest entry the recipe cannot use; the message names file and entry."""
+
+
+def setup_experiment(argv):
+    """Parse the command line, start DDP, load hparams, create the run folder.
+
+    Arguments
+    ---------
+    argv : list of str
+        ``[hparams_file, --overrides...]`` as given to ``train.py``.
+
+    Returns
+    -------
+    hparams : dict
+    run_opts : dict
+    overrides : str
+    """
+    hparams_file, run_opts, overrides = sb.parse_arguments(argv)
+    sb.utils.distributed.ddp_init_group(run_opts)
+    hparams, merged_text = load_hparams(hparams_file, overrides)
+    # Save the merged (overlay-resolved) hyperparameters with the experiment.
+    with tempfile.NamedTemporaryFile(
+        "w", suffix=".yaml", delete=False, encoding="utf-8"
+    ) as handle:
+        handle.write(merged_text)
+    try:
+        sb.create_experiment_directory(
+            experiment_directory=hparams["output_folder"],
+            hyperparams_to_save=handle.name,
+            overrides=overrides,
+        )
+    finally:
+        os.unlink(handle.name)
+    return hparams, run_opts, overrides
+
+
+def check_manifest_labels(path, labels, key="emo", allow_missing=False):
+    """Check that every entry's label is one of ``labels``.
+
+    Arguments
+    ---------
+    path : str
+        SpeechBrain JSON manifest.
+    labels : sequence of str
+        Known classes.
+    key : str
+        Field holding the label.
+    allow_missing : bool
+        Accept entries whose label is null/absent (they are filtered later).
+
+    Returns
+    -------
+    int
+        Number of entries.
+
+    Example
+    -------
+    >>> import tempfile, json, os
+    >>> path = os.path.join(tempfile.mkdtemp(), "m.json")
+    >>> _ = open(path, "w").write(json.dumps({"u1": {"emo": "joy"}}))
+    >>> check_manifest_labels(path, ["neu", "ang"])
+    Traceback (most recent call last):
+    ...
+    sser_lobes.recipe.ManifestError: ...m.json: utterance u1 has label 'joy', ...
+    """
+    with open(path, encoding="utf-8") as handle:
+        data = json.load(handle)
+    for utt_id, entry in data.items():
+        label = entry.get(key)
+        if label is None and allow_missing:
+            continue
+        if label not in labels:
+            raise ManifestError(
+                f"{path}: utterance {utt_id} has label {label!r}, which is not one "
+                f"of the classes {list(labels)} of the hparams."
+            )
+    return len(data)
+
+
+def audio_pipeline(sample_rate, min_samples, crop_seconds=None):
+    """Dynamic item ``wav`` -> ``sig``: the checked waveform, maybe cropped.
+
+    Arguments
+    ---------
+    sample_rate : int
+        Required sample rate (a file at another rate is an error naming it).
+    min_samples : int
+        Shortest accepted length (the encoder's receptive field).
+    crop_seconds : float or None
+        If set, a longer waveform is cut to a random window of this length
+        (training only: evaluation always sees whole utterances). The window
+        start comes from torch's RNG, which the checkpoints save.
+
+    Example
+    -------
+    >>> import tempfile, numpy as np, soundfile
+    >>> path = tempfile.mkdtemp() + "/a.wav"
+    >>> soundfile.write(path, np.zeros(32000, dtype="int16"), 16000)
+    >>> crop = audio_pipeline(16000, 400, crop_seconds=0.5)
+    >>> crop.func(path).shape
+    torch.Size([8000])
+    """
+    crop_samples = int(round(crop_seconds * sample_rate)) if crop_seconds else None
+
+    @sb.utils.data_pipeline.takes("wav")
+    @sb.utils.data_pipeline.provides("sig")
+    def pipeline(wav):
+        sig = read_audio(wav, sample_rate=sample_rate, min_samples=min_samples)
+        if crop_samples and sig.shape[0] > crop_samples:
+            start = int(torch.randint(0, sig.shape[0] - crop_samples + 1, (1,)))
+            sig = sig[start : start + crop_samples]
+        return sig
+
+    return pipeline
+
+
+def categorical_label_encoder(labels):
+    """A SpeechBrain ``CategoricalEncoder`` whose index order is ``labels``.
+
+    Example
+    -------
+    >>> categorical_label_encoder(["neu", "ang"]).encode_label("ang")
+    1
+    """
+    encoder = sb.dataio.encoder.CategoricalEncoder()
+    encoder.update_from_iterable(labels)
+    encoder.expect_len(len(labels))
+    return encoder
+
+
+def label_pipeline(label_encoder, key="emo"):
+    """Dynamic item ``key`` -> ``key``, ``<key>_encoded`` (a long tensor [1]).
+
+    Example
+    -------
+    >>> item = label_pipeline(categorical_label_encoder(["neu", "ang"]))
+    >>> list(item.func("ang"))
+    ['ang', tensor([1])]
+    """
+
+    @sb.utils.data_pipeline.takes(key)
+    @sb.utils.data_pipeline.provides(key, f"{key}_encoded")
+    def pipeline(label):
+        yield label
+        yield label_encoder.encode_label_torch(label)
+
+    return pipeline
+
+
+def make_loader_kwargs(hparams, datasets, eval_splits, train_weights=None):
+    """Loader options for training and evaluation.
+
+    Training: ``batching: bucketed`` gives :class:`DurationBucketBatchSampler`
+    batches (little padding, reshuffled each epoch; durations capped at
+    ``train_crop_seconds`` when the recipe crops; weighted draws with
+    replacement when ``train_weights`` is given, e.g. class-balanced),
+    ``batching: random`` gives SpeechBrain's shuffled batches. Evaluation:
+    fixed batches sorted by duration.
+
+    Arguments
+    ---------
+    hparams : dict
+        Uses ``batching``, ``batch_size``, ``eval_batch_size``, ``seed``,
+        ``bucket_jitter``, ``num_workers`` and, if present,
+        ``train_crop_seconds``.
+    datasets : dict
+        Split name -> DynamicItemDataset (with a ``duration`` key).
+    eval_splits : list of str
+        The evaluation splits.
+    train_weights : sequence of float or None
+        Per-utterance sampling weights of the training set.
+
+    Returns
+    -------
+    train_sampler : DurationBucketBatchSampler or None
+        Assign it to ``brain.train_sampler`` so that it gets ``set_epoch``.
+    train_kwargs : dict
+    eval_kwargs : dict
+        split name -> loader kwargs.
+    """
+    workers = {"num_workers": hparams["num_workers"]}
+    if hparams["batching"] == "bucketed":
+        options = {
+            "shuffle": True,
+            "seed": hparams["seed"],
+            "jitter": hparams["bucket_jitter"],
+        }
+        crop = hparams.get("train_crop_seconds")
+        if crop:
+            options["max_duration"] = crop
+        if train_weights is not None:
+            options["weights"] = train_weights
+        train_sampler = DurationBucketBatchSampler.from_dataset(
+            datasets["train"], hparams["batch_size"], **options
+        )
+        train_kwargs = {"batch_sampler": train_sampler, **workers}
+    elif hparams["batching"] == "random":
+        if train_weights is not None:
+            raise ValueError("class-balanced sampling needs batching: bucketed.")
+        train_sampler = None
+        train_kwargs = {"batch_size": hparams["batch_size"], "shuffle": True, **workers}
+    else:
+        raise ValueError(
+            f"batching must be 'bucketed' or 'random', got {hparams['batching']!r}."
+        )
+    eval_kwargs = {
+        split: {
+            "batch_sampler": DurationBucketBatchSampler.from_dataset(
+                datasets[split], hparams["eval_batch_size"], shuffle=False
+            ),
+            **workers,
+        }
+        for split in eval_splits
+    }
+    return train_sampler, train_kwargs, eval_kwargs
+
+
+def format_results_table(results, metrics, percent=True):
+    """Markdown table of ``metrics`` per evaluated split.
+
+    Example
+    -------
+    >>> print(format_results_table({"test": {"n": 4, "WA": 0.5}}, ["WA"]))
+    | split | n | WA |
+    |---|---|---|
+    | test | 4 | 50.00 |
+    """
+    lines = [
+        "| split | n | " + " | ".join(metrics) + " |",
+        "|---" * (len(metrics) + 2) + "|",
+    ]
+    for split, values in results.items():
+        cells = " | ".join(
+            f"{100 * values[m]:.2f}" if percent else f"{values[m]:.4f}" for m in metrics
+        )
+        lines.append(f"| {split} | {values['n']} | {cells} |")
+    return "\n".join(lines)
+
+
+def finish_distributed():
+    """Close the DDP process group (an open one aborts ranks at exit)."""
+    if torch.distributed.is_initialized():
+        torch.distributed.barrier()
+        torch.distributed.destroy_process_group()
