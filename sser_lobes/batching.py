@@ -41,6 +41,21 @@ Use in a SpeechBrain recipe::
 
 Do not pass ``batch_size``, ``shuffle``, ``sampler`` or ``drop_last`` to the
 loader together with ``batch_sampler`` (PyTorch refuses the combination).
+
+Two options, off by default, serve training on MSP-Podcast-like corpora:
+
+* ``max_duration=12.0``: when training crops long utterances (the Odyssey 2024
+  baseline crops to 12 s), bucket by the cropped duration, so an utterance
+  costs at most ``max_duration`` of padding and compute and all long ones
+  share the same buckets.
+* ``weights=...``: class-balanced (or any weighted) sampling. Each epoch draws
+  ``len(durations)`` items with replacement with probability proportional to
+  the weights, then buckets the draws by duration as usual.
+  :func:`class_balanced_weights` gives every class the same total weight::
+
+      train_sampler = DurationBucketBatchSampler.from_dataset(
+          train_data, 8, max_duration=12.0, weights="emo"  # balance on "emo"
+      )
 """
 
 from __future__ import annotations
@@ -56,6 +71,7 @@ __all__ = [
     "DEFAULT_JITTER",
     "DurationBucketBatchSampler",
     "batches_padding_share",
+    "class_balanced_weights",
     "iemocap_like_durations",
     "padding_share",
     "random_batches",
@@ -98,6 +114,102 @@ def _as_durations(durations, name="durations"):
     return arr
 
 
+def _check_max_duration(max_duration):
+    """Return ``max_duration`` as a float > 0, or None."""
+    if max_duration is None:
+        return None
+    if isinstance(max_duration, bool) or not isinstance(
+        max_duration, (int, float, np.number)
+    ):
+        raise TypeError(f"max_duration must be a number or None, got {max_duration!r}")
+    if not math.isfinite(max_duration) or max_duration <= 0:
+        raise ValueError(f"max_duration must be finite and > 0, got {max_duration}")
+    return float(max_duration)
+
+
+def _as_weights(weights, n):
+    """Return sampling weights as a float64 array of ``n`` finite values >= 0."""
+    if isinstance(weights, torch.Tensor):
+        weights = weights.detach().cpu().double().numpy()
+    try:
+        arr = np.asarray(weights, dtype=np.float64)
+    except (TypeError, ValueError) as err:
+        raise TypeError(f"weights must be a sequence of numbers: {err}") from None
+    if arr.ndim != 1 or arr.size != n:
+        raise ValueError(
+            f"weights must be 1-D with one value per item ({n}), got shape "
+            f"{tuple(arr.shape)}"
+        )
+    bad = ~np.isfinite(arr) | (arr < 0)
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise ValueError(f"weights[{i}] = {arr[i]!r}: weights must be finite and >= 0")
+    if arr.sum() <= 0:
+        raise ValueError("weights are all 0: no item could ever be drawn")
+    return arr
+
+
+def class_balanced_weights(labels) -> np.ndarray:
+    """Per-item sampling weights ``1 / count(label of the item)``.
+
+    Every class then has the same total weight, so weighted sampling draws
+    each class equally often on average, whatever the imbalance. Items whose
+    label is ``None`` (unlabelled, or classes excluded from training) get
+    weight 0 and are never drawn.
+
+    Arguments
+    ---------
+    labels : iterable
+        One hashable label per item (str, int, or one-element tensors, which
+        are converted with ``.item()``), or None.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``float64`` weights, one per item.
+
+    Raises
+    ------
+    ValueError
+        If there are no items or no item has a label.
+
+    Example
+    -------
+    >>> class_balanced_weights(["neu", "neu", "neu", "ang", None])
+    array([0.33333333, 0.33333333, 0.33333333, 1.        , 0.        ])
+    """
+    if isinstance(labels, (str, bytes)):
+        raise TypeError(f"labels must be a sequence of labels, got {labels!r}")
+    values = []
+    for i, label in enumerate(labels):
+        if isinstance(label, torch.Tensor):
+            if label.numel() != 1:
+                raise TypeError(
+                    f"labels[{i}] is a tensor of shape {tuple(label.shape)}, "
+                    "expected one value"
+                )
+            label = label.item()
+        if isinstance(label, np.generic):
+            label = label.item()
+        try:
+            hash(label)
+        except TypeError:
+            raise TypeError(f"labels[{i}] = {label!r} is not hashable") from None
+        values.append(label)
+    if not values:
+        raise ValueError("labels is empty")
+    counts = {}
+    for label in values:
+        if label is not None:
+            counts[label] = counts.get(label, 0) + 1
+    if not counts:
+        raise ValueError("no item has a label (all are None): nothing to sample")
+    return np.array(
+        [0.0 if label is None else 1.0 / counts[label] for label in values],
+        dtype=np.float64,
+    )
+
+
 class DurationBucketBatchSampler(torch.utils.data.Sampler):
     """Batches of ``batch_size`` utterances of similar duration, shuffled each epoch.
 
@@ -108,6 +220,14 @@ class DurationBucketBatchSampler(torch.utils.data.Sampler):
     shuffled. With ``shuffle=False`` the indices are sorted by plain ascending
     duration (stable sort, no jitter) and the batches come in that fixed order:
     **use shuffle=False for validation and test loaders.**
+
+    With ``max_duration`` the durations are first capped at that value (what
+    training that crops long utterances actually computes). With ``weights``
+    (training only) each epoch first draws ``len(durations)`` item indices
+    with replacement, with probabilities proportional to ``weights``, from
+    the same ``(seed, epoch)`` generator; those draws are then bucketed as
+    above. An item may then appear several times in an epoch (even in the
+    same batch) and items of weight 0 never appear.
 
     Pass it as ``batch_sampler=`` to ``torch.utils.data.DataLoader`` or
     ``speechbrain.dataio.dataloader.make_dataloader``. It works inside
@@ -135,7 +255,16 @@ class DurationBucketBatchSampler(torch.utils.data.Sampler):
         Drop ``len(durations) % batch_size`` utterances so every batch is full.
         When shuffling, the dropped utterances are drawn at random each epoch
         (so the longest utterances are not always the ones left out); with
-        ``shuffle=False`` the longest ones are dropped.
+        ``shuffle=False`` the longest ones are dropped. With ``weights`` the
+        surplus draws (themselves random) are dropped.
+    max_duration : float, optional
+        Cap applied to the durations before bucketing (e.g. the 12 s training
+        crop of the Odyssey 2024 baseline). It only changes the bucketing:
+        the cropping itself is the data pipeline's job. ``None``: no cap.
+    weights : sequence of float, optional
+        Non-negative sampling weight of each item (e.g.
+        :func:`class_balanced_weights`); requires ``shuffle=True``.
+        ``None``: every item exactly once per epoch.
 
     Example
     -------
@@ -157,9 +286,18 @@ class DurationBucketBatchSampler(torch.utils.data.Sampler):
         seed=1993,
         jitter=DEFAULT_JITTER,
         drop_last=False,
+        max_duration=None,
+        weights=None,
     ):
         super().__init__()
         self.durations = _as_durations(durations)
+        self.max_duration = _check_max_duration(max_duration)
+        #: the durations the buckets are built from (capped at max_duration)
+        self.capped_durations = (
+            self.durations
+            if self.max_duration is None
+            else np.minimum(self.durations, self.max_duration)
+        )
         self.batch_size = _check_int(batch_size, "batch_size", 1)
         self.seed = _check_int(seed, "seed", 0)
         if isinstance(jitter, bool) or not isinstance(jitter, (int, float)):
@@ -169,6 +307,15 @@ class DurationBucketBatchSampler(torch.utils.data.Sampler):
         self.jitter = float(jitter)
         self.shuffle = bool(shuffle)
         self.drop_last = bool(drop_last)
+        if weights is not None and not self.shuffle:
+            raise ValueError(
+                "weights (weighted sampling with replacement) are for training "
+                "and need shuffle=True; evaluation loaders must see every item "
+                "exactly once (shuffle=False, no weights)"
+            )
+        self.weights = (
+            None if weights is None else _as_weights(weights, len(self.durations))
+        )
         if self.drop_last and len(self.durations) < self.batch_size:
             raise ValueError(
                 f"drop_last=True with {len(self.durations)} utterances and "
@@ -180,13 +327,16 @@ class DurationBucketBatchSampler(torch.utils.data.Sampler):
         self._warned = False
 
     @classmethod
-    def from_dataset(cls, dataset, batch_size, duration_key="duration", **kwargs):
+    def from_dataset(
+        cls, dataset, batch_size, duration_key="duration", weights=None, **kwargs
+    ):
         """Build the sampler from a SpeechBrain ``DynamicItemDataset``.
 
         The durations are read from the dataset's static data (``dataset.data``
         for ``dataset.data_ids``, which also covers ``filtered_sorted`` views)
         or, when ``duration_key`` is a dynamic item, by computing only that key
         (``dataset.output_keys_as``); audio is never loaded for a static key.
+        ``weights`` given as a key name is read the same way.
 
         Arguments
         ---------
@@ -196,9 +346,13 @@ class DurationBucketBatchSampler(torch.utils.data.Sampler):
             Utterances per batch.
         duration_key : str
             Key holding the duration of each item.
+        weights : str or sequence of float, optional
+            A key name (e.g. ``"emo"``): class-balanced sampling on that
+            key's values, ``class_balanced_weights(labels)`` (items whose value
+            is None are never drawn); or per-item weights in dataset order.
         **kwargs
             Passed on to the constructor (``shuffle``, ``seed``, ``jitter``,
-            ``drop_last``).
+            ``drop_last``, ``max_duration``).
 
         Returns
         -------
@@ -213,9 +367,20 @@ class DurationBucketBatchSampler(torch.utils.data.Sampler):
         ... )
         >>> sampler.durations.tolist(), list(sampler)
         ([2.0, 1.0], [[1, 0]])
+        >>> data = {"a": {"duration": 2.0, "emo": "neu"},
+        ...         "b": {"duration": 1.0, "emo": "neu"},
+        ...         "c": {"duration": 9.0, "emo": "ang"}}
+        >>> sampler = DurationBucketBatchSampler.from_dataset(
+        ...     DynamicItemDataset(data), 2, weights="emo", max_duration=5.0
+        ... )
+        >>> sampler.weights.tolist(), sampler.capped_durations.tolist()
+        ([0.5, 0.5, 1.0], [2.0, 1.0, 5.0])
         """
         durations = _dataset_durations(dataset, duration_key)
-        return cls(durations, batch_size, **kwargs)
+        if isinstance(weights, str):
+            labels = [value for _, value in _dataset_values(dataset, weights, "labels")]
+            weights = class_balanced_weights(labels)
+        return cls(durations, batch_size, weights=weights, **kwargs)
 
     def set_epoch(self, epoch):
         """Select the epoch whose batches the next iteration yields.
@@ -256,16 +421,29 @@ class DurationBucketBatchSampler(torch.utils.data.Sampler):
         True
         """
         epoch = self.epoch if epoch is None else _check_int(epoch, "epoch", 0)
-        n, bs = len(self.durations), self.batch_size
+        d = self.capped_durations
+        n, bs = len(d), self.batch_size
         if not self.shuffle:
-            order = np.argsort(self.durations, kind="stable")
+            order = np.argsort(d, kind="stable")
             if self.drop_last:
                 order = order[: (n // bs) * bs]
             return [order[i : i + bs].tolist() for i in range(0, len(order), bs)]
 
         rng = np.random.default_rng([self.seed, epoch])
+        if self.weights is not None:
+            # n i.i.d. draws with replacement; drop_last drops the surplus ones.
+            draws = rng.choice(
+                n, size=n, replace=True, p=self.weights / self.weights.sum()
+            )
+            if self.drop_last:
+                draws = draws[: (n // bs) * bs]
+            noise = np.exp(rng.uniform(-self.jitter, self.jitter, size=len(draws)))
+            order = draws[np.argsort(d[draws] * noise, kind="stable")]
+            batches = [order[i : i + bs].tolist() for i in range(0, len(order), bs)]
+            return [batches[j] for j in rng.permutation(len(batches))]
+
         noise = np.exp(rng.uniform(-self.jitter, self.jitter, size=n))
-        order = np.argsort(self.durations * noise, kind="stable")
+        order = np.argsort(d * noise, kind="stable")
         if self.drop_last and n % bs:
             dropped = rng.choice(n, size=n % bs, replace=False)
             order = order[~np.isin(order, dropped)]
@@ -299,45 +477,50 @@ class DurationBucketBatchSampler(torch.utils.data.Sampler):
         return -(-n // self.batch_size)
 
 
-def _dataset_durations(dataset, duration_key):
-    """Read one duration per dataset index without loading audio."""
+def _dataset_values(dataset, key, what="durations"):
+    """Read ``(id, value of key)`` per dataset index, computing only that key."""
     name = type(dataset).__name__
     data = getattr(dataset, "data", None)
     data_ids = getattr(dataset, "data_ids", None)
     values = None
     if isinstance(data, dict) and data_ids is not None:
         if len(data_ids) == 0:
-            raise ValueError(f"{name} is empty: no durations to batch")
+            raise ValueError(f"{name} is empty: no {what} to read")
         first = data[data_ids[0]]
-        if isinstance(first, dict) and duration_key in first:
+        if isinstance(first, dict) and key in first:
             values = []
             for uid in data_ids:
                 entry = data[uid]
-                if not isinstance(entry, dict) or duration_key not in entry:
-                    raise ValueError(
-                        f"{name} item {uid!r} has no {duration_key!r} field"
-                    )
-                values.append((uid, entry[duration_key]))
+                if not isinstance(entry, dict) or key not in entry:
+                    raise ValueError(f"{name} item {uid!r} has no {key!r} field")
+                values.append((uid, entry[key]))
     if values is None:
         if not hasattr(dataset, "output_keys_as"):
             raise TypeError(
-                f"cannot read durations from {name}: expected a SpeechBrain "
+                f"cannot read {what} from {name}: expected a SpeechBrain "
                 "DynamicItemDataset (with .data / .data_ids or output_keys_as); "
-                "pass the durations to DurationBucketBatchSampler directly"
+                f"pass the {what} to DurationBucketBatchSampler directly"
             )
         if len(dataset) == 0:
-            raise ValueError(f"{name} is empty: no durations to batch")
+            raise ValueError(f"{name} is empty: no {what} to read")
         try:
-            with dataset.output_keys_as([duration_key]):
+            with dataset.output_keys_as([key]):
                 values = []
                 for i in range(len(dataset)):
                     uid = data_ids[i] if data_ids is not None else i
-                    values.append((uid, dataset[i][duration_key]))
+                    values.append((uid, dataset[i][key]))
         except (KeyError, ValueError) as err:
             raise ValueError(
-                f"{name} has no static field or dynamic item {duration_key!r} "
+                f"{name} has no static field or dynamic item {key!r} "
                 f"({type(err).__name__}: {err})"
             ) from None
+    return values
+
+
+def _dataset_durations(dataset, duration_key):
+    """Read one duration per dataset index without loading audio."""
+    name = type(dataset).__name__
+    values = _dataset_values(dataset, duration_key, "durations")
     out = np.empty(len(values), dtype=np.float64)
     for i, (uid, value) in enumerate(values):
         if isinstance(value, torch.Tensor) and value.numel() == 1:

@@ -4,7 +4,8 @@ Command line::
 
     python -m sser_lobes.padding_report [MANIFEST.json ...] [--iemocap-profile]
         [--batch-size 8] [--baseline-batch-size 4] [--epochs 3] [--seed 1993]
-        [--jitter 0.05] [--duration-key duration] [--json out.json]
+        [--jitter 0.05] [--max-duration SECONDS] [--duration-key duration]
+        [--json out.json]
 
 For each SpeechBrain JSON manifest (a dict keyed by utterance id whose entries
 carry a duration in seconds) and/or the synthetic IEMOCAP profile
@@ -18,6 +19,10 @@ statistics and the share of the computed samples that is padding for
   averaged over the same epochs;
 
 and their ratio. Epochs are numbered from 1 as in SpeechBrain.
+
+With ``--max-duration`` (training that crops long utterances, e.g. to 12 s)
+the durations are capped at that value for *both* batchings, so the random
+baseline is cropped too and the comparison stays fair.
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ from sser_lobes.batching import (
     DurationBucketBatchSampler,
     _as_durations,
     _check_int,
+    _check_max_duration,
     batches_padding_share,
     iemocap_like_durations,
     random_batches,
@@ -85,6 +91,7 @@ def padding_report(
     epochs=3,
     seed=1993,
     jitter=DEFAULT_JITTER,
+    max_duration=None,
 ):
     """Padding of random (SpeechBrain) batches vs. duration-bucketed batches.
 
@@ -103,13 +110,19 @@ def padding_report(
         Seed of both batchings.
     jitter : float
         Jitter of the bucketed sampler.
+    max_duration : float, optional
+        Crop: durations are capped at this value (seconds) for both the
+        random baseline and the bucketed batches. ``None``: no crop.
 
     Returns
     -------
     dict
-        Duration statistics (``n_utterances``, ``duration_mean_s``,
-        ``duration_sd_s`` (population sd), ``duration_min_s``,
-        ``duration_max_s``, ``total_hours``); for the baseline and the bucketed
+        Duration statistics of the input, before any crop (``n_utterances``,
+        ``duration_mean_s``, ``duration_sd_s`` (population sd),
+        ``duration_min_s``, ``duration_max_s``, ``total_hours``); the crop
+        (``max_duration_s``, ``None`` without crop; ``n_cropped``, utterances
+        longer than it; ``cropped_total_hours``, audio left after cropping);
+        for the baseline and the bucketed
         batches: ``*_padding_share`` (mean over epochs),
         ``*_padding_share_per_epoch``, ``*_computed_hours`` (audio hours
         computed per epoch, padding included); ``padding_ratio`` (baseline /
@@ -123,13 +136,19 @@ def padding_report(
     >>> r = padding_report([1.0, 1.1, 5.0, 5.2, 9.0, 9.1, 3.0, 3.3], 2, 4, 2, 0)
     >>> r["n_utterances"], r["bucketed_padding_share"] < r["baseline_padding_share"]
     (8, True)
+    >>> padding_report([1.0, 1.1, 5.0, 9.0], 2, 2, 1, 0, max_duration=4.0)["n_cropped"]
+    2
     """
-    d = _as_durations(durations)
+    raw = _as_durations(durations)
+    max_duration = _check_max_duration(max_duration)
+    d = raw if max_duration is None else np.minimum(raw, max_duration)
     batch_size = _check_int(batch_size, "batch_size", 1)
     baseline_batch_size = _check_int(baseline_batch_size, "baseline_batch_size", 1)
     epochs = _check_int(epochs, "epochs", 1)
     seed = _check_int(seed, "seed", 0)
-    sampler = DurationBucketBatchSampler(d, batch_size, seed=seed, jitter=jitter)
+    sampler = DurationBucketBatchSampler(
+        raw, batch_size, seed=seed, jitter=jitter, max_duration=max_duration
+    )
 
     def computed_hours(batches):
         return sum(len(b) * float(d[b].max()) for b in batches) / 3600.0
@@ -151,12 +170,15 @@ def padding_report(
     base_mean = float(np.mean(base_share))
     ours_mean = float(np.mean(ours_share))
     return {
-        "n_utterances": int(len(d)),
-        "duration_mean_s": float(d.mean()),
-        "duration_sd_s": float(d.std()),
-        "duration_min_s": float(d.min()),
-        "duration_max_s": float(d.max()),
-        "total_hours": float(d.sum() / 3600.0),
+        "n_utterances": int(len(raw)),
+        "duration_mean_s": float(raw.mean()),
+        "duration_sd_s": float(raw.std()),
+        "duration_min_s": float(raw.min()),
+        "duration_max_s": float(raw.max()),
+        "total_hours": float(raw.sum() / 3600.0),
+        "max_duration_s": max_duration,
+        "n_cropped": int((raw > d).sum()),
+        "cropped_total_hours": float(d.sum() / 3600.0),
         "baseline_name": baseline_name(baseline_batch_size),
         "baseline_batch_size": baseline_batch_size,
         "baseline_padding_share": base_mean,
@@ -295,6 +317,14 @@ def format_report(source, report):
             f"{r['duration_min_s']:.2f} / {r['duration_max_s']:.2f}",
         ),
     ]
+    if r.get("max_duration_s") is not None:
+        rows.append(
+            (
+                "crop, both batchings (s)",
+                f"max {r['max_duration_s']:g}: {r['n_cropped']} utterances cropped, "
+                f"{r['cropped_total_hours']:.2f} h left",
+            )
+        )
     lines = [f"== {source} =="]
     lines += [f"  {k:<{width}}  {v}" for k, v in rows]
     lines.append(
@@ -341,6 +371,14 @@ def _parser():
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--seed", type=int, default=1993)
     parser.add_argument("--jitter", type=float, default=DEFAULT_JITTER)
+    parser.add_argument(
+        "--max-duration",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="crop: cap the durations at this value for both batchings "
+        "(e.g. 12 for 12 s training crops; default: no crop)",
+    )
     parser.add_argument(
         "--duration-key",
         default="duration",
@@ -390,6 +428,7 @@ def main(argv=None):
                 epochs=args.epochs,
                 seed=args.seed,
                 jitter=args.jitter,
+                max_duration=args.max_duration,
             )
             results.append({"source": source, **report})
     except (ValueError, TypeError) as err:

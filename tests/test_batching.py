@@ -20,12 +20,14 @@ from sser_lobes.batching import (
     DEFAULT_JITTER,
     DurationBucketBatchSampler,
     batches_padding_share,
+    class_balanced_weights,
     iemocap_like_durations,
     padding_share,
     random_batches,
 )
 from sser_lobes.padding_report import (
     ManifestError,
+    format_report,
     load_manifest_durations,
     main,
     padding_report,
@@ -386,3 +388,303 @@ def test_load_manifest_errors(tmp_path, content, match):
     with pytest.raises(ManifestError, match=match) as info:
         load_manifest_durations(path)
     assert str(path) in str(info.value)
+
+
+# ------------------------------------------------------------- max_duration
+def _with_long_tail(seed=0):
+    rng = np.random.default_rng(seed)
+    return np.concatenate([rng.uniform(1.0, 8.0, 300), rng.uniform(12.5, 30.0, 60)])
+
+
+def test_max_duration_caps_bucketing():
+    d = _with_long_tail()
+    capped = np.minimum(d, 12.0)
+    plain = DurationBucketBatchSampler(d, 8, seed=5)
+    crop = DurationBucketBatchSampler(d, 8, seed=5, max_duration=12.0)
+    assert crop.max_duration == 12.0 and plain.max_duration is None
+    assert crop.durations.tolist() == d.tolist()  # the input is kept as given
+    assert crop.capped_durations.tolist() == capped.tolist()
+    assert plain.capped_durations is plain.durations
+    # Still every index once per epoch; the buckets differ from uncapped ones.
+    for epoch in (1, 2):
+        batches = crop.epoch_batches(epoch)
+        assert sorted(i for b in batches for i in b) == list(range(len(d)))
+        assert _as_sets(batches) != _as_sets(plain.epoch_batches(epoch))
+    # Evaluation order: ascending capped duration, ties (all cropped ones) kept
+    # in index order.
+    fixed = [
+        i for b in DurationBucketBatchSampler(d, 8, False, max_duration=12) for i in b
+    ]
+    assert fixed == np.argsort(capped, kind="stable").tolist()
+    assert fixed[-60:] == list(range(300, 360))
+    # The cropped utterances all cost 12 s: their batches have no padding, and
+    # they are mixed freely from epoch to epoch (their jittered keys tie).
+    long_only = [b for b in crop.epoch_batches(1) if all(d[i] >= 12.0 for i in b)]
+    assert len(long_only) >= 6
+    assert batches_padding_share(capped, long_only) == 0.0
+    long_2 = [b for b in crop.epoch_batches(2) if all(d[i] >= 12.0 for i in b)]
+    assert len(_as_sets(long_only) & _as_sets(long_2)) <= 1
+    # Padding share: what a cropping loader computes vs. the uncapped run.
+    share_crop = batches_padding_share(capped, crop.epoch_batches(1))
+    share_plain = batches_padding_share(d, plain.epoch_batches(1))
+    assert share_crop < share_plain
+    random = random_batches(len(d), 4, 1)
+    assert batches_padding_share(capped, random) < batches_padding_share(d, random)
+    # jitter 0: the uncapped sort separates 12.5 s from 30 s; capped, they tie.
+    plain0 = DurationBucketBatchSampler(d, 8, jitter=0.0).epoch_batches(1)
+    assert batches_padding_share(d, plain0) > 0
+
+
+@pytest.mark.parametrize(
+    "value,error",
+    [
+        (0, ValueError),
+        (-1.0, ValueError),
+        (float("inf"), ValueError),
+        ("12", TypeError),
+        (True, TypeError),
+    ],
+)
+def test_max_duration_bad_values(value, error):
+    with pytest.raises(error, match="max_duration"):
+        DurationBucketBatchSampler([1.0, 2.0], 1, max_duration=value)
+
+
+def test_from_dataset_max_duration():
+    data = {f"u{i}": {"duration": x} for i, x in enumerate([3.0, 20.0, 15.0, 1.0])}
+    sampler = DurationBucketBatchSampler.from_dataset(
+        DynamicItemDataset(data), 2, shuffle=False, max_duration=12.0
+    )
+    assert sampler.capped_durations.tolist() == [3.0, 12.0, 12.0, 1.0]
+    assert list(sampler) == [[3, 0], [1, 2]]
+
+
+# --------------------------------------------------------- weighted sampling
+def _imbalanced(n=200, minority=0.1, seed=0):
+    """90/10 labels with durations that differ by class."""
+    rng = np.random.default_rng(seed)
+    labels = np.where(rng.uniform(size=n) < minority, "b", "a")
+    labels[:3] = ["b", "b", "a"]
+    d = np.where(labels == "a", rng.uniform(1, 6, n), rng.uniform(3, 12, n))
+    return d, labels.tolist()
+
+
+def test_class_balanced_weights():
+    w = class_balanced_weights(["a", "a", "b", None, "a", "c"])
+    # counts a = 3, b = 1, c = 1 -> 1/3, 1, 1; None -> 0
+    np.testing.assert_allclose(w, [1 / 3, 1 / 3, 1.0, 0.0, 1 / 3, 1.0])
+    assert w.dtype == np.float64
+    # every class has total weight 1
+    assert w[[0, 1, 4]].sum() == pytest.approx(1.0)
+    np.testing.assert_allclose(
+        class_balanced_weights(
+            [torch.tensor([1]), torch.tensor([0]), torch.tensor([1])]
+        ),
+        [0.5, 1.0, 0.5],
+    )
+    np.testing.assert_allclose(
+        class_balanced_weights(np.array([2, 2, 7])), [0.5, 0.5, 1]
+    )
+    with pytest.raises(ValueError, match="all are None"):
+        class_balanced_weights([None, None])
+    with pytest.raises(ValueError, match="empty"):
+        class_balanced_weights([])
+    with pytest.raises(TypeError, match="not hashable"):
+        class_balanced_weights([["a"], "b"])
+    with pytest.raises(TypeError, match="sequence of labels"):
+        class_balanced_weights("abc")
+
+
+def test_weighted_draws_balance_classes():
+    d, labels = _imbalanced()
+    labels = np.array(labels)
+    assert (labels == "b").mean() < 0.15  # about 90 / 10
+    sampler = DurationBucketBatchSampler(d, 8, weights=class_balanced_weights(labels))
+    counts = {"a": 0, "b": 0}
+    for epoch in range(1, 31):
+        sampler.set_epoch(epoch)
+        batches = list(sampler)
+        assert len(batches) == len(sampler) == 25
+        flat = [i for b in batches for i in b]
+        assert len(flat) == len(d)  # n draws per epoch, with repeats
+        assert all(isinstance(i, int) for i in flat)
+        for i in flat:
+            counts[labels[i]] += 1
+    share_b = counts["b"] / (counts["a"] + counts["b"])
+    # 6,000 draws: sd of the share ~0.0065; 0.5 +- 0.03 is > 4 sd
+    assert share_b == pytest.approx(0.5, abs=0.03)
+    # The draws are still bucketed by duration: far less padding than random.
+    batches = sampler.epoch_batches(3)
+    drawn = np.random.default_rng(0).permutation([i for b in batches for i in b])
+    random = [drawn[k : k + 8] for k in range(0, len(drawn), 8)]
+    assert batches_padding_share(d, batches) < 0.5 * batches_padding_share(d, random)
+
+
+def test_weighted_draws_deterministic_per_seed_and_epoch():
+    d, labels = _imbalanced()
+    w = class_balanced_weights(labels)
+    a = DurationBucketBatchSampler(d, 8, seed=11, weights=w)
+    b = DurationBucketBatchSampler(d, 8, seed=11, weights=list(w))
+    assert a.epoch_batches(4) == b.epoch_batches(4) == a.epoch_batches(4)
+    a.set_epoch(4)
+    assert list(a) == b.epoch_batches(4)
+    assert a.epoch_batches(5) != a.epoch_batches(4)
+    assert DurationBucketBatchSampler(d, 8, seed=12, weights=w).epoch_batches(
+        4
+    ) != a.epoch_batches(4)
+    # Uniform weights: sampling with replacement, so repeats (and misses)
+    uniform = DurationBucketBatchSampler(d, 8, seed=11, weights=np.ones(len(d)))
+    flat = [i for batch in uniform.epoch_batches(1) for i in batch]
+    assert len(flat) == len(d) and len(set(flat)) < len(d)
+
+
+def test_zero_weight_items_never_drawn():
+    d, labels = _imbalanced()
+    labels = [None if i % 3 == 0 else lab for i, lab in enumerate(labels)]
+    w = class_balanced_weights(labels)
+    sampler = DurationBucketBatchSampler(d, 8, weights=w, drop_last=True)
+    unlabelled = {i for i, lab in enumerate(labels) if lab is None}
+    seen = set()
+    for epoch in range(20):
+        batches = sampler.epoch_batches(epoch)
+        assert all(len(b) == 8 for b in batches) and len(batches) == len(d) // 8
+        seen.update(i for b in batches for i in b)
+    assert not seen & unlabelled
+    assert seen  # and the labelled ones are drawn
+    # an explicit zero weight on the first and last items
+    w2 = np.ones(len(d))
+    w2[[0, -1]] = 0.0
+    s2 = DurationBucketBatchSampler(d, 8, weights=w2)
+    drawn = {i for e in range(20) for b in s2.epoch_batches(e) for i in b}
+    assert 0 not in drawn and len(d) - 1 not in drawn
+
+
+def test_weights_errors():
+    d = [1.0, 2.0, 3.0]
+    with pytest.raises(ValueError, match="shuffle=True"):
+        DurationBucketBatchSampler(d, 2, shuffle=False, weights=[1.0, 1.0, 1.0])
+    with pytest.raises(ValueError, match="one value per item"):
+        DurationBucketBatchSampler(d, 2, weights=[1.0, 1.0])
+    with pytest.raises(ValueError, match=r"weights\[1\]"):
+        DurationBucketBatchSampler(d, 2, weights=[1.0, -1.0, 1.0])
+    with pytest.raises(ValueError, match="all 0"):
+        DurationBucketBatchSampler(d, 2, weights=[0.0, 0.0, 0.0])
+    with pytest.raises(TypeError, match="numbers"):
+        DurationBucketBatchSampler(d, 2, weights=["a", "b", "c"])
+
+
+def test_from_dataset_weights():
+    data = {
+        "u0": {"duration": 1.0, "emo": "neu"},
+        "u1": {"duration": 2.0, "emo": "neu"},
+        "u2": {"duration": 3.0, "emo": "neu"},
+        "u3": {"duration": 4.0, "emo": "ang"},
+        "u4": {"duration": 5.0, "emo": None},
+    }
+    dataset = DynamicItemDataset(data)
+    sampler = DurationBucketBatchSampler.from_dataset(dataset, 2, weights="emo")
+    np.testing.assert_allclose(sampler.weights, [1 / 3, 1 / 3, 1 / 3, 1.0, 0.0])
+    assert 4 not in {i for e in range(10) for b in sampler.epoch_batches(e) for i in b}
+    # explicit per-item weights, in dataset order
+    explicit = DurationBucketBatchSampler.from_dataset(
+        dataset, 2, weights=[1.0, 0.0, 0.0, 0.0, 1.0]
+    )
+    assert {i for b in explicit.epoch_batches(1) for i in b} <= {0, 4}
+    # a dynamic label item (e.g. the encoded label, a 1-element tensor)
+    dyn = DynamicItemDataset(
+        data,
+        dynamic_items=[
+            {
+                "func": lambda emo: torch.tensor([0 if emo == "neu" else 1]),
+                "takes": ["emo"],
+                "provides": "emo_encoded",
+            }
+        ],
+    )
+    dyn_sampler = DurationBucketBatchSampler.from_dataset(dyn, 2, weights="emo_encoded")
+    np.testing.assert_allclose(dyn_sampler.weights, [1 / 3, 1 / 3, 1 / 3, 0.5, 0.5])
+    with pytest.raises(ValueError, match="'label'"):
+        DurationBucketBatchSampler.from_dataset(dataset, 2, weights="label")
+    with pytest.raises(ValueError, match="shuffle=True"):
+        DurationBucketBatchSampler.from_dataset(
+            dataset, 2, weights="emo", shuffle=False
+        )
+
+
+def test_weighted_sampler_in_distributed_wrapper():
+    d, labels = _imbalanced(n=160)
+    w = class_balanced_weights(labels)
+    ranks = []
+    for rank in (0, 1):
+        sampler = DurationBucketBatchSampler(d, 4, seed=3, weights=w)
+        wrapper = DistributedSamplerWrapper(sampler, num_replicas=2, rank=rank)
+        wrapper.set_epoch(2)
+        ranks.append([list(b) for b in wrapper])
+    # the two ranks split the same 40 batches of one epoch
+    together = sorted(map(tuple, ranks[0] + ranks[1]))
+    expected = sorted(
+        map(tuple, DurationBucketBatchSampler(d, 4, seed=3, weights=w).epoch_batches(2))
+    )
+    assert together == expected
+
+
+# --------------------------------------------------- padding report + crop
+def test_padding_report_max_duration(iemocap):
+    d = iemocap
+    plain = padding_report(d, batch_size=8, baseline_batch_size=4, epochs=2, seed=1)
+    crop = padding_report(
+        d, batch_size=8, baseline_batch_size=4, epochs=2, seed=1, max_duration=12.0
+    )
+    assert plain["max_duration_s"] is None and plain["n_cropped"] == 0
+    assert plain["cropped_total_hours"] == pytest.approx(plain["total_hours"])
+    assert crop["max_duration_s"] == 12.0
+    assert crop["n_cropped"] == int((d > 12.0).sum()) > 0
+    assert crop["cropped_total_hours"] * 3600 == pytest.approx(np.minimum(d, 12).sum())
+    # input statistics are those of the uncropped durations
+    assert crop["duration_max_s"] == pytest.approx(34.0)
+    assert crop["total_hours"] == pytest.approx(plain["total_hours"])
+    # the baseline is cropped too: same random batches, less padding
+    capped = np.minimum(d, 12.0)
+    expected = np.mean(
+        [
+            batches_padding_share(capped, random_batches(len(d), 4, 1 + e))
+            for e in (1, 2)
+        ]
+    )
+    assert crop["baseline_padding_share"] == pytest.approx(expected)
+    assert crop["baseline_padding_share"] < plain["baseline_padding_share"]
+    assert crop["baseline_computed_hours"] < plain["baseline_computed_hours"]
+    assert crop["bucketed_computed_hours"] < plain["bucketed_computed_hours"]
+    sampler = DurationBucketBatchSampler(d, 8, seed=1, max_duration=12.0)
+    assert crop["bucketed_padding_share_per_epoch"] == [
+        batches_padding_share(capped, sampler.epoch_batches(e)) for e in (1, 2)
+    ]
+    text = format_report("profile", crop)
+    assert "crop, both batchings" in text and "max 12:" in text
+    assert "crop" not in format_report("profile", plain)
+    json.dumps(crop)
+    with pytest.raises(ValueError, match="max_duration"):
+        padding_report(d, max_duration=0.0)
+
+
+def test_cli_max_duration(tmp_path, capsys):
+    out = tmp_path / "r.json"
+    assert (
+        main(
+            [
+                "--iemocap-profile",
+                "--epochs",
+                "1",
+                "--max-duration",
+                "12",
+                "--json",
+                str(out),
+            ]
+        )
+        == 0
+    )
+    assert "max 12:" in capsys.readouterr().out
+    report = json.loads(out.read_text())["reports"][0]
+    assert report["max_duration_s"] == 12.0 and report["n_cropped"] > 0
+    assert main(["--iemocap-profile", "--max-duration", "-1"]) == 2
+    assert "max_duration must be finite and > 0" in capsys.readouterr().err

@@ -10,6 +10,8 @@ import torch
 
 from sser_lobes.metrics import (
     ClassificationStats,
+    RegressionStats,
+    ccc,
     classification_metrics,
     confusion_matrix,
 )
@@ -314,3 +316,159 @@ def test_stats_bad_input():
         ClassificationStats(["a", "a"])
     with pytest.raises(ValueError, match="at least one"):
         ClassificationStats([])
+
+
+# ------------------------------------------------------------- regression
+AVD = ["arousal", "valence", "dominance"]
+
+
+def _ccc_reference(p, t):
+    """Textbook CCC: 2 r s_p s_t / (s_p^2 + s_t^2 + (m_p - m_t)^2), ddof 0."""
+    p, t = np.asarray(p, dtype=float), np.asarray(t, dtype=float)
+    r = np.corrcoef(p, t)[0, 1]
+    return 2 * r * p.std() * t.std() / (p.var() + t.var() + (p.mean() - t.mean()) ** 2)
+
+
+def test_ccc_hand_computed():
+    # pred [1, 2, 3, 4], target [2, 4, 6, 8]: means 2.5 and 5,
+    # var_p = (2.25 + 0.25 + 0.25 + 2.25) / 4 = 1.25, var_t = 5, cov = 2.5,
+    # CCC = 2 * 2.5 / (1.25 + 5 + (2.5 - 5)^2) = 5 / 12.5 = 0.4
+    assert ccc([1, 2, 3, 4], [2, 4, 6, 8]) == approx(0.4)
+    assert ccc(torch.tensor([1.0, 2, 3, 4]), np.array([2.0, 4, 6, 8])) == approx(0.4)
+    # pred [1, 2, 3], target [3, 2, 1]: var 2/3 each, cov -2/3, same mean:
+    # CCC = -4/3 / (4/3) = -1
+    assert ccc([1, 2, 3], [3, 2, 1]) == approx(-1.0)
+    assert ccc([1.5, 2.5, 0.5], [1.5, 2.5, 0.5]) == approx(1.0)
+    # [N, 1] and low precision inputs are fine
+    assert ccc(
+        torch.tensor([[1.0], [2.0], [3.0], [4.0]], dtype=torch.bfloat16), [2, 4, 6, 8]
+    ) == approx(0.4)
+    rng = np.random.default_rng(0)
+    t = rng.normal(size=50)
+    p = 0.7 * t + rng.normal(0.2, 0.5, size=50)
+    assert ccc(p, t) == pytest.approx(_ccc_reference(p, t), rel=1e-12)
+
+
+def test_ccc_edge_cases():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no numpy "mean of empty slice" etc.
+        with pytest.raises(ValueError, match="at least one value"):
+            ccc([], [])
+        assert np.isnan(ccc([2.0, 2.0], [2.0, 2.0]))  # 0/0: undefined
+        assert ccc([1.0, 1.0], [2.0, 2.0]) == 0.0  # constant, shifted
+    with pytest.raises(ValueError, match="differ in length"):
+        ccc([1, 2], [1, 2, 3])
+    with pytest.raises(ValueError, match="NaN"):
+        ccc([1, float("nan")], [1, 2])
+    with pytest.raises(ValueError, match="1-D"):
+        ccc([[1, 2], [3, 4]], [[1, 2], [3, 4]])
+
+
+def test_regression_stats_accumulation_equals_one_batch():
+    rng = np.random.default_rng(1)
+    n = 41
+    targets = rng.uniform(1, 7, size=(n, 3))
+    preds = 0.5 * targets + rng.normal(2, 0.7, size=(n, 3))
+    ids = [f"utt{i:03d}" for i in range(n)]
+    whole = RegressionStats(AVD)
+    whole.append(ids, torch.tensor(preds), torch.tensor(targets))
+    batched = RegressionStats(AVD)
+    order = rng.permutation(n)  # any order, uneven batches, mixed types
+    for start in range(0, n, 6):
+        idx = order[start : start + 6]
+        p = torch.tensor(preds[idx], dtype=torch.float32)
+        t = targets[idx]
+        if start % 12:
+            p = p.numpy()
+        batched.append([ids[i] for i in idx], p, t)
+    a, b = whole.summarize(), batched.summarize()
+    assert a["n"] == b["n"] == n and a["names"] == AVD
+    for name, j in zip(AVD, range(3)):
+        expected = _ccc_reference(preds[:, j], targets[:, j])
+        assert a["CCC"][name] == pytest.approx(expected, rel=1e-12)
+        assert b["CCC"][name] == pytest.approx(expected, rel=1e-6)  # fp32 preds
+        mse = np.mean((preds[:, j] - targets[:, j]) ** 2)
+        assert a["MSE"][name] == pytest.approx(mse, rel=1e-12)
+    assert a["CCC_mean"] == pytest.approx(np.mean(list(a["CCC"].values())))
+    json.dumps(a)
+    # The whole-set CCC is not the mean of per-batch CCCs.
+    per_batch = np.mean(
+        [ccc(preds[s : s + 6, 0], targets[s : s + 6, 0]) for s in range(0, 36, 6)]
+    )
+    assert abs(per_batch - a["CCC"]["arousal"]) > 1e-3
+
+
+def test_regression_stats_csv_and_predictions(tmp_path):
+    stats = RegressionStats(["arousal", "valence"])
+    stats.append(
+        ["b_utt", "c_utt"],
+        torch.tensor([[3.5, 4.0], [2.0, 1.25]], dtype=torch.float16),
+        torch.tensor([[4.0, 4.0], [2.2, 1.0]]),
+    )
+    stats.append(["a_utt"], np.array([[5.125, 6.0]]), np.array([[5.0, 6.5]]))
+    rows = stats.predictions()
+    assert [r["id"] for r in rows] == ["a_utt", "b_utt", "c_utt"]
+    assert rows[0] == {
+        "id": "a_utt",
+        "target_arousal": 5.0,
+        "target_valence": 6.5,
+        "pred_arousal": 5.125,
+        "pred_valence": 6.0,
+    }
+    out = stats.write_predictions(tmp_path / "sub" / "avd.csv")
+    assert out.read_text() == (
+        "id,target_arousal,target_valence,pred_arousal,pred_valence\n"
+        "a_utt,5.000000,6.500000,5.125000,6.000000\n"
+        "b_utt,4.000000,4.000000,3.500000,4.000000\n"
+        "c_utt,2.200000,1.000000,2.000000,1.250000\n"
+    )
+    with open(out, newline="") as f:
+        assert [r["id"] for r in csv.DictReader(f)] == ["a_utt", "b_utt", "c_utt"]
+    m = stats.summarize()
+    assert m["n"] == 3 and set(m["CCC"]) == {"arousal", "valence"}
+
+
+def test_regression_stats_unlabelled_rows(tmp_path):
+    stats = RegressionStats(AVD)
+    stats.append(["t2", "t1"], torch.tensor([[3.0, 4.0, 5.0], [1.0, 2.0, 3.0]]))
+    out = stats.write_predictions(tmp_path / "test3.csv")
+    lines = out.read_text().splitlines()
+    assert lines[0] == (
+        "id,target_arousal,target_valence,target_dominance,"
+        "pred_arousal,pred_valence,pred_dominance"
+    )
+    assert lines[1] == "t1,,,,1.000000,2.000000,3.000000"
+    assert lines[2] == "t2,,,,3.000000,4.000000,5.000000"
+    assert stats.predictions()[0]["target_valence"] is None
+    with pytest.raises(ValueError, match="2 of 2 utterances have no targets"):
+        stats.summarize()
+    stats.append(["t0"], [[1.0, 1.0, 1.0]], [[1.0, 2.0, 3.0]])
+    with pytest.raises(ValueError, match="2 of 3.*'t1'"):
+        stats.summarize()
+
+
+def test_regression_stats_errors(tmp_path):
+    stats = RegressionStats(AVD)
+    with pytest.raises(ValueError, match="empty"):
+        stats.summarize()
+    assert stats.predictions() == []
+    assert stats.write_predictions(tmp_path / "e.csv").read_text().count("\n") == 1
+    stats.append(["x", "y"], np.ones((2, 3)), np.ones((2, 3)))
+    with pytest.raises(ValueError, match="more than once.*'y'"):
+        stats.append(["y", "z"], np.ones((2, 3)))
+    assert len(stats) == 2  # the rejected batch left nothing behind
+    with pytest.raises(ValueError, match=r"shape \[batch, 3\]"):
+        stats.append(["z"], np.ones((1, 2)))
+    with pytest.raises(ValueError, match="1 ids but 2 rows of predictions"):
+        stats.append(["z"], np.ones((2, 3)))
+    with pytest.raises(ValueError, match="targets contain NaN"):
+        stats.append(["z"], np.ones((1, 3)), [[1.0, float("nan"), 2.0]])
+    with pytest.raises(TypeError, match="list of utterance ids"):
+        stats.append("z", np.ones((1, 3)))
+    with pytest.raises(ValueError, match="unique"):
+        RegressionStats(["a", "a"])
+    with pytest.raises(TypeError, match="names"):
+        RegressionStats("arousal")
+    single = RegressionStats(["arousal"])
+    single.append(["a", "b"], torch.tensor([1.0, 2.0]), torch.tensor([1.0, 2.0]))
+    assert single.summarize()["CCC"] == {"arousal": 1.0}
