@@ -1,6 +1,21 @@
-"""Classification heads applied to a pooled utterance embedding."""
+"""Heads applied to a pooled utterance embedding: class logits or attributes."""
 
+import torch
 from torch import nn
+
+OUTPUT_ACTIVATIONS = (None, "sigmoid")
+
+
+def _check_activation(name):
+    if name not in OUTPUT_ACTIVATIONS:
+        raise ValueError(
+            f"output_activation must be one of {OUTPUT_ACTIVATIONS}, got {name!r}."
+        )
+    return name
+
+
+def _activate(outputs, name):
+    return torch.sigmoid(outputs) if name == "sigmoid" else outputs
 
 
 class LinearHead(nn.Module):
@@ -16,6 +31,9 @@ class LinearHead(nn.Module):
         Number of classes (or regression targets).
     bias : bool
         Whether the layer has a bias.
+    output_activation : str or None
+        ``None`` for logits; ``"sigmoid"`` bounds regression outputs to
+        (0, 1) (attributes rescaled to the unit interval).
 
     Example
     -------
@@ -25,15 +43,16 @@ class LinearHead(nn.Module):
     torch.Size([3, 4])
     """
 
-    def __init__(self, input_size, n_outputs, bias=False):
+    def __init__(self, input_size, n_outputs, bias=False, output_activation=None):
         super().__init__()
         self.input_size = input_size
         self.n_outputs = n_outputs
+        self.output_activation = _check_activation(output_activation)
         self.linear = nn.Linear(input_size, n_outputs, bias=bias)
 
     def forward(self, embedding):
-        """Return logits ``[batch, n_outputs]``."""
-        return self.linear(embedding)
+        """Return logits (or bounded values) ``[batch, n_outputs]``."""
+        return _activate(self.linear(embedding), self.output_activation)
 
 
 class MLPHead(nn.Module):
@@ -52,6 +71,8 @@ class MLPHead(nn.Module):
         Width of the hidden layer.
     dropout : float
         Dropout probability after the activation.
+    output_activation : str or None
+        ``None`` for logits; ``"sigmoid"`` bounds regression outputs to (0, 1).
 
     Example
     -------
@@ -59,12 +80,24 @@ class MLPHead(nn.Module):
     >>> head = MLPHead(8, 3, hidden_size=16)
     >>> head(torch.randn(2, 8)).shape
     torch.Size([2, 3])
+    >>> bounded = MLPHead(8, 3, hidden_size=16, output_activation="sigmoid")
+    >>> values = bounded(torch.randn(5, 8))
+    >>> bool(((values > 0) & (values < 1)).all())
+    True
     """
 
-    def __init__(self, input_size, n_outputs, hidden_size=1024, dropout=0.5):
+    def __init__(
+        self,
+        input_size,
+        n_outputs,
+        hidden_size=1024,
+        dropout=0.5,
+        output_activation=None,
+    ):
         super().__init__()
         self.input_size = input_size
         self.n_outputs = n_outputs
+        self.output_activation = _check_activation(output_activation)
         self.layers = nn.Sequential(
             nn.Linear(input_size, hidden_size),
             nn.LayerNorm(hidden_size),
@@ -74,5 +107,5 @@ class MLPHead(nn.Module):
         )
 
     def forward(self, embedding):
-        """Return logits ``[batch, n_outputs]``."""
-        return self.layers(embedding)
+        """Return logits (or bounded values) ``[batch, n_outputs]``."""
+        return _activate(self.layers(embedding), self.output_activation)

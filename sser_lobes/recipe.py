@@ -13,7 +13,9 @@
 
 import json
 import os
+import shutil
 import tempfile
+from pathlib import Path
 
 import speechbrain as sb
 import torch
@@ -27,13 +29,16 @@ class ManifestError(ValueError):
     """A manifest entry the recipe cannot use; the message names file and entry."""
 
 
-def setup_experiment(argv):
+def setup_experiment(argv, script=None):
     """Parse the command line, start DDP, load hparams, create the run folder.
 
     Arguments
     ---------
     argv : list of str
         ``[hparams_file, --overrides...]`` as given to ``train.py``.
+    script : str or None
+        The recipe script (``__file__`` of train.py), copied into the run
+        folder as SpeechBrain does for the script that creates it.
 
     Returns
     -------
@@ -57,7 +62,19 @@ def setup_experiment(argv):
         )
     finally:
         os.unlink(handle.name)
+    if sb.utils.distributed.if_main_process():
+        _keep_script_copy(hparams["output_folder"], script)
     return hparams, run_opts, overrides
+
+
+def _keep_script_copy(folder, script):
+    """SpeechBrain copies the caller of create_experiment_directory (this
+    module); keep a copy of the recipe script instead."""
+    copied = Path(folder) / Path(__file__).name
+    if copied.is_file() and copied.read_bytes() == Path(__file__).read_bytes():
+        copied.unlink()
+    if script is not None:
+        shutil.copy(script, folder)
 
 
 def check_manifest_labels(path, labels, key="emo", allow_missing=False):

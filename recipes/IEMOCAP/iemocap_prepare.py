@@ -41,13 +41,11 @@ Authors: the sser contributors.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import random
 import re
 import sys
-import uuid
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -60,6 +58,14 @@ except ImportError:  # running from a source checkout without installing sser
         raise
     sys.path.insert(0, str(_REPO))
     from sser_lobes.audio import AudioError, check_audio_info
+from sser_lobes.manifests import (
+    PreparationError,
+    atomic_write_json,
+    changed_options,
+    is_up_to_date,
+    read_state,
+    write_state,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -87,7 +93,6 @@ FULL_RELEASE_TOTAL = 5531
 
 SPLIT_MODES = ("loso", "lospk", "random")
 SPLITS = ("train", "valid", "test")
-OPTIONS_FILE = "prepare_options.json"
 SPLIT_INFO_FILE = "split_info.json"
 _WRITER = "iemocap_prepare"
 _FORMAT_VERSION = 1
@@ -109,19 +114,6 @@ PROTOCOL_NAMES = {
     "lospk": "IEMOCAP leave-one-speaker-out (speaker-independent)",
     "random": "IEMOCAP random 80/10/10 (speaker-DEPENDENT)",
 }
-
-
-class PreparationError(ValueError):
-    """A problem with the corpus or the save folder; the message says which file.
-
-    Example
-    -------
-    >>> try:
-    ...     raise PreparationError("x.txt, line 3: unknown emotion code 'joy'")
-    ... except ValueError as exc:
-    ...     print(exc)
-    x.txt, line 3: unknown emotion code 'joy'
-    """
 
 
 @dataclass(frozen=True)
@@ -643,53 +635,6 @@ def _split(records, options):
     return splits, protocol
 
 
-def _atomic_write_json(path, data):
-    """Write JSON to ``path`` through a temporary file and ``os.replace``."""
-    path = Path(path)
-    # A unique name in the same folder; open(..., "x") respects the umask.
-    tmp = path.parent / f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp"
-    try:
-        with open(tmp, "x", encoding="utf-8") as handle:
-            json.dump(data, handle, indent=2, ensure_ascii=False)
-            handle.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def _read_state(save_folder, outputs):
-    """Return the stored prepare_options.json content, or None if absent.
-
-    Refuses (raises) when outputs exist that this function did not write.
-    """
-    options_path = save_folder / OPTIONS_FILE
-    existing = [p.name for p in outputs if p.exists()]
-    if not options_path.exists():
-        if existing:
-            raise PreparationError(
-                f"{save_folder}: already holds {', '.join(existing)} not written by "
-                f"iemocap_prepare (no {OPTIONS_FILE}); refusing to overwrite them. "
-                f"Choose another save_folder or move those files away."
-            )
-        return None
-    try:
-        with open(options_path, encoding="utf-8") as handle:
-            state = json.load(handle)
-    except (OSError, ValueError) as exc:
-        state = None
-        reason = f"it cannot be read ({exc})"
-    else:
-        reason = "it was not written by iemocap_prepare"
-    if not isinstance(state, dict) or state.get("written_by") != _WRITER:
-        raise PreparationError(
-            f"{options_path}: {reason}; refusing to overwrite it or the manifests "
-            f"next to it. Choose another save_folder or move the files away."
-        )
-    return state
-
-
 def prepare_iemocap(
     data_folder,
     save_folder,
@@ -789,21 +734,15 @@ def prepare_iemocap(
             "with speaker-independent (loso/lospk) results."
         )
 
-    state = _read_state(save_folder, outputs)
+    state = read_state(save_folder, outputs, _WRITER)
     if state is not None:
-        if (
-            state.get("complete") is True
-            and state.get("format_version") == _FORMAT_VERSION
-            and state.get("options") == options
-            and all(p.exists() for p in outputs)
-        ):
+        if is_up_to_date(state, options, outputs, _FORMAT_VERSION):
             logger.info(
                 "%s: manifests already prepared with the same options, skipping",
                 save_folder,
             )
             return result
-        old = state.get("options") or {}
-        changed = sorted(k for k in options if old.get(k) != options.get(k))
+        changed = changed_options(state, options)
         logger.info(
             "%s: rebuilding the manifests (%s)",
             save_folder,
@@ -817,15 +756,9 @@ def prepare_iemocap(
     splits, protocol = _split(records, options)
 
     save_folder.mkdir(parents=True, exist_ok=True)
-    state = {
-        "written_by": _WRITER,
-        "format_version": _FORMAT_VERSION,
-        "complete": False,
-        "options": options,
-    }
-    _atomic_write_json(save_folder / OPTIONS_FILE, state)
+    write_state(save_folder, _WRITER, _FORMAT_VERSION, options, complete=False)
     for split, ids in splits.items():
-        _atomic_write_json(paths[split], {u: records[u] for u in ids})
+        atomic_write_json(paths[split], {u: records[u] for u in ids})
 
     mode = options["split_mode"]
     info = {
@@ -862,9 +795,8 @@ def prepare_iemocap(
             "(e.g. 79.58 % WA of Wang et al.) are not comparable with "
             "speaker-independent protocols"
         )
-    _atomic_write_json(save_folder / SPLIT_INFO_FILE, info)
-    state["complete"] = True
-    _atomic_write_json(save_folder / OPTIONS_FILE, state)
+    atomic_write_json(save_folder / SPLIT_INFO_FILE, info)
+    write_state(save_folder, _WRITER, _FORMAT_VERSION, options, complete=True)
     logger.info(
         "%s: wrote %s (%s)",
         save_folder,

@@ -171,7 +171,9 @@ def prepare_data(hparams):
 
 def main(argv=None):
     """Run one fold: prepare, train, select on valid, evaluate valid and test."""
-    hparams, run_opts, _ = setup_experiment(sys.argv[1:] if argv is None else argv)
+    hparams, run_opts, _ = setup_experiment(
+        sys.argv[1:] if argv is None else argv, script=__file__
+    )
     split_info = prepare_data(hparams)
     datasets, _ = dataio_prep(hparams)
     train_sampler, train_kwargs, eval_kwargs = make_loader_kwargs(

@@ -1,0 +1,381 @@
+#!/usr/bin/env python3
+"""Recipe: MSP-Podcast v1.11 emotion recognition (Odyssey 2024 SER challenge).
+
+Task 1, 8 categorical classes (A S H U F D C N), and Task 2, arousal /
+valence / dominance regression, with an SSL encoder fine-tuned as in the
+official challenge baseline (see the hparams files):
+
+    python train.py hparams/train_wavlm_large.yaml --data_folder=/path/to/MSP-Podcast
+    python train.py hparams/train_wavlm_large_attributes.yaml --data_folder=...
+
+The checkpoint is selected on the whole Development set (macro-F1, or mean
+CCC). After training, the selected model is evaluated on Development, Test1
+and Test2 (``<split>_metrics.json``, ``<split>_predictions.csv``, confusion
+matrix PNG) and writes the challenge files for the hidden Test3 set
+(``test3_submission.csv`` and, for Task 1, ``test3_probabilities.csv``).
+
+Authors
+ * sser authors 2026
+"""
+
+import csv
+import sys
+from pathlib import Path
+
+import speechbrain as sb
+import torch
+from msp_podcast_prepare import PreparationError, prepare_msp_podcast
+from speechbrain.utils.distributed import if_main_process, run_on_main
+
+from sser_lobes.audio import AudioError
+from sser_lobes.batching import class_balanced_weights
+from sser_lobes.brain import SERBrain, write_json
+from sser_lobes.losses import class_weights, labels_counts_from_manifest
+from sser_lobes.metrics import ClassificationStats, RegressionStats
+from sser_lobes.plots import plot_confusion_matrix
+from sser_lobes.recipe import (
+    ManifestError,
+    audio_pipeline,
+    categorical_label_encoder,
+    check_manifest_labels,
+    finish_distributed,
+    format_results_table,
+    label_pipeline,
+    make_loader_kwargs,
+    setup_experiment,
+)
+
+CATEGORICAL_METRICS = ("macro_F1", "micro_F1", "UA", "WA")
+# Corpus column of each attribute, for the Test3 submission file.
+ATTRIBUTE_COLUMNS = {"arousal": "EmoAct", "valence": "EmoVal", "dominance": "EmoDom"}
+ATTRIBUTE_RANGE = (1.0, 7.0)  # MSP-Podcast attribute scale
+
+
+def to_unit(values):
+    """Map attributes from the 1-7 scale to [0, 1] (training targets)."""
+    low, high = ATTRIBUTE_RANGE
+    return (values - low) / (high - low)
+
+
+def from_unit(values):
+    """Map model outputs from [0, 1] back to the corpus' 1-7 scale."""
+    low, high = ATTRIBUTE_RANGE
+    return values * (high - low) + low
+
+
+class MSPBrain(SERBrain):
+    """Task 1 (classification) or Task 2 (attributes), set by ``hparams.task``."""
+
+    @property
+    def categorical(self):
+        return self.hparams.task == "categorical"
+
+    def compute_forward(self, batch, stage):
+        """Waveforms -> outputs, through the shared EmotionModel."""
+        batch = batch.to(self.device)
+        wavs, wav_lens = batch.sig
+        return self.modules.model(wavs, wav_lens)
+
+    def compute_objectives(self, predictions, batch, stage):
+        """Loss in fp32 outside autocast; collects whole-set predictions."""
+        # logits (Task 1) or attributes in (0, 1) (Task 2, sigmoid head)
+        outputs = predictions["logits"].float()
+        labelled = stage == sb.Stage.TRAIN or self.eval_labelled
+        if self.categorical:
+            scores = torch.softmax(outputs, dim=-1)
+            targets = batch.emo_encoded.data.squeeze(-1) if labelled else None
+        else:
+            scores = from_unit(outputs)
+            targets = batch.attributes.data if labelled else None
+        if stage != sb.Stage.TRAIN:
+            shown = (
+                None
+                if targets is None
+                else (targets if self.categorical else from_unit(targets))
+            )
+            self.stats.append(batch.id, scores, shown)
+        if targets is None:
+            return torch.zeros((), device=outputs.device)
+        with self.outside_autocast():
+            return self.loss_fn(outputs, targets)
+
+    def on_stage_start(self, stage, epoch=None):
+        """Sampler epoch; fresh whole-set statistics for evaluation stages."""
+        super().on_stage_start(stage, epoch)
+        if stage == sb.Stage.VALID:
+            self.eval_labelled = True
+        if stage != sb.Stage.TRAIN:
+            if self.categorical:
+                self.stats = ClassificationStats(self.hparams.emotions)
+            else:
+                self.stats = RegressionStats(self.hparams.attributes)
+
+    def summarize(self):
+        """Whole-set metrics as a flat dict of floats (checkpoint meta)."""
+        metrics = self.stats.summarize()
+        if self.categorical:
+            return metrics, {k: metrics[k] for k in CATEGORICAL_METRICS}
+        flat = {f"CCC_{name}": value for name, value in metrics["CCC"].items()}
+        flat["CCC_mean"] = metrics["CCC_mean"]
+        return metrics, flat
+
+    def on_stage_end(self, stage, stage_loss, epoch=None):
+        """Metrics on the whole set, checkpointing, reports and submissions."""
+        if stage == sb.Stage.TRAIN:
+            self.train_loss = stage_loss
+            return
+        if stage == sb.Stage.TEST and not self.eval_labelled:
+            if if_main_process():
+                self._write_submission()
+            return
+        metrics, flat = self.summarize()
+        stats = {"loss": stage_loss, **flat}
+        if stage == sb.Stage.VALID:
+            lrs = self.anneal_learning_rates(1.0 - flat[self.hparams.selection_metric])
+            self.end_of_validation(epoch, stats, stats, lrs)
+        else:
+            self.hparams.train_logger.log_stats(
+                {
+                    "split": self.eval_split,
+                    "epoch loaded": self.hparams.epoch_counter.current,
+                },
+                test_stats=stats,
+            )
+            self.last_eval_metrics = {**flat, "n": metrics["n"]}
+            if if_main_process():
+                self._write_eval_outputs(metrics, flat, stage_loss)
+
+    def _write_eval_outputs(self, metrics, flat, loss):
+        """<split>_metrics.json, <split>_predictions.csv (+ confusion PNG)."""
+        out = Path(self.hparams.output_folder)
+        split = self.eval_split
+        record = self.run_record(split, loss, task=self.hparams.task, **flat)
+        record.update(metrics)
+        write_json(out / f"{split}_metrics.json", record)
+        self.stats.write_predictions(out / f"{split}_predictions.csv")
+        if self.categorical:
+            plot_confusion_matrix(
+                metrics["confusion_matrix"],
+                metrics["labels"],
+                out / f"{split}_confusion_matrix.png",
+                title=f"{self.hparams.experiment_name} {split}",
+            )
+
+    def _write_submission(self):
+        """Challenge files for an unlabelled split (Test3)."""
+        out = Path(self.hparams.output_folder)
+        split = self.eval_split
+        rows = self.stats.predictions()
+        if self.categorical:
+            labels = self.hparams.emotions
+            _write_csv(
+                out / f"{split}_submission.csv",
+                ["FileName", "EmoClass"],
+                [[f"{r['id']}.wav", r["prediction"]] for r in rows],
+            )
+            _write_csv(
+                out / f"{split}_probabilities.csv",
+                ["FileName", *labels],
+                [[f"{r['id']}.wav", *(r[f"prob_{c}"] for c in labels)] for r in rows],
+            )
+        else:
+            names = self.hparams.attributes
+            _write_csv(
+                out / f"{split}_submission.csv",
+                ["FileName", *(ATTRIBUTE_COLUMNS[n] for n in names)],
+                [[f"{r['id']}.wav", *(r[f"pred_{n}"] for n in names)] for r in rows],
+            )
+
+
+def _write_csv(path, header, rows):
+    with open(path, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(header)
+        writer.writerows(rows)
+
+
+def manifest_path(hparams, split):
+    """The manifest written by the preparation for a split name."""
+    return Path(hparams["manifest_folder"]) / f"{split}.json"
+
+
+def dataio_prep(hparams):
+    """Datasets of every split, with the task's targets.
+
+    Task 1 keeps the entries with a class (O and X have none); Task 2 keeps
+    the entries with the requested attributes. Training crops to
+    ``train_crop_seconds``; evaluation reads whole utterances.
+
+    Returns
+    -------
+    dict
+        Split name -> DynamicItemDataset (``train`` plus ``eval_splits`` and
+        ``prediction_splits``).
+    """
+    min_samples = hparams["ssl_encoder"].min_samples
+    train_audio = audio_pipeline(
+        hparams["sample_rate"], min_samples, crop_seconds=hparams["train_crop_seconds"]
+    )
+    eval_audio = audio_pipeline(hparams["sample_rate"], min_samples)
+    categorical = hparams["task"] == "categorical"
+    names = hparams["attributes"]
+
+    if categorical:
+        encoder = categorical_label_encoder(hparams["emotions"])
+        targets = label_pipeline(encoder, key="emo")
+        target_key, keep = "emo_encoded", {"emo": lambda emo: emo is not None}
+    else:
+
+        @sb.utils.data_pipeline.takes(*names)
+        @sb.utils.data_pipeline.provides("attributes")
+        def targets(*values):
+            return to_unit(torch.tensor(values, dtype=torch.float32))
+
+        target_key = "attributes"
+        keep = {name: (lambda value: value is not None) for name in names}
+
+    datasets = {}
+    labelled = ["train", *hparams["eval_splits"]]
+    for split in labelled + list(hparams["prediction_splits"]):
+        path = manifest_path(hparams, split)
+        is_labelled = split in labelled
+        if is_labelled and categorical:
+            check_manifest_labels(path, hparams["emotions"], allow_missing=True)
+        dataset = sb.dataio.dataset.DynamicItemDataset.from_json(
+            json_path=path,
+            dynamic_items=[train_audio if split == "train" else eval_audio]
+            + ([targets] if is_labelled else []),
+            output_keys=["id", "sig"] + ([target_key] if is_labelled else []),
+        )
+        if is_labelled:
+            dataset = dataset.filtered_sorted(key_test=keep)
+            if len(dataset) == 0:
+                raise ManifestError(
+                    f"{path}: no utterance with the targets of task "
+                    f"{hparams['task']!r}."
+                )
+        datasets[split] = dataset
+    if categorical and if_main_process():
+        Path(hparams["save_folder"]).mkdir(parents=True, exist_ok=True)
+        encoder.save(str(Path(hparams["save_folder"]) / "label_encoder.txt"))
+    return datasets
+
+
+def training_weights(hparams, datasets):
+    """Class weights of the loss and sampling weights, from the training set."""
+    if hparams["task"] != "categorical":
+        return None, None
+    counts = labels_counts_from_manifest(
+        manifest_path(hparams, "train"), hparams["emotions"]
+    )
+    loss_weight = None
+    if hparams["class_weighting"] == "inverse_frequency":
+        loss_weight = class_weights(counts)
+    elif hparams["class_weighting"] != "none":
+        raise ValueError(
+            "class_weighting must be 'inverse_frequency' or 'none', got "
+            f"{hparams['class_weighting']!r}."
+        )
+    sampling = None
+    if hparams["class_balanced_sampling"]:
+        with datasets["train"].output_keys_as(["emo"]):
+            sampling = class_balanced_weights(
+                [item["emo"] for item in datasets["train"]]
+            )
+    return loss_weight, sampling
+
+
+def prepare_data(hparams):
+    """Run the MSP-Podcast preparation (main process only) unless skip_prep."""
+    if not hparams["skip_prep"]:
+        splits = ["train", *hparams["eval_splits"], *hparams["prediction_splits"]]
+        run_on_main(
+            prepare_msp_podcast,
+            kwargs={
+                "data_folder": hparams["data_folder"],
+                "save_folder": hparams["manifest_folder"],
+                "splits": tuple(SPLIT_NAMES[s] for s in splits),
+                "sample_rate": hparams["sample_rate"],
+                "num_workers": hparams["header_workers"],
+            },
+        )
+
+
+# Manifest name -> the corpus' Split_Set name.
+SPLIT_NAMES = {
+    "train": "Train",
+    "development": "Development",
+    "test1": "Test1",
+    "test2": "Test2",
+    "test3": "Test3",
+}
+
+
+def main(argv=None):
+    """Prepare, train, select on Development, evaluate and write submissions."""
+    hparams, run_opts, _ = setup_experiment(
+        sys.argv[1:] if argv is None else argv, script=__file__
+    )
+    if hparams["task"] not in ("categorical", "attributes"):
+        raise ValueError(f"task must be categorical or attributes: {hparams['task']!r}")
+    prepare_data(hparams)
+    datasets = dataio_prep(hparams)
+    loss_weight, sampling = training_weights(hparams, datasets)
+    eval_splits = list(hparams["eval_splits"]) + list(hparams["prediction_splits"])
+    train_sampler, train_kwargs, eval_kwargs = make_loader_kwargs(
+        hparams, datasets, eval_splits, train_weights=sampling
+    )
+
+    brain = MSPBrain(
+        modules=hparams["modules"],
+        opt_class=hparams["opt_class"],
+        hparams=hparams,
+        run_opts=run_opts,
+        checkpointer=hparams["checkpointer"],
+    )
+    if hparams["task"] == "categorical":
+        brain.loss_fn = hparams["compute_cost"](weight=loss_weight)
+    else:
+        brain.loss_fn = hparams["compute_cost"]
+    brain.split_info = {
+        "protocol": "MSP-Podcast v1.11 official partitions (speaker-independent)",
+        "speaker_independent": True,
+    }
+    brain.train_sampler = train_sampler
+    valid = hparams["valid_split"]
+    brain.fit(
+        brain.hparams.epoch_counter,
+        datasets["train"],
+        datasets[valid],
+        train_loader_kwargs=train_kwargs,
+        valid_loader_kwargs=eval_kwargs[valid],
+    )
+
+    results = {}
+    for split in eval_splits:
+        brain.eval_split = split
+        brain.eval_labelled = split in hparams["eval_splits"]
+        brain.evaluate(
+            datasets[split],
+            max_key=hparams["selection_metric"],
+            test_loader_kwargs=eval_kwargs[split],
+        )
+        if brain.eval_labelled:
+            results[split] = brain.last_eval_metrics
+    if if_main_process():
+        print(f"\nResults ({hparams['experiment_name']}):")
+        if hparams["task"] == "categorical":
+            print(format_results_table(results, CATEGORICAL_METRICS))
+        else:
+            columns = [f"CCC_{n}" for n in hparams["attributes"]] + ["CCC_mean"]
+            print(format_results_table(results, columns, percent=False))
+        print(f"Outputs in {hparams['output_folder']}")
+    finish_distributed()
+    return results
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except (AudioError, ManifestError, PreparationError) as error:
+        sys.exit(f"error: {error}")

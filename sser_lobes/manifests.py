@@ -1,0 +1,307 @@
+"""Helpers shared by the data-preparation scripts of the recipes.
+
+Every preparation script (``recipes/*/..._prepare.py``) writes its manifests
+the same safe way:
+
+* each JSON file is written atomically (:func:`atomic_write_json`: a temporary
+  file in the same folder, then ``os.replace``), so a crash never leaves a
+  half-written manifest;
+* a ``prepare_options.json`` "state" file records who wrote the folder, the
+  options used and whether the preparation completed
+  (:func:`write_state`); a re-run with the same options and complete outputs
+  is skipped (:func:`read_state`, :func:`is_up_to_date`), changed options
+  rebuild (:func:`changed_options` says which), and files not written by the
+  script are never overwritten (:func:`read_state` raises
+  :class:`PreparationError`).
+
+The order of writes that makes an interrupted preparation detectable::
+
+    write_state(..., complete=False)   # before touching any output
+    atomic_write_json(...)             # every output
+    write_state(..., complete=True)    # last
+
+Example
+-------
+>>> import tempfile, pathlib
+>>> tmp = tempfile.TemporaryDirectory()
+>>> save = pathlib.Path(tmp.name)
+>>> outputs = [save / "train.json"]
+>>> options = {"seed": 1}
+>>> read_state(save, outputs, "demo_prepare") is None  # nothing there yet
+True
+>>> _ = write_state(save, "demo_prepare", 1, options, complete=False)
+>>> atomic_write_json(save / "train.json", {"utt1": {"wav": "a.wav"}})
+>>> _ = write_state(save, "demo_prepare", 1, options, complete=True)
+>>> state = read_state(save, outputs, "demo_prepare")
+>>> is_up_to_date(state, options, outputs, format_version=1)
+True
+>>> changed_options(state, {"seed": 2})
+['seed']
+>>> read_state(save, outputs, "other_prepare")
+Traceback (most recent call last):
+...
+sser_lobes.manifests.PreparationError: ...: it was not written by other_prepare; ...
+>>> tmp.cleanup()
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from pathlib import Path
+
+__all__ = [
+    "OPTIONS_FILE",
+    "PreparationError",
+    "atomic_write_json",
+    "changed_options",
+    "is_up_to_date",
+    "read_state",
+    "write_state",
+]
+
+#: Name of the state file written next to the manifests.
+OPTIONS_FILE = "prepare_options.json"
+
+
+class PreparationError(ValueError):
+    """A problem with the corpus or the save folder; the message says which file.
+
+    Example
+    -------
+    >>> try:
+    ...     raise PreparationError("x.txt, line 3: unknown emotion code 'joy'")
+    ... except ValueError as exc:
+    ...     print(exc)
+    x.txt, line 3: unknown emotion code 'joy'
+    """
+
+
+def atomic_write_json(path, data):
+    """Write JSON to ``path`` through a temporary file and ``os.replace``.
+
+    The temporary file has a unique name in the same folder (so the replace
+    is atomic on POSIX file systems) and is removed if writing fails. The
+    output is indented, UTF-8 (``ensure_ascii=False``) and ends with a newline.
+
+    Arguments
+    ---------
+    path : str or os.PathLike
+        Destination file; its folder must exist.
+    data : object
+        Anything ``json.dump`` accepts.
+
+    Example
+    -------
+    >>> import tempfile, os, json
+    >>> tmp = tempfile.TemporaryDirectory()
+    >>> path = os.path.join(tmp.name, "a.json")
+    >>> atomic_write_json(path, {"é": [1, 2]})
+    >>> json.load(open(path, encoding="utf-8"))
+    {'é': [1, 2]}
+    >>> os.listdir(tmp.name)  # no temporary file left behind
+    ['a.json']
+    >>> tmp.cleanup()
+    """
+    path = Path(path)
+    # A unique name in the same folder; open(..., "x") respects the umask.
+    tmp = path.parent / f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp"
+    try:
+        with open(tmp, "x", encoding="utf-8") as handle:
+            json.dump(data, handle, indent=2, ensure_ascii=False)
+            handle.write("\n")
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def read_state(save_folder, outputs, writer, options_file=OPTIONS_FILE):
+    """Return the stored state (``prepare_options.json`` content), or None.
+
+    Arguments
+    ---------
+    save_folder : str or os.PathLike
+        Folder of the manifests.
+    outputs : iterable of pathlib.Path
+        The files the preparation is about to write.
+    writer : str
+        Name of the preparation script (e.g. ``"iemocap_prepare"``); the state
+        file must have been written by it.
+    options_file : str
+        Name of the state file in ``save_folder``.
+
+    Returns
+    -------
+    dict or None
+        The state (keys ``written_by``, ``format_version``, ``complete``,
+        ``options`` and possibly ``outputs``), or None when there is no state
+        file and no output yet (a fresh folder).
+
+    Raises
+    ------
+    PreparationError
+        When outputs exist without a state file, or the state file cannot be
+        read or was written by something else: those files are not ours, so
+        they must not be overwritten.
+
+    Example
+    -------
+    >>> import tempfile, pathlib
+    >>> tmp = tempfile.TemporaryDirectory()
+    >>> save = pathlib.Path(tmp.name)
+    >>> _ = (save / "train.json").write_text("{}")
+    >>> read_state(save, [save / "train.json"], "demo_prepare")
+    Traceback (most recent call last):
+    ...
+    sser_lobes.manifests.PreparationError: ...: already holds train.json not ...
+    >>> tmp.cleanup()
+    """
+    save_folder = Path(save_folder)
+    options_path = save_folder / options_file
+    existing = [Path(p).name for p in outputs if Path(p).exists()]
+    if not options_path.exists():
+        if existing:
+            raise PreparationError(
+                f"{save_folder}: already holds {', '.join(existing)} not written by "
+                f"{writer} (no {options_file}); refusing to overwrite them. "
+                f"Choose another save_folder or move those files away."
+            )
+        return None
+    try:
+        with open(options_path, encoding="utf-8") as handle:
+            state = json.load(handle)
+    except (OSError, ValueError) as exc:
+        state = None
+        reason = f"it cannot be read ({exc})"
+    else:
+        reason = f"it was not written by {writer}"
+    if not isinstance(state, dict) or state.get("written_by") != writer:
+        raise PreparationError(
+            f"{options_path}: {reason}; refusing to overwrite it or the manifests "
+            f"next to it. Choose another save_folder or move the files away."
+        )
+    return state
+
+
+def is_up_to_date(state, options, outputs, format_version):
+    """Tell whether a previous preparation can be reused as it is.
+
+    Arguments
+    ---------
+    state : dict or None
+        As returned by :func:`read_state`.
+    options : dict
+        The JSON-comparable options of this run.
+    outputs : iterable of pathlib.Path
+        The files this run would write; all must exist.
+    format_version : int
+        Version of the manifest format the script writes now.
+
+    Returns
+    -------
+    bool
+        True when the previous preparation completed with the same options and
+        format, and every output exists.
+
+    Example
+    -------
+    >>> state = {"complete": True, "format_version": 1, "options": {"a": 1}}
+    >>> is_up_to_date(state, {"a": 1}, [], format_version=1)
+    True
+    >>> is_up_to_date(state, {"a": 1}, [], format_version=2)
+    False
+    >>> is_up_to_date(None, {"a": 1}, [], format_version=1)
+    False
+    """
+    return (
+        isinstance(state, dict)
+        and state.get("complete") is True
+        and state.get("format_version") == format_version
+        and state.get("options") == options
+        and all(Path(p).exists() for p in outputs)
+    )
+
+
+def changed_options(state, options):
+    """Names of the options that differ from the previous preparation's.
+
+    Arguments
+    ---------
+    state : dict or None
+        As returned by :func:`read_state`.
+    options : dict
+        The options of this run.
+
+    Returns
+    -------
+    list of str
+        Sorted option names (those of either run).
+
+    Example
+    -------
+    >>> changed_options({"options": {"a": 1, "b": 2}}, {"a": 1, "b": 3, "c": 0})
+    ['b', 'c']
+    """
+    old = (state or {}).get("options") or {}
+    keys = set(old) | set(options)
+    return sorted(k for k in keys if old.get(k) != options.get(k))
+
+
+def write_state(
+    save_folder,
+    writer,
+    format_version,
+    options,
+    complete,
+    outputs=None,
+    options_file=OPTIONS_FILE,
+):
+    """Write the state file (atomically) and return its content.
+
+    Arguments
+    ---------
+    save_folder : str or os.PathLike
+        Folder of the manifests (must exist).
+    writer : str
+        Name of the preparation script.
+    format_version : int
+        Version of the manifest format.
+    options : dict
+        JSON-serialisable options of this run.
+    complete : bool
+        False before the outputs are written, True once all are.
+    outputs : list of str, optional
+        Names of the files written (stored under ``"outputs"``, e.g. to
+        remove stale outputs when the options change).
+    options_file : str
+        Name of the state file.
+
+    Returns
+    -------
+    dict
+        The state written.
+
+    Example
+    -------
+    >>> import tempfile, json, os
+    >>> tmp = tempfile.TemporaryDirectory()
+    >>> state = write_state(tmp.name, "demo_prepare", 1, {"a": 1}, complete=True)
+    >>> json.load(open(os.path.join(tmp.name, "prepare_options.json"))) == state
+    True
+    >>> state["written_by"], state["complete"]
+    ('demo_prepare', True)
+    >>> tmp.cleanup()
+    """
+    state = {
+        "written_by": writer,
+        "format_version": format_version,
+        "complete": bool(complete),
+        "options": options,
+    }
+    if outputs is not None:
+        state["outputs"] = list(outputs)
+    atomic_write_json(Path(save_folder) / options_file, state)
+    return state

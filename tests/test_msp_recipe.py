@@ -1,0 +1,188 @@
+"""End-to-end tests of recipes/MSP-Podcast/train.py on a synthetic corpus.
+
+Both tasks run the real recipe and hparams files with a tiny random WavLM
+loaded from a local folder, on a corpus in the exact MSP-Podcast v1.11 format.
+"""
+
+import csv
+import json
+import sys
+
+import pytest
+from conftest import RECIPES, run_script
+
+RECIPE = RECIPES / "MSP-Podcast"
+TASK1 = RECIPE / "hparams" / "train_wavlm_large.yaml"
+TASK2 = RECIPE / "hparams" / "train_wavlm_large_attributes.yaml"
+
+# Tiny-model settings: a small head, few epochs, a learning rate that lets a
+# random 32-wide WavLM learn the synthetic cues in seconds.
+FAST = [
+    "--num_workers=0",
+    "--noprogressbar",
+    "--lr=0.01",
+    "--lr_ssl=0.002",
+    "--head_hidden_size=64",
+    "--head_dropout=0.1",
+    "--grad_accumulation_factor=2",
+]
+
+
+@pytest.fixture(scope="module")
+def msp_corpus(tmp_path_factory):
+    from sser_lobes.synthetic.msp_podcast import make_msp_podcast_corpus
+
+    return make_msp_podcast_corpus(
+        tmp_path_factory.mktemp("msp"), utterances_per_class=16, seed=0
+    )
+
+
+def _train(hparams, corpus, model, out, *extra, epochs=10, **kwargs):
+    args = [
+        sys.executable,
+        RECIPE / "train.py",
+        hparams,
+        f"--data_folder={corpus}",
+        f"--ssl_source={model}",
+        f"--output_folder={out}",
+        f"--number_of_epochs={epochs}",
+        *FAST,
+        *extra,
+    ]
+    return run_script(args, cwd=out.parent, **kwargs)
+
+
+def _rows(path):
+    with open(path, newline="", encoding="utf-8") as handle:
+        return list(csv.reader(handle))
+
+
+def _manifest(out, split):
+    return json.loads((out / "manifests" / f"{split}.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def task1_run(msp_corpus, tiny_models, tmp_path_factory):
+    out = tmp_path_factory.mktemp("task1") / "run"
+    proc = _train(TASK1, msp_corpus, tiny_models["wavlm"], out, "--pooling_type=mean")
+    return out, proc
+
+
+def test_task1_learns_and_reports_on_whole_sets(task1_run):
+    out, proc = task1_run
+    assert "| development |" in proc.stdout and "| test2 |" in proc.stdout
+    for split in ("development", "test1", "test2"):
+        metrics = json.loads((out / f"{split}_metrics.json").read_text())
+        labelled = [u for u, e in _manifest(out, split).items() if e["emo"]]
+        assert metrics["n"] == len(labelled)  # the whole set, O/X excluded
+        assert metrics["labels"] == list("ASHUFDCN")
+        assert metrics["selection_metric"] == "macro_F1"
+        for key in ("macro_F1", "micro_F1", "UA", "WA", "confusion_matrix"):
+            assert key in metrics
+        assert (out / f"{split}_confusion_matrix.png").is_file()
+        predictions = _rows(out / f"{split}_predictions.csv")
+        assert {r[0] for r in predictions[1:]} == set(labelled)
+    development = json.loads((out / "development_metrics.json").read_text())
+    assert development["UA"] >= 0.25, development  # 8 classes: chance 12.5 %
+
+
+def test_task1_test3_submission(task1_run):
+    out, _ = task1_run
+    test3 = _manifest(out, "test3")
+    submission = _rows(out / "test3_submission.csv")
+    assert submission[0] == ["FileName", "EmoClass"]
+    assert sorted(r[0] for r in submission[1:]) == sorted(f"{u}.wav" for u in test3)
+    assert {r[1] for r in submission[1:]} <= set("ASHUFDCN")
+    probabilities = _rows(out / "test3_probabilities.csv")
+    assert probabilities[0] == ["FileName", *"ASHUFDCN"]
+    for row in probabilities[1:]:
+        assert sum(float(p) for p in row[1:]) == pytest.approx(1.0, abs=1e-4)
+    by_file = {r[0]: r for r in probabilities[1:]}
+    for name, label in submission[1:]:
+        probs = [float(p) for p in by_file[name][1:]]
+        assert "ASHUFDCN"[probs.index(max(probs))] == label
+
+
+def test_task1_uses_baseline_class_weights(task1_run):
+    out, proc = task1_run
+    hparams = (out / "hyperparams.yaml").read_text()
+    assert "class_weighting: inverse_frequency" in hparams
+
+
+def test_task2_attributes(msp_corpus, tiny_models, tmp_path):
+    out = tmp_path / "task2"
+    proc = _train(TASK2, msp_corpus, tiny_models["wavlm"], out, "--pooling_type=mean")
+    assert "CCC_mean" in proc.stdout
+    development = json.loads((out / "development_metrics.json").read_text())
+    assert development["selection_metric"] == "CCC_mean"
+    assert set(development["CCC"]) == {"arousal", "valence", "dominance"}
+    # Arousal and dominance follow energy and rate in the synthetic corpus.
+    assert development["CCC_mean"] >= 0.3, development
+    # Task 2 uses O and X rows too (they have attributes).
+    n_with_attributes = len(_manifest(out, "development"))
+    assert development["n"] == n_with_attributes
+    submission = _rows(out / "test3_submission.csv")
+    assert submission[0] == ["FileName", "EmoAct", "EmoVal", "EmoDom"]
+    values = [float(v) for row in submission[1:] for v in row[1:]]
+    assert values and all(1.0 <= v <= 7.0 for v in values)
+
+
+def test_task2_single_attribute(msp_corpus, tiny_models, tmp_path):
+    out = tmp_path / "valence"
+    _train(
+        TASK2,
+        msp_corpus,
+        tiny_models["wavlm"],
+        out,
+        "--attributes=[valence]",
+        epochs=1,
+    )
+    metrics = json.loads((out / "test1_metrics.json").read_text())
+    assert list(metrics["CCC"]) == ["valence"]
+    assert _rows(out / "test3_submission.csv")[0] == ["FileName", "EmoVal"]
+
+
+def test_system_b_options_run(msp_corpus, tiny_models, tmp_path):
+    """std pooling, focal loss, label smoothing and class-balanced sampling."""
+    out = tmp_path / "systemb"
+    proc = _train(
+        TASK1,
+        msp_corpus,
+        tiny_models["wavlm"],
+        out,
+        "--pooling_type=std",
+        "--loss=focal",
+        "--label_smoothing=0.1",
+        "--class_balanced_sampling=True",
+        epochs=1,
+    )
+    metrics = json.loads((out / "test1_metrics.json").read_text())
+    assert metrics["experiment"] == "wavlm_large_categorical_std_focal"
+    assert metrics["pooling"] == "std"
+    assert "| test1 |" in proc.stdout
+
+
+def test_padding_benchmark(tmp_path):
+    proc = run_script(
+        [
+            sys.executable,
+            RECIPE / "benchmark_padding.py",
+            f"--out={tmp_path / 'bench'}",
+            "--utterances-per-class=4",
+            "--batch-sizes",
+            "8",
+            f"--json={tmp_path / 'bench.json'}",
+        ],
+        cwd=tmp_path,
+    )
+    assert "MSP-Podcast challenge baseline: random batches" in proc.stdout
+    table = json.loads((tmp_path / "bench.json").read_text())
+    (row,) = table["rows"]
+    assert row["ours"] < row["peer"]
+    durations = [
+        e["duration"]
+        for e in json.loads(
+            (tmp_path / "bench/manifests/train.json").read_text()
+        ).values()
+    ]
+    assert min(durations) >= 2.75 and max(durations) <= 11.0
