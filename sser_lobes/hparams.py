@@ -23,14 +23,51 @@ from hyperpyyaml.core import recursive_update
 BASE_KEY = "base_hparams"
 
 
+def _load_mapping(path, yaml):
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"Hyperparameter file not found: {path}")
+    with open(path, encoding="utf-8") as handle:
+        document = yaml.load(handle)
+    if document is None:
+        document = {}
+    if not isinstance(document, dict):
+        raise ValueError(f"{path}: a hyperparameter file must be a mapping.")
+    return document
+
+
+def _merged(path, yaml, seen):
+    """The mapping of ``path`` with its bases applied (see merged_hparams_text)."""
+    path = Path(path)
+    if path.resolve() in seen:
+        raise ValueError(f"{path}: base_hparams chain loops back to this file.")
+    seen = seen | {path.resolve()}
+    document = _load_mapping(path, yaml)
+    if BASE_KEY not in document:
+        return document
+    bases = document.pop(BASE_KEY)
+    bases = [bases] if isinstance(bases, str) else list(bases)
+    merged = _merged(path.parent / str(bases[0]), yaml, seen)
+    for extra in bases[1:]:
+        # Further bases are overlays on the same root: only their own keys.
+        overlay = _load_mapping(path.parent / str(extra), yaml)
+        overlay.pop(BASE_KEY, None)
+        recursive_update(merged, overlay, must_match=False)
+    recursive_update(merged, document, must_match=False)
+    return merged
+
+
 def merged_hparams_text(path):
     """Return the YAML text of ``path`` with its overlay chain applied.
 
     Arguments
     ---------
     path : str or Path
-        A hyperparameter file, plain or with a ``base_hparams`` key (a path
-        relative to the file's folder). Bases may themselves be overlays.
+        A hyperparameter file, plain or with a ``base_hparams`` key: a path
+        relative to the file's folder, or a list of them. The first base is
+        merged fully (it may itself be an overlay); further bases are overlays
+        on the same root and contribute their own keys, in order; the file's
+        keys come last. E.g. ``base_hparams: [with_gender.yaml, with_text.yaml]``.
 
     Returns
     -------
@@ -41,37 +78,17 @@ def merged_hparams_text(path):
     -------
     >>> import tempfile, pathlib
     >>> folder = pathlib.Path(tempfile.mkdtemp())
-    >>> _ = (folder / "base.yaml").write_text("lr: 1\\nname: !ref run_<lr>\\n")
+    >>> _ = (folder / "base.yaml").write_text("lr: 1\\nname: !ref run_<lr>\\nbs: 2\\n")
     >>> _ = (folder / "fast.yaml").write_text("base_hparams: base.yaml\\nlr: 5\\n")
-    >>> print(merged_hparams_text(folder / "fast.yaml").strip())
+    >>> _ = (folder / "big.yaml").write_text("base_hparams: base.yaml\\nbs: 8\\n")
+    >>> _ = (folder / "both.yaml").write_text("base_hparams: [fast.yaml, big.yaml]\\n")
+    >>> print(merged_hparams_text(folder / "both.yaml").strip())
     lr: 5
     name: !ref run_<lr>
+    bs: 8
     """
     yaml = ruamel.yaml.YAML()
-    chain = []
-    current = Path(path)
-    while True:
-        if not current.is_file():
-            raise FileNotFoundError(f"Hyperparameter file not found: {current}")
-        with open(current, encoding="utf-8") as handle:
-            document = yaml.load(handle)
-        if document is None:
-            document = {}
-        if not isinstance(document, dict):
-            raise ValueError(f"{current}: a hyperparameter file must be a mapping.")
-        chain.append((current, document))
-        if BASE_KEY not in document:
-            break
-        base = current.parent / str(document[BASE_KEY])
-        if any(base.resolve() == seen.resolve() for seen, _ in chain):
-            raise ValueError(f"{current}: base_hparams chain loops back to {base}.")
-        current = base
-
-    merged = chain[-1][1]
-    for _, overlay in reversed(chain[:-1]):
-        overlay = dict(overlay)
-        overlay.pop(BASE_KEY)
-        recursive_update(merged, overlay, must_match=False)
+    merged = _merged(path, yaml, frozenset())
     stream = io.StringIO()
     yaml.dump(merged, stream)
     return stream.getvalue()

@@ -8,7 +8,8 @@ from torch import nn
 
 
 class EmotionModel(nn.Module):
-    """Waveforms to utterance logits through an encoder, a pooling and a head.
+    """Waveforms to utterance logits through an encoder, a pooling and a head,
+    optionally conditioned on gender and fused with a text embedding.
 
     Arguments
     ---------
@@ -18,7 +19,12 @@ class EmotionModel(nn.Module):
     pooling : torch.nn.Module
         Maps ``(feats, feat_lens)`` to an embedding ``[batch, dim]``.
     head : torch.nn.Module
-        Maps the embedding to logits ``[batch, n_outputs]``.
+        Maps the embedding to logits ``[batch, n_outputs]`` (or, for an
+        attribute head, the regressed values).
+    gender : sser_lobes.gender.GenderConditioning or None
+        Conditions the pooled embedding on gender (label or prediction).
+    text_fusion : sser_lobes.text_fusion.TextFusion or None
+        Fuses the embedding with a text embedding.
 
     Example
     -------
@@ -32,14 +38,43 @@ class EmotionModel(nn.Module):
     (torch.Size([2, 4]), torch.Size([2, 32]))
     """
 
-    def __init__(self, encoder, pooling, head):
+    def __init__(self, encoder, pooling, head, gender=None, text_fusion=None):
         super().__init__()
         self.encoder = encoder
         self.pooling = pooling
         self.head = head
+        self.gender = gender
+        self.text_fusion = text_fusion
 
-    def forward(self, wavs, wav_lens=None):
-        """Return a dict with ``logits`` and the pooled ``embedding``."""
+    def forward(self, wavs, wav_lens=None, gender=None, text=None, has_text=None):
+        """Return a dict with ``logits``, the final ``embedding`` and, with
+        gender conditioning, ``gender_logits``.
+
+        Arguments
+        ---------
+        wavs, wav_lens : torch.Tensor
+            Padded waveforms ``[batch, samples]`` and relative lengths.
+        gender : torch.Tensor or None
+            Gender indices (0 F, 1 M, -1 unknown); ``None`` at inference: the
+            model's own gender prediction is used.
+        text : torch.Tensor or None
+            Text embeddings ``[batch, dim]`` (required with text fusion).
+        has_text : torch.Tensor or None
+            Bool ``[batch]``: False where the utterance has no transcript.
+        """
         feats, feat_lens = self.encoder(wavs, wav_lens)
         embedding = self.pooling(feats, feat_lens)
-        return {"logits": self.head(embedding), "embedding": embedding}
+        out = {}
+        if self.gender is not None:
+            embedding, out["gender_logits"] = self.gender(embedding, gender)
+        if self.text_fusion is not None:
+            if text is None:
+                raise ValueError(
+                    "this model fuses text: pass the text embeddings (text=...)."
+                )
+            embedding = self.text_fusion(
+                embedding, text, has_text, frames=feats, frame_lens=feat_lens
+            )
+        out["logits"] = self.head(embedding)
+        out["embedding"] = embedding
+        return out

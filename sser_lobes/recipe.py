@@ -7,21 +7,26 @@
 * :func:`check_manifest_labels`: fail early, naming the manifest and
   utterance, on a label the model does not know.
 * :func:`audio_pipeline`, :func:`label_pipeline`,
-  :func:`categorical_label_encoder`: the dynamic items of the datasets.
+  :func:`categorical_label_encoder`: the dynamic items of the datasets;
+  :func:`conditioning_items`: those of the optional gender conditioning and
+  text fusion (text embeddings computed once and cached before training).
 * :func:`format_results_table`, :func:`finish_distributed`.
 """
 
+import hashlib
 import json
 import os
 import shutil
 import tempfile
 from pathlib import Path
 
+import numpy as np
 import speechbrain as sb
 import torch
 
 from sser_lobes.audio import read_audio
 from sser_lobes.batching import DurationBucketBatchSampler
+from sser_lobes.gender import gender_index
 from sser_lobes.hparams import load_hparams
 
 
@@ -188,6 +193,131 @@ def label_pipeline(label_encoder, key="emo"):
         yield label_encoder.encode_label_torch(label)
 
     return pipeline
+
+
+def gender_pipeline():
+    """Dynamic item ``gender`` -> ``gender_index`` (0 F, 1 M, -1 unknown).
+
+    Example
+    -------
+    >>> gender_pipeline().func("Female")
+    tensor([0])
+    """
+
+    @sb.utils.data_pipeline.takes("gender")
+    @sb.utils.data_pipeline.provides("gender_index")
+    def pipeline(gender):
+        return torch.tensor([gender_index(gender)])
+
+    return pipeline
+
+
+def text_pipeline(lookup, size):
+    """Dynamic item ``id`` -> ``text_embedding``, ``has_text`` from a cache.
+
+    Arguments
+    ---------
+    lookup : mapping
+        Utterance id -> embedding; ids absent from it have no transcript.
+    size : int
+        Embedding size (zeros are given where there is no text; the model
+        replaces them by its learned empty-text embedding).
+
+    Example
+    -------
+    >>> item = text_pipeline({"u1": [0.5, 0.5]}, 2)
+    >>> [list(item.func(u)) for u in ("u1", "u2")]
+    [[tensor([0.5000, 0.5000]), tensor([True])], [tensor([0., 0.]), tensor([False])]]
+    """
+
+    @sb.utils.data_pipeline.takes("id")
+    @sb.utils.data_pipeline.provides("text_embedding", "has_text")
+    def pipeline(utt_id):
+        vector = lookup.get(utt_id) if hasattr(lookup, "get") else None
+        if vector is None:
+            yield torch.zeros(size)
+            yield torch.tensor([False])
+        else:
+            yield torch.as_tensor(np.asarray(vector), dtype=torch.float32)
+            yield torch.tensor([True])
+
+    return pipeline
+
+
+def prepare_text_embeddings(hparams, manifest_paths):
+    """Transcribe (optional ASR) and embed every manifest's texts into the cache.
+
+    Runs on the main process before training; the text encoder is loaded only
+    if some text is not cached yet. Returns the embedding summary.
+    """
+    from sser_lobes.text import embed_manifest_texts, transcribe_missing
+
+    extra = {}
+    if hparams["asr_source"]:
+        extra = transcribe_missing(
+            manifest_paths,
+            hparams["asr_source"],
+            # One transcript file per ASR model: changing asr_source re-transcribes.
+            Path(hparams["text_cache_folder"])
+            / f"asr_transcripts-{_short_hash(hparams['asr_source'])}.json",
+            batch_size=hparams["asr_batch_size"],
+            sample_rate=hparams["sample_rate"],
+        )
+    _, summary = embed_manifest_texts(
+        manifest_paths,
+        hparams["text_cache_folder"],
+        hparams["text_encoder_source"],
+        max_length=hparams["text_max_length"],
+        normalize=hparams["text_normalize"],
+        missing_text=hparams["missing_text"],
+        batch_size=hparams["text_batch_size"],
+        extra_texts=extra,
+    )
+    return summary
+
+
+def _short_hash(text):
+    return hashlib.sha1(str(text).encode("utf-8")).hexdigest()[:12]
+
+
+def conditioning_items(hparams, manifest_paths):
+    """Dynamic items and output keys for the model's gender / text inputs.
+
+    Arguments
+    ---------
+    hparams : dict
+        With ``model`` (an EmotionModel) and, for text fusion, the text keys
+        of ``recipes/shared/hparams/text.yaml``.
+    manifest_paths : list of str
+        Every manifest the run reads (all of their texts are embedded).
+
+    Returns
+    -------
+    items : list
+        Dynamic items to add to every dataset.
+    keys : list of str
+        Their output keys.
+    """
+    items, keys = [], []
+    model = hparams["model"]
+    if getattr(model, "gender", None) is not None:
+        items.append(gender_pipeline())
+        keys.append("gender_index")
+    if getattr(model, "text_fusion", None) is not None:
+        from sser_lobes.text import TextEmbeddingCache, text_cache_key
+
+        sb.utils.distributed.run_on_main(
+            prepare_text_embeddings, args=[hparams, list(manifest_paths)]
+        )
+        key = text_cache_key(
+            hparams["text_encoder_source"],
+            hparams["text_max_length"],
+            hparams["text_normalize"],
+        )
+        lookup = TextEmbeddingCache(hparams["text_cache_folder"], key).load()
+        items.append(text_pipeline(lookup, model.text_fusion.text_size))
+        keys += ["text_embedding", "has_text"]
+    return items, keys
 
 
 def make_loader_kwargs(hparams, datasets, eval_splits, train_weights=None):

@@ -37,6 +37,7 @@ from sser_lobes.recipe import (
     audio_pipeline,
     categorical_label_encoder,
     check_manifest_labels,
+    conditioning_items,
     finish_distributed,
     format_results_table,
     label_pipeline,
@@ -54,7 +55,7 @@ class EmotionBrain(SERBrain):
         """Waveforms -> logits, through the shared EmotionModel."""
         batch = batch.to(self.device)
         wavs, wav_lens = batch.sig
-        return self.modules.model(wavs, wav_lens)
+        return self.modules.model(wavs, wav_lens, **self.model_inputs(batch, stage))
 
     def compute_objectives(self, predictions, batch, stage):
         """Cross-entropy in fp32 outside autocast; collects eval predictions."""
@@ -64,7 +65,7 @@ class EmotionBrain(SERBrain):
             loss = self.hparams.compute_cost(logits.float(), targets)
         if stage != sb.Stage.TRAIN:
             self.stats.append(batch.id, torch.softmax(logits.float(), dim=-1), targets)
-        return loss
+        return loss + self.gender_loss(predictions, batch, stage)
 
     def on_stage_start(self, stage, epoch=None):
         """Sampler epoch; fresh whole-set statistics for evaluation stages."""
@@ -77,14 +78,15 @@ class EmotionBrain(SERBrain):
         if stage == sb.Stage.TRAIN:
             self.train_loss = stage_loss
             return
-        metrics = self.stats.summarize()
-        stats = {"loss": stage_loss, **{k: metrics[k] for k in REPORTED_METRICS}}
+        metrics = {**self.stats.summarize(), **self.gender_metrics()}
+        reported = [k for k in (*REPORTED_METRICS, "gender_accuracy") if k in metrics]
+        stats = {"loss": stage_loss, **{k: metrics[k] for k in reported}}
         stats["error_rate"] = 1.0 - metrics["WA"]
 
         if stage == sb.Stage.VALID:
             # NewBob on the validation error rate, as the reference recipe.
             lrs = self.anneal_learning_rates(stats["error_rate"])
-            curves = {"loss": stage_loss, **{k: metrics[k] for k in REPORTED_METRICS}}
+            curves = {"loss": stage_loss, **{k: metrics[k] for k in reported}}
             self.end_of_validation(epoch, stats, curves, lrs)
 
         if stage == sb.Stage.TEST:
@@ -129,6 +131,8 @@ def dataio_prep(hparams):
     audio = audio_pipeline(hparams["sample_rate"], hparams["ssl_encoder"].min_samples)
     label_encoder = categorical_label_encoder(hparams["emotions"])
     labels = label_pipeline(label_encoder, key="emo")
+    manifests = [hparams[f"{split}_annotation"] for split in ("train", "valid", "test")]
+    conditioning, conditioning_keys = conditioning_items(hparams, manifests)
 
     datasets = {}
     for split in ("train", "valid", "test"):
@@ -136,8 +140,8 @@ def dataio_prep(hparams):
         check_manifest_labels(manifest, hparams["emotions"], key="emo")
         datasets[split] = sb.dataio.dataset.DynamicItemDataset.from_json(
             json_path=manifest,
-            dynamic_items=[audio, labels],
-            output_keys=["id", "sig", "emo_encoded"],
+            dynamic_items=[audio, labels, *conditioning],
+            output_keys=["id", "sig", "emo_encoded", *conditioning_keys],
         )
     if if_main_process():
         os.makedirs(hparams["save_folder"], exist_ok=True)
@@ -157,7 +161,7 @@ def prepare_data(hparams):
                 "test_session": hparams["test_session"],
                 "test_speaker": hparams["test_speaker"],
                 "valid_ratio": hparams["valid_ratio"],
-                "seed": hparams["seed"],
+                "seed": hparams["split_seed"],
                 "merge_exc_into_hap": hparams["merge_exc_into_hap"],
                 "emotions": tuple(hparams["emotions"]),
                 "sample_rate": hparams["sample_rate"],
@@ -211,7 +215,10 @@ def main(argv=None):
         results[split] = brain.last_eval_metrics
     if if_main_process():
         print(f"\nResults ({split_info['protocol']}, fold {hparams['fold']}):")
-        print(format_results_table(results, REPORTED_METRICS))
+        columns = [
+            m for m in (*REPORTED_METRICS, "gender_accuracy") if m in results["test"]
+        ]
+        print(format_results_table(results, columns))
         print(f"Outputs in {hparams['output_folder']}")
     finish_distributed()
     return results

@@ -38,6 +38,7 @@ from sser_lobes.recipe import (
     audio_pipeline,
     categorical_label_encoder,
     check_manifest_labels,
+    conditioning_items,
     finish_distributed,
     format_results_table,
     label_pipeline,
@@ -74,7 +75,7 @@ class MSPBrain(SERBrain):
         """Waveforms -> outputs, through the shared EmotionModel."""
         batch = batch.to(self.device)
         wavs, wav_lens = batch.sig
-        return self.modules.model(wavs, wav_lens)
+        return self.modules.model(wavs, wav_lens, **self.model_inputs(batch, stage))
 
     def compute_objectives(self, predictions, batch, stage):
         """Loss in fp32 outside autocast; collects whole-set predictions."""
@@ -97,7 +98,8 @@ class MSPBrain(SERBrain):
         if targets is None:
             return torch.zeros((), device=outputs.device)
         with self.outside_autocast():
-            return self.loss_fn(outputs, targets)
+            loss = self.loss_fn(outputs, targets)
+        return loss + self.gender_loss(predictions, batch, stage)
 
     def on_stage_start(self, stage, epoch=None):
         """Sampler epoch; fresh whole-set statistics for evaluation stages."""
@@ -112,11 +114,14 @@ class MSPBrain(SERBrain):
 
     def summarize(self):
         """Whole-set metrics as a flat dict of floats (checkpoint meta)."""
-        metrics = self.stats.summarize()
+        metrics = {**self.stats.summarize(), **self.gender_metrics()}
         if self.categorical:
-            return metrics, {k: metrics[k] for k in CATEGORICAL_METRICS}
-        flat = {f"CCC_{name}": value for name, value in metrics["CCC"].items()}
-        flat["CCC_mean"] = metrics["CCC_mean"]
+            flat = {k: metrics[k] for k in CATEGORICAL_METRICS}
+        else:
+            flat = {f"CCC_{name}": value for name, value in metrics["CCC"].items()}
+            flat["CCC_mean"] = metrics["CCC_mean"]
+        if "gender_accuracy" in metrics:
+            flat["gender_accuracy"] = metrics["gender_accuracy"]
         return metrics, flat
 
     def on_stage_end(self, stage, stage_loss, epoch=None):
@@ -236,7 +241,11 @@ def dataio_prep(hparams):
 
     datasets = {}
     labelled = ["train", *hparams["eval_splits"]]
-    for split in labelled + list(hparams["prediction_splits"]):
+    all_splits = labelled + list(hparams["prediction_splits"])
+    conditioning, conditioning_keys = conditioning_items(
+        hparams, [manifest_path(hparams, split) for split in all_splits]
+    )
+    for split in all_splits:
         path = manifest_path(hparams, split)
         is_labelled = split in labelled
         if is_labelled and categorical:
@@ -244,8 +253,11 @@ def dataio_prep(hparams):
         dataset = sb.dataio.dataset.DynamicItemDataset.from_json(
             json_path=path,
             dynamic_items=[train_audio if split == "train" else eval_audio]
-            + ([targets] if is_labelled else []),
-            output_keys=["id", "sig"] + ([target_key] if is_labelled else []),
+            + ([targets] if is_labelled else [])
+            + conditioning,
+            output_keys=["id", "sig"]
+            + ([target_key] if is_labelled else [])
+            + conditioning_keys,
         )
         if is_labelled:
             dataset = dataset.filtered_sorted(key_test=keep)
@@ -364,11 +376,13 @@ def main(argv=None):
             results[split] = brain.last_eval_metrics
     if if_main_process():
         print(f"\nResults ({hparams['experiment_name']}):")
+        gender = ["gender_accuracy"] if brain.uses_gender else []
         if hparams["task"] == "categorical":
-            print(format_results_table(results, CATEGORICAL_METRICS))
+            columns = [*CATEGORICAL_METRICS, *gender]
+            print(format_results_table(results, columns))
         else:
             columns = [f"CCC_{n}" for n in hparams["attributes"]] + ["CCC_mean"]
-            print(format_results_table(results, columns, percent=False))
+            print(format_results_table(results, columns + gender, percent=False))
         print(f"Outputs in {hparams['output_folder']}")
     finish_distributed()
     return results
