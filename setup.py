@@ -51,6 +51,8 @@ setup(
             "sser-tiny-ssl=sser_lobes.tiny_ssl:main",
             "sser-padding-report=sser_lobes.padding_report:main",
             "sser-fuse=sser_lobes.fuse:main",
+            "sser-predict=sser_lobes.predict:main",
+            "sser-export=sser_lobes.export:main",
             "sser-ablation=sser_lobes.ablation:main",
         ]
     },

@@ -85,8 +85,17 @@ class SERBrain(sb.Brain):
                 self.checkpointer.add_recoverable(name, optimizer)
 
     def on_fit_start(self):
-        """Recover the latest checkpoint, then the history up to its epoch."""
+        """Recover the latest checkpoint, then the history up to its epoch.
+
+        Also keeps the SSL encoder's config next to the checkpoints, so that
+        exporting the run never needs the original checkpoint source.
+        """
         super().on_fit_start()
+        if if_main_process():
+            save = Path(self.hparams.save_folder)
+            save.mkdir(parents=True, exist_ok=True)
+            config = self.hparams.ssl_encoder.config.to_json_string()
+            (save / "ssl_config.json").write_text(config, encoding="utf-8")
         self.history = {}
         history_file = Path(self.hparams.output_folder) / "history.json"
         if history_file.exists():

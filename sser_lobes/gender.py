@@ -74,6 +74,8 @@ class GenderConditioning(nn.Module):
             raise ValueError(f"mode must be one of {CONDITIONING_MODES}, got {mode!r}.")
         self.input_size = input_size
         self.mode = mode
+        self.embedding_size = embedding_size
+        self.hidden_size = hidden_size
         if hidden_size:
             self.classifier = nn.Sequential(
                 nn.Linear(input_size, hidden_size),

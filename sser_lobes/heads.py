@@ -48,6 +48,7 @@ class LinearHead(nn.Module):
         self.input_size = input_size
         self.n_outputs = n_outputs
         self.output_activation = _check_activation(output_activation)
+        self.use_bias = bias
         self.linear = nn.Linear(input_size, n_outputs, bias=bias)
 
     def forward(self, embedding):
@@ -98,6 +99,8 @@ class MLPHead(nn.Module):
         self.input_size = input_size
         self.n_outputs = n_outputs
         self.output_activation = _check_activation(output_activation)
+        self.hidden_size = hidden_size
+        self.dropout = dropout
         self.layers = nn.Sequential(
             nn.Linear(input_size, hidden_size),
             nn.LayerNorm(hidden_size),

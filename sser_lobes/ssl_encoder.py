@@ -19,7 +19,9 @@ checkpoints.
 """
 
 import contextlib
+import json
 import logging
+import os
 
 import torch
 import torch.nn.functional as F
@@ -181,6 +183,12 @@ class SSLEncoder(nn.Module):
         Where hub downloads are cached (transformers' default if None).
     revision : str or None
         Hub revision (branch, tag or commit) of the checkpoint.
+    config : dict, str, transformers.PretrainedConfig or None
+        Build from this config (or this config.json file) instead of reading
+        the source's.
+    load_weights : bool
+        ``False`` builds the architecture only (random weights), for models
+        whose weights are loaded afterwards from a saved state dict.
 
     Example
     -------
@@ -197,7 +205,7 @@ class SSLEncoder(nn.Module):
 
     def __init__(
         self,
-        source,
+        source=None,
         finetune="partial",
         output_layer="last",
         num_layers=None,
@@ -207,39 +215,32 @@ class SSLEncoder(nn.Module):
         config_overrides=None,
         cache_dir=None,
         revision=None,
+        config=None,
+        load_weights=True,
     ):
         super().__init__()
+        if source is None and (config is None or load_weights):
+            raise ValueError(
+                "SSLEncoder needs a source (hub id or folder), or a config with "
+                "load_weights=False."
+            )
         if finetune not in FINETUNE_MODES:
             raise ValueError(
                 f"finetune must be one of {FINETUNE_MODES}, got {finetune!r}."
             )
-        self.source = str(source)
+        self.source = None if source is None else str(source)
         self.finetune = finetune
         self.output_norm = output_norm
         self.normalize_layers = normalize_layers
 
-        config = AutoConfig.from_pretrained(
-            self.source, cache_dir=cache_dir, revision=revision
+        config = self.build_config(
+            source,
+            config=config,
+            num_layers=num_layers,
+            config_overrides=config_overrides,
+            cache_dir=cache_dir,
+            revision=revision,
         )
-        if config.model_type not in SUPPORTED_MODEL_TYPES:
-            raise ValueError(
-                f"{self.source} is a {config.model_type!r} model; SSLEncoder "
-                f"supports {SUPPORTED_MODEL_TYPES}."
-            )
-        for key, value in (config_overrides or {}).items():
-            if not hasattr(config, key):
-                raise ValueError(
-                    f"config_overrides: {key!r} is not a field of the "
-                    f"{config.model_type} config of {self.source}."
-                )
-            setattr(config, key, value)
-        if num_layers is not None:
-            if not 1 <= int(num_layers) <= config.num_hidden_layers:
-                raise ValueError(
-                    f"num_layers must be in 1..{config.num_hidden_layers} for "
-                    f"{self.source}, got {num_layers}."
-                )
-            config.num_hidden_layers = int(num_layers)
         self.num_layers = config.num_hidden_layers
 
         if output_layer not in ("last", "weighted_sum"):
@@ -254,16 +255,24 @@ class SSLEncoder(nn.Module):
                 )
         self.output_layer = output_layer
 
-        # Only the layers kept in the config are loaded; transformers reports
-        # the dropped ones as unused weights, which is what we asked for.
-        self.model = _quiet_from_pretrained(
-            self.source, config=config, cache_dir=cache_dir, revision=revision
-        )
+        if load_weights:
+            # Only the layers kept in the config are loaded; transformers
+            # reports the dropped ones as unused weights, as asked for.
+            self.model = _quiet_from_pretrained(
+                self.source, config=config, cache_dir=cache_dir, revision=revision
+            )
+        else:
+            # Architecture only: the weights come from a saved state dict
+            # (exported models carry the whole EmotionModel, encoder included).
+            with quiet_transformers():
+                self.model = AutoModel.from_config(config)
         self.config = self.model.config
 
         if normalize_waveform is None:
-            normalize_waveform = _checkpoint_normalizes(
-                self.source, config, cache_dir, revision
+            normalize_waveform = (
+                _checkpoint_normalizes(self.source, config, cache_dir, revision)
+                if source is not None
+                else config.feat_extract_norm == "layer"
             )
         self.normalize_waveform = bool(normalize_waveform)
 
@@ -291,6 +300,70 @@ class SSLEncoder(nn.Module):
                 param.requires_grad = False
             self.model.feature_extractor._requires_grad = False
         self.train(self.training)
+
+    @staticmethod
+    def build_config(
+        source=None,
+        config=None,
+        num_layers=None,
+        config_overrides=None,
+        cache_dir=None,
+        revision=None,
+    ):
+        """The transformers config the encoder is built from.
+
+        Arguments
+        ---------
+        source : str or None
+            Hub id or folder to read the config from (if ``config`` is None).
+        config : dict, str, transformers.PretrainedConfig or None
+            A config given directly (e.g. stored in an exported model), or
+            the path of a config.json.
+        num_layers, config_overrides :
+            As in the constructor, applied to the config.
+
+        Returns
+        -------
+        transformers.PretrainedConfig
+
+        Example
+        -------
+        >>> import tempfile
+        >>> from sser_lobes.tiny_ssl import make_tiny_ssl
+        >>> folder = make_tiny_ssl(tempfile.mkdtemp() + "/m")
+        >>> SSLEncoder.build_config(folder, num_layers=1).num_hidden_layers
+        1
+        """
+        name = source if source is not None else "the given config"
+        if config is None:
+            config = AutoConfig.from_pretrained(
+                source, cache_dir=cache_dir, revision=revision
+            )
+        elif isinstance(config, (str, os.PathLike)):
+            with open(config, encoding="utf-8") as handle:
+                config = AutoConfig.for_model(**json.load(handle))
+        elif isinstance(config, dict):
+            config = AutoConfig.for_model(**dict(config))
+        if config.model_type not in SUPPORTED_MODEL_TYPES:
+            raise ValueError(
+                f"{name} is a {config.model_type!r} model; SSLEncoder "
+                f"supports {SUPPORTED_MODEL_TYPES}."
+            )
+        for key, value in (config_overrides or {}).items():
+            if not hasattr(config, key):
+                raise ValueError(
+                    f"config_overrides: {key!r} is not a field of the "
+                    f"{config.model_type} config of {name}."
+                )
+            setattr(config, key, value)
+        if num_layers is not None:
+            if not 1 <= int(num_layers) <= config.num_hidden_layers:
+                raise ValueError(
+                    f"num_layers must be in 1..{config.num_hidden_layers} for "
+                    f"{name}, got {num_layers}."
+                )
+            config.num_hidden_layers = int(num_layers)
+        return config
 
     def _receptive_field(self):
         """Samples needed for one output frame."""

@@ -69,6 +69,10 @@ class TextFusion(nn.Module):
         self.mode = mode
         self.audio_size = audio_size
         self.text_size = text_size
+        self.hidden_size = hidden_size
+        self.frame_size = frame_size
+        self.num_heads = num_heads
+        self.dropout = dropout
         self.empty_text = nn.Parameter(torch.zeros(text_size))
         self.text_proj = nn.Sequential(
             nn.Linear(text_size, hidden_size), nn.ReLU(), nn.Dropout(dropout)

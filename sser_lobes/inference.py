@@ -1,0 +1,394 @@
+"""One-line inference with a trained sser model, from a folder or the Hub.
+
+    from sser_lobes.inference import EmotionRecognizer
+    rec = EmotionRecognizer.from_hparams("sser/wavlm-large-iemocap")
+    probabilities, score, index, label = rec.classify_file("speech.wav")
+
+The model folder is what ``python -m sser_lobes.export`` writes:
+``hyperparams.yaml`` (architecture, labels, SSL config inline),
+``model.safetensors`` (the whole EmotionModel, SSL encoder included, so there
+is no second download) and ``label_encoder.txt``. The interface lives in this
+installed package: nothing executable is downloaded from the Hub (unlike
+``foreign_class`` interfaces).
+
+Same numbers as the recipes: the forward pass is the recipes'
+:class:`sser_lobes.EmotionModel`, audio is read the same way, and padding
+never changes an utterance's output, so a file gets the same prediction alone
+or in a batch. Any input a user has is accepted (any sample rate, stereo,
+wav / flac / ogg); audio longer than the model's window is classified in
+overlapping chunks whose probabilities are pooled (``return_timeline`` gives
+the per-chunk results). Gender-conditioned models predict the gender
+themselves; text-fused models take an optional transcript, or use the
+configured ASR model, or fall back to their learned empty-text embedding.
+"""
+
+import logging
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file
+from speechbrain.inference.interfaces import Pretrained
+from speechbrain.utils.fetching import LocalStrategy, fetch
+
+from sser_lobes.audio import AudioError, load_audio_any
+from sser_lobes.chunking import pool_chunk_scores, split_into_chunks, timeline
+
+logger = logging.getLogger(__name__)
+
+
+def load_safetensors_state(module, path):
+    """Pretrainer hook: load a safetensors state dict into ``module`` (strict).
+
+    Example
+    -------
+    >>> import tempfile, os
+    >>> from safetensors.torch import save_file
+    >>> layer = torch.nn.Linear(2, 2)
+    >>> path = os.path.join(tempfile.mkdtemp(), "w.safetensors")
+    >>> save_file({k: v.clone() for k, v in layer.state_dict().items()}, path)
+    >>> other = torch.nn.Linear(2, 2)
+    >>> load_safetensors_state(other, path)
+    >>> torch.equal(other.weight, layer.weight)
+    True
+    """
+    state = load_file(str(path), device="cpu")
+    module.load_state_dict(state, strict=True)
+
+
+class EmotionRecognizer(Pretrained):
+    """Speech emotion recognition with an exported sser model.
+
+    Load with ``EmotionRecognizer.from_hparams(source=FOLDER_OR_REPO_ID,
+    savedir=...)``; ``run_opts={"device": "cuda"}`` picks the device.
+
+    Categorical models: :meth:`classify_file`, :meth:`classify_batch`,
+    :meth:`predict_files`. Attribute (arousal / valence / dominance) models:
+    :meth:`predict_batch`, :meth:`predict_files`.
+    """
+
+    HPARAMS_NEEDED = ["labels", "sample_rate", "task", "window_seconds"]
+    MODULES_NEEDED = ["model"]
+
+    @classmethod
+    def from_hparams(cls, source, hparams_file="hyperparams.yaml", **kwargs):
+        """Load from a local folder or a Hub repository id (see the class doc).
+
+        The source is remembered so that optional files (the text encoder of
+        text-fused models) are fetched from it only when first needed.
+        """
+        overrides = dict(kwargs.pop("overrides", None) or {})
+        overrides.setdefault("source", str(source))
+        # The weights file, relative to the source (SpeechBrain's Pretrainer
+        # would otherwise look for it relative to the working directory).
+        overrides.setdefault(
+            "pretrainer", {"paths": {"model": f"{source}/model.safetensors"}}
+        )
+        local = Path(str(source))
+        if local.is_dir():
+            # A local folder is read in place: nothing is linked or written there.
+            kwargs.setdefault("savedir", local)
+            kwargs.setdefault("local_strategy", LocalStrategy.NO_LINK)
+        elif kwargs.get("savedir") is None:
+            # A Hub model is collected in a per-repository folder of the cache.
+            kwargs["savedir"] = (
+                Path.home() / ".cache" / "sser" / str(source).replace("/", "--")
+            )
+        return super().from_hparams(
+            source, hparams_file=hparams_file, overrides=overrides, **kwargs
+        )
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.model = self.mods.model
+        self.labels = list(self.hparams.labels)
+        self.sample_rate = int(self.hparams.sample_rate)
+        self.min_samples = self.model.encoder.min_samples
+        self._text_embedder = None
+        self._asr = None
+
+    # ------------------------------------------------------------------ text
+    @property
+    def uses_text(self):
+        """Whether the model fuses a transcript embedding."""
+        return getattr(self.model, "text_fusion", None) is not None
+
+    def _text_encoder_folder(self):
+        files = list(getattr(self.hparams, "text_encoder_files", []) or [])
+        source = getattr(self.hparams, "source", None)
+        savedir = getattr(self.hparams, "savedir", None)
+        folder = None
+        for name in files:
+            path = fetch(
+                filename=f"text_encoder/{name}",
+                source=source,
+                savedir=None if savedir is None else Path(savedir) / "text_encoder",
+                save_filename=name,
+            )
+            folder = Path(path).parent
+        return folder
+
+    def _embed_texts(self, texts):
+        from sser_lobes.text import TextEmbedder
+
+        if self._text_embedder is None:
+            folder = self._text_encoder_folder()
+            if folder is None:
+                raise ValueError("this model has no text encoder files.")
+            self._text_embedder = TextEmbedder(
+                str(folder),
+                max_length=self.hparams.text_max_length,
+                normalize=self.hparams.text_normalize,
+                device=str(self.device),
+            )
+        return torch.as_tensor(self._text_embedder.embed(texts), dtype=torch.float32)
+
+    def transcribe(self, wavs, wav_lens=None):
+        """Transcripts from the model's configured ASR (``asr_source``)."""
+        source = getattr(self.hparams, "asr_source", None)
+        if not source:
+            return None
+        if self._asr is None:
+            from transformers import pipeline
+
+            self._asr = pipeline("automatic-speech-recognition", model=source)
+        lengths = _absolute(wav_lens, wavs.shape[1])
+        return [
+            self._asr(
+                {
+                    "raw": wav[:n].detach().cpu().numpy(),
+                    "sampling_rate": self.sample_rate,
+                }
+            )["text"]
+            for wav, n in zip(wavs, lengths.tolist())
+        ]
+
+    def _text_inputs(self, wavs, wav_lens, texts):
+        if not self.uses_text:
+            return {}
+        batch = wavs.shape[0]
+        if texts is None:
+            texts = self.transcribe(wavs, wav_lens)
+        if texts is None:
+            texts = [None] * batch
+        if len(texts) != batch:
+            raise ValueError(f"got {len(texts)} texts for {batch} waveforms.")
+        has_text = torch.tensor([bool(t and str(t).strip()) for t in texts])
+        size = self.model.text_fusion.text_size
+        embeddings = torch.zeros(batch, size)
+        if has_text.any():
+            given = [str(t) for t, h in zip(texts, has_text.tolist()) if h]
+            embeddings[has_text] = self._embed_texts(given)
+        return {
+            "text": embeddings.to(self.device),
+            "has_text": has_text.to(self.device),
+        }
+
+    # ------------------------------------------------------------- forward
+    def forward(self, wavs, wav_lens=None, texts=None):
+        """Model outputs for a padded batch (dict of tensors)."""
+        return self.predict_batch(wavs, wav_lens, texts)
+
+    def predict_batch(self, wavs, wav_lens=None, texts=None):
+        """Run the model on a padded batch.
+
+        Arguments
+        ---------
+        wavs : torch.Tensor
+            ``[batch, samples]`` at the model's sample rate.
+        wav_lens : torch.Tensor or None
+            Relative lengths (SpeechBrain convention).
+        texts : list of str or None
+            Transcripts for text-fused models (None: ASR if configured, else
+            the learned empty-text embedding).
+
+        Returns
+        -------
+        dict
+            ``probabilities`` ``[batch, classes]`` (categorical models) or
+            ``attributes`` ``[batch, K]`` on the corpus scale (attribute
+            models), plus ``gender_probabilities`` for gender-conditioned
+            models.
+        """
+        wavs = wavs.to(self.device).float()
+        if wavs.dim() == 1:
+            wavs = wavs[None]
+        if wav_lens is None:
+            wav_lens = torch.ones(wavs.shape[0])
+        wav_lens = wav_lens.to(self.device)
+        with torch.no_grad():
+            inputs = self._text_inputs(wavs, wav_lens, texts)
+            out = self.model(wavs, wav_lens, **inputs)
+        result = {}
+        outputs = out["logits"].float()
+        if self.hparams.task == "categorical":
+            result["probabilities"] = torch.softmax(outputs, dim=-1)
+        else:
+            low, high = self.hparams.attribute_range
+            result["attributes"] = outputs * (high - low) + low
+        if "gender_logits" in out:
+            result["gender_probabilities"] = torch.softmax(
+                out["gender_logits"].float(), dim=-1
+            )
+        return result
+
+    def classify_batch(self, wavs, wav_lens=None, texts=None):
+        """Classify a padded batch.
+
+        Returns
+        -------
+        probabilities : torch.Tensor
+            ``[batch, classes]``.
+        score : torch.Tensor
+            Probability of the predicted class ``[batch]``.
+        index : torch.Tensor
+            Predicted class index ``[batch]``.
+        labels : list of str
+            Predicted class names.
+        """
+        self._require_categorical()
+        probabilities = self.predict_batch(wavs, wav_lens, texts)["probabilities"]
+        score, index = probabilities.max(dim=-1)
+        return probabilities, score, index, [self.labels[i] for i in index.tolist()]
+
+    def classify_file(self, path, text=None, return_timeline=False, pooling="mean"):
+        """Classify one audio file of any format, rate and channel count.
+
+        Audio longer than ``window_seconds`` is cut into overlapping windows
+        whose probabilities are pooled (``pooling``: ``mean`` weighted by
+        chunk length, or ``max``).
+
+        Returns
+        -------
+        ``(probabilities, score, index, label)`` for the file; with
+        ``return_timeline=True`` a fifth item, the per-chunk timeline.
+        """
+        self._require_categorical()
+        wav = self.load_audio(path)
+        probabilities, bounds, chunk_probs = self._classify_waveform(wav, text)
+        probabilities = pool_chunk_scores(chunk_probs, bounds, mode=pooling)
+        score, index = probabilities.max(dim=-1)
+        result = (probabilities, score, index, self.labels[int(index)])
+        if return_timeline:
+            result += (timeline(chunk_probs, bounds, self.sample_rate, self.labels),)
+        return result
+
+    def load_audio(self, path):
+        """Read, downmix and resample a file, with clear errors naming it."""
+        return load_audio_any(
+            path, sample_rate=self.sample_rate, min_samples=self.min_samples
+        )
+
+    def _window(self):
+        window = int(round(self.hparams.window_seconds * self.sample_rate))
+        hop = int(round(self.hparams.chunk_hop_seconds * self.sample_rate))
+        return window, hop
+
+    def _classify_waveform(self, wav, text=None):
+        window, hop = self._window()
+        chunks, bounds = split_into_chunks(wav, window, hop)
+        chunk_probs = []
+        for start in range(0, len(chunks), self._eval_batch_size()):
+            part = chunks[start : start + self._eval_batch_size()]
+            wavs, lens = _pad(part)
+            texts = None if text is None else [text] * len(part)
+            chunk_probs.append(self.predict_batch(wavs, lens, texts)["probabilities"])
+        chunk_probs = torch.cat(chunk_probs).cpu()
+        return chunk_probs.mean(0), bounds, chunk_probs
+
+    def _eval_batch_size(self):
+        return int(getattr(self.hparams, "batch_size", 8))
+
+    def predict_files(self, paths, batch_size=8, texts=None, progress=False):
+        """Predict many files, batched by length; errors are per file.
+
+        Files are read first (a bad file gives a result with ``"error"`` and
+        the others go on), sorted by duration and batched so that padding
+        stays small; files longer than the window are chunked.
+
+        Returns
+        -------
+        list of dict
+            In the order of ``paths``: ``{"file", "label", "score",
+            "probabilities": {label: p}}`` (categorical),
+            ``{"file", "attributes": {name: value}}`` (attributes), or
+            ``{"file", "error"}``.
+        """
+        from tqdm import tqdm
+
+        paths = [str(p) for p in paths]
+        texts = list(texts) if texts is not None else [None] * len(paths)
+        results = [None] * len(paths)
+        audio = {}
+        for i, path in enumerate(paths):
+            try:
+                audio[i] = self.load_audio(path)
+            except AudioError as error:
+                results[i] = {"file": path, "error": str(error)}
+        window, _ = self._window()
+        short = sorted(
+            (i for i in audio if len(audio[i]) <= window), key=lambda i: len(audio[i])
+        )
+        long = [i for i in audio if len(audio[i]) > window]
+        bar = tqdm(total=len(audio), disable=not progress, desc="files")
+        for start in range(0, len(short), batch_size):
+            group = short[start : start + batch_size]
+            wavs, lens = _pad([audio[i] for i in group])
+            group_texts = [texts[i] for i in group]
+            outputs = self.predict_batch(
+                wavs, lens, group_texts if any(group_texts) else None
+            )
+            for row, i in enumerate(group):
+                results[i] = self._result(paths[i], outputs, row)
+            bar.update(len(group))
+        for i in long:
+            if self.hparams.task != "categorical":
+                results[i] = {"file": paths[i], "error": "longer than the window"}
+            else:
+                pooled, bounds, chunk_probs = self._classify_waveform(
+                    audio[i], texts[i]
+                )
+                pooled = pool_chunk_scores(chunk_probs, bounds)
+                results[i] = self._result(paths[i], {"probabilities": pooled[None]}, 0)
+                results[i]["chunks"] = len(bounds)
+            bar.update(1)
+        bar.close()
+        return results
+
+    def _result(self, path, outputs, row):
+        if "probabilities" in outputs:
+            probs = outputs["probabilities"][row].tolist()
+            best = max(range(len(probs)), key=probs.__getitem__)
+            result = {
+                "file": path,
+                "label": self.labels[best],
+                "score": probs[best],
+                "probabilities": dict(zip(self.labels, probs)),
+            }
+        else:
+            values = outputs["attributes"][row].tolist()
+            result = {"file": path, "attributes": dict(zip(self.labels, values))}
+        if "gender_probabilities" in outputs:
+            female, male = outputs["gender_probabilities"][row].tolist()
+            result["gender"] = "F" if female >= male else "M"
+        return result
+
+    def _require_categorical(self):
+        if self.hparams.task != "categorical":
+            raise ValueError(
+                "this is an attribute model (arousal / valence / dominance): use "
+                "predict_batch() or predict_files()."
+            )
+
+
+def _absolute(wav_lens, max_length):
+    return torch.round(wav_lens.float().cpu() * max_length).long()
+
+
+def _pad(waveforms):
+    """Pad 1-D waveforms into ``[batch, max]`` with SpeechBrain relative lengths."""
+    longest = max(len(w) for w in waveforms)
+    batch = torch.zeros(len(waveforms), longest)
+    for row, wav in enumerate(waveforms):
+        batch[row, : len(wav)] = wav
+    lens = torch.tensor([len(w) / longest for w in waveforms])
+    return batch, lens

@@ -1,0 +1,340 @@
+"""Export a trained recipe run, reload it offline, and use it on user audio."""
+
+import csv
+import json
+import os
+import shutil
+import sys
+
+import numpy as np
+import pytest
+import soundfile
+import torch
+from conftest import FAST_TRAINING, RECIPES, run_script
+
+from sser_lobes.audio import AudioError
+
+IEMOCAP = RECIPES / "IEMOCAP"
+
+
+def _train(corpus, model, out, hparams="train_wavlm_large.yaml", *extra, epochs=4):
+    run_script(
+        [
+            sys.executable,
+            IEMOCAP / "train.py",
+            IEMOCAP / "hparams" / hparams,
+            f"--data_folder={corpus}",
+            f"--ssl_source={model}",
+            f"--output_folder={out}",
+            f"--number_of_epochs={epochs}",
+            "--test_session=4",
+            *FAST_TRAINING,
+            *extra,
+        ],
+        cwd=out.parent,
+    )
+
+
+@pytest.fixture(scope="module")
+def exported(iemocap_corpus, tmp_path_factory):
+    """A run trained with a tiny model that is deleted after export: loading
+    the export must not need it (weights included, no second download)."""
+    from sser_lobes.tiny_ssl import make_tiny_ssl
+
+    root = tmp_path_factory.mktemp("export")
+    ssl = make_tiny_ssl(root / "tiny_ssl_gone_after_export", arch="wav2vec2")
+    run = root / "run"
+    _train(iemocap_corpus, ssl, run)
+    out = root / "model"
+    run_script([sys.executable, "-m", "sser_lobes.export", run, out], cwd=root)
+    shutil.rmtree(ssl)
+    return run, out
+
+
+@pytest.fixture(scope="module")
+def recognizer(exported):
+    from sser_lobes.inference import EmotionRecognizer
+
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    return EmotionRecognizer.from_hparams(str(exported[1]))
+
+
+def _test_files(run):
+    manifest = json.loads((run / "manifests" / "test.json").read_text())
+    with open(run / "test_predictions.csv", newline="") as handle:
+        rows = {r["id"]: r for r in csv.DictReader(handle)}
+    return manifest, rows
+
+
+def test_export_folder(exported):
+    _, out = exported
+    names = {p.name for p in out.iterdir()}
+    for name in (
+        "hyperparams.yaml",
+        "model.safetensors",
+        "label_encoder.txt",
+        "ssl_config.json",
+        "README.md",
+        "test_metrics.json",
+        "test_confusion_matrix.png",
+    ):
+        assert name in names
+    card = (out / "README.md").read_text()
+    assert "IEMOCAP leave-one-session-out" in card
+    assert (
+        "| test |" in card
+        and "![test_confusion_matrix](test_confusion_matrix.png)" in card
+    )
+    assert "EmotionRecognizer.from_hparams" in card
+    assert "'neu' => 0" in (out / "label_encoder.txt").read_text()
+
+
+def test_same_numbers_as_the_recipe_and_offline(exported, recognizer):
+    """Reloaded offline (HF_HUB_OFFLINE=1, SSL source deleted), the interface
+    reproduces the recipe's own test predictions."""
+    run, _ = exported
+    manifest, rows = _test_files(run)
+    ids = sorted(manifest)
+    results = recognizer.predict_files([manifest[u]["wav"] for u in ids], batch_size=5)
+    for utt, result in zip(ids, results):
+        assert result["label"] == rows[utt]["prediction"], utt
+        for label, prob in result["probabilities"].items():
+            assert prob == pytest.approx(float(rows[utt][f"prob_{label}"]), abs=2e-6)
+
+
+def test_same_prediction_alone_or_in_a_batch(exported, recognizer):
+    run, _ = exported
+    manifest, _ = _test_files(run)
+    paths = [manifest[u]["wav"] for u in sorted(manifest)][:6]
+    batched = recognizer.predict_files(paths, batch_size=6)
+    for path, result in zip(paths, batched):
+        probs, score, index, label = recognizer.classify_file(path)
+        assert label == result["label"]
+        assert torch.allclose(
+            probs,
+            torch.tensor([result["probabilities"][c] for c in recognizer.labels]),
+            atol=1e-5,
+        )
+    wavs = [recognizer.load_audio(p) for p in paths]
+    longest = max(len(w) for w in wavs)
+    batch = torch.stack(
+        [torch.nn.functional.pad(w, (0, longest - len(w))) for w in wavs]
+    )
+    lens = torch.tensor([len(w) / longest for w in wavs])
+    probs, score, index, labels = recognizer.classify_batch(batch, lens)
+    assert labels == [r["label"] for r in batched]
+    assert torch.allclose(score, probs.max(-1).values)
+
+
+def test_any_rate_and_channels(exported, recognizer, tmp_path):
+    run, _ = exported
+    manifest, _ = _test_files(run)
+    path = manifest[sorted(manifest)[0]]["wav"]
+    wav, rate = soundfile.read(path, dtype="float32")
+    import scipy.signal
+
+    resampled = scipy.signal.resample_poly(wav, 441, 160).astype("float32")
+    stereo = np.stack([resampled, resampled], axis=1)
+    flac = tmp_path / "stereo_44k.flac"
+    soundfile.write(flac, stereo, 44100)
+    ogg = tmp_path / "mono.ogg"
+    soundfile.write(ogg, wav, rate, format="OGG", subtype="VORBIS")
+    reference = recognizer.classify_file(path)
+    for other in (flac, ogg):
+        probs, _, _, label = recognizer.classify_file(other)
+        assert torch.allclose(probs, reference[0], atol=0.1), other
+
+
+def _bad_files(folder):
+    folder.mkdir(exist_ok=True)
+    corrupt = folder / "corrupt.wav"
+    corrupt.write_bytes(b"RIFF\x00\x00\x00\x00WAVEnot really audio")
+    empty = folder / "empty.wav"
+    soundfile.write(empty, np.zeros(0, dtype="float32"), 16000)
+    short = folder / "short.wav"
+    soundfile.write(short, 0.1 * np.ones(100, dtype="float32"), 16000)
+    silent = folder / "silent.wav"
+    soundfile.write(silent, np.zeros(16000, dtype="float32"), 16000)
+    nan = folder / "nan.wav"
+    data = 0.1 * np.ones(16000, dtype="float32")
+    data[5] = np.nan
+    soundfile.write(nan, data, 16000, subtype="FLOAT")
+    return {
+        corrupt: "",
+        empty: "empty",
+        short: "short",
+        silent: "silent",
+        nan: "non-finite",
+        folder / "missing.wav": "not found",
+    }
+
+
+def test_bad_input_errors_name_the_file(recognizer, tmp_path):
+    bad = _bad_files(tmp_path / "bad")
+    for path, problem in bad.items():
+        with pytest.raises(AudioError) as info:
+            recognizer.classify_file(path)
+        assert str(path) in str(info.value)
+        assert problem in str(info.value).lower()
+
+
+def test_batch_mode_goes_on_after_bad_files(exported, recognizer, tmp_path):
+    run, _ = exported
+    manifest, _ = _test_files(run)
+    good = [manifest[u]["wav"] for u in sorted(manifest)][:2]
+    bad = list(_bad_files(tmp_path / "bad"))
+    results = recognizer.predict_files([good[0], *bad, good[1]])
+    assert [("error" in r) for r in results] == [False, *[True] * len(bad), False]
+    for path, result in zip(bad, results[1:-1]):
+        assert str(path) in result["error"]
+
+
+def test_long_audio_is_chunked_and_pooled(exported, tmp_path):
+    from sser_lobes.inference import EmotionRecognizer
+
+    run, out = exported
+    manifest, _ = _test_files(run)
+    pieces = [
+        soundfile.read(manifest[u]["wav"], dtype="float32")[0]
+        for u in sorted(manifest)[:5]
+    ]
+    long_file = tmp_path / "long.wav"
+    soundfile.write(long_file, np.concatenate(pieces), 16000)
+    duration = sum(len(p) for p in pieces) / 16000
+    rec = EmotionRecognizer.from_hparams(
+        str(out), overrides={"window_seconds": 2.0, "chunk_hop_seconds": 1.0}
+    )
+    probs, score, index, label, chunks = rec.classify_file(
+        long_file, return_timeline=True
+    )
+    assert len(chunks) >= int(duration // 1.0) - 1
+    assert chunks[0]["start"] == 0.0 and chunks[-1]["end"] == pytest.approx(duration)
+    lengths = torch.tensor([c["end"] - c["start"] for c in chunks])
+    chunk_probs = torch.tensor(
+        [[c["probabilities"][lab] for lab in rec.labels] for c in chunks]
+    )
+    expected = (chunk_probs * lengths[:, None]).sum(0) / lengths.sum()
+    assert torch.allclose(probs, expected, atol=1e-5)
+    assert label == rec.labels[int(probs.argmax())]
+
+
+def test_cli_on_a_folder_with_a_corrupt_file(exported, tmp_path):
+    run, out = exported
+    manifest, _ = _test_files(run)
+    folder = tmp_path / "audio"
+    folder.mkdir()
+    for utt in sorted(manifest)[:3]:
+        shutil.copy(manifest[utt]["wav"], folder / f"{utt}.wav")
+    (folder / "broken.wav").write_bytes(b"definitely not a wav file")
+    (folder / "readme.txt").write_text("not audio, ignored")
+    jsonl = tmp_path / "out.jsonl"
+    proc = run_script(
+        [
+            "sser-predict",
+            "--model",
+            out,
+            folder,
+            "--output",
+            jsonl,
+            "--batch-size",
+            "2",
+        ],
+        cwd=tmp_path,
+        env={"HF_HUB_OFFLINE": "1"},
+        expect_ok=False,
+    )
+    assert proc.returncode == 1
+    lines = [json.loads(line) for line in jsonl.read_text().splitlines()]
+    assert len(lines) == 4
+    errors = [r for r in lines if "error" in r]
+    assert len(errors) == 1 and "broken.wav" in errors[0]["error"]
+    assert all(
+        set(r["probabilities"]) == {"neu", "hap", "sad", "ang"}
+        for r in lines
+        if "error" not in r
+    )
+    assert "broken.wav" in proc.stderr and "3 of 4 files processed" in proc.stderr
+    csv_out = tmp_path / "out.csv"
+    run_script(
+        [
+            "sser-predict",
+            "--model",
+            out,
+            folder / f"{sorted(manifest)[0]}.wav",
+            "--output",
+            csv_out,
+        ],
+        cwd=tmp_path,
+        env={"HF_HUB_OFFLINE": "1"},
+    )
+    header = csv_out.read_text().splitlines()[0]
+    assert header == "file,label,score,gender,prob_neu,prob_hap,prob_sad,prob_ang,error"
+
+
+def test_push_dry_run_and_output_folder_safety(exported, tmp_path):
+    run, out = exported
+    proc = run_script(
+        [
+            sys.executable,
+            "-m",
+            "sser_lobes.export",
+            run,
+            tmp_path / "again",
+            "--push",
+            "someone/sser-test",
+            "--dry-run",
+        ],
+        cwd=tmp_path,
+        env={"HF_HUB_OFFLINE": "1"},
+    )
+    assert "would upload" in proc.stdout
+    assert "model.safetensors" in proc.stdout and "hyperparams.yaml" in proc.stdout
+    assert "sser_export.json" not in proc.stdout.split("would upload", 1)[1]
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "keep.txt").write_text("mine")
+    proc = run_script(
+        [sys.executable, "-m", "sser_lobes.export", run, mine],
+        cwd=tmp_path,
+        expect_ok=False,
+    )
+    assert (
+        proc.returncode == 1 and "was not written by sser_lobes.export" in proc.stderr
+    )
+    assert [p.name for p in mine.iterdir()] == ["keep.txt"]
+
+
+def test_gender_and_text_model(iemocap_corpus, tiny_models, tmp_path):
+    """Gender predicted internally; text optional (given, or the learned
+    empty-text embedding); the text encoder travels inside the export."""
+    from sser_lobes.inference import EmotionRecognizer
+    from sser_lobes.text import tiny_text_encoder
+
+    bert = tiny_text_encoder(tmp_path / "bert")
+    run = tmp_path / "run"
+    _train(
+        iemocap_corpus,
+        tiny_models["wavlm"],
+        run,
+        "train_wavlm_large_gender_text.yaml",
+        f"--text_encoder_source={bert}",
+        "--fusion_hidden_size=16",
+        epochs=1,
+    )
+    out = tmp_path / "model"
+    run_script([sys.executable, "-m", "sser_lobes.export", run, out], cwd=tmp_path)
+    assert (out / "text_encoder" / "tokenizer.json").is_file()
+    shutil.rmtree(bert)
+    rec = EmotionRecognizer.from_hparams(str(out))
+    manifest, rows = _test_files(run)
+    utt = sorted(manifest)[0]
+    with_text = rec.predict_files(
+        [manifest[utt]["wav"]], texts=[manifest[utt]["text"]]
+    )[0]
+    assert with_text["label"] == rows[utt]["prediction"]
+    assert with_text["probabilities"]["neu"] == pytest.approx(
+        float(rows[utt]["prob_neu"]), abs=2e-6
+    )
+    assert with_text["gender"] in ("F", "M")
+    without = rec.predict_files([manifest[utt]["wav"]])[0]
+    assert set(without["probabilities"]) == set(rec.labels)
