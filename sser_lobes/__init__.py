@@ -5,16 +5,27 @@ Example
 >>> from sser_lobes import SSLEncoder, MeanPooling, LinearHead, EmotionModel
 """
 
-from sser_lobes.heads import LinearHead, MLPHead
-from sser_lobes.model import EmotionModel
-from sser_lobes.pooling import (
+import warnings
+
+# transformers' WavLM attention hands torch a bool padding mask and a float
+# position bias; torch warns about the mix at every first call. The masks are
+# correct (the batch-invariance tests check it): the warning is not actionable.
+warnings.filterwarnings(
+    "ignore",
+    message="Support for mismatched key_padding_mask and attn_mask",
+    category=UserWarning,
+)
+
+from sser_lobes.heads import LinearHead, MLPHead  # noqa: E402
+from sser_lobes.model import EmotionModel  # noqa: E402
+from sser_lobes.pooling import (  # noqa: E402
     AttentiveStatisticsPooling,
     MeanPooling,
     MeanStdPooling,
     StdPooling,
     make_pooling,
 )
-from sser_lobes.ssl_encoder import SSLEncoder
+from sser_lobes.ssl_encoder import SSLEncoder  # noqa: E402
 
 __version__ = "0.1.0"
 

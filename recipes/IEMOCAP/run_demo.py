@@ -12,7 +12,9 @@
    ``hparams/train_wavlm_large.yaml``, the tiny model as ``ssl_source``, a
    higher learning rate and a few epochs), which prepares the manifests,
    trains, selects on valid UA and evaluates valid and test;
-4. prints the metrics table against chance (25 %).
+4. prints the metrics table against chance (25 %);
+5. exports the selected checkpoint (``sser_lobes.export``) and classifies a
+   few test files with the one-line interface (``EmotionRecognizer``).
 
 Re-running with the same ``--out`` reuses the corpus and the model and resumes
 the finished run (it only re-evaluates). Takes about a minute on 2 CPU cores.
@@ -86,6 +88,21 @@ def main(argv=None):
             "--num_workers=0",
         ]
     )
+    # 5. export the selected checkpoint and use it like a released model
+    from sser_lobes.export import export_run
+    from sser_lobes.inference import EmotionRecognizer
+
+    exported = out / "model"
+    if not (exported / "hyperparams.yaml").exists():
+        export_run(out / "run", exported)
+    recognizer = EmotionRecognizer.from_hparams(str(exported))
+    manifest = json.loads((out / "run" / "manifests" / "test.json").read_text())
+    print(f"\n[demo] exported model: {exported}; a few test files through it:")
+    for utt in sorted(manifest)[:: max(1, len(manifest) // 4)][:4]:
+        _, score, _, label = recognizer.classify_file(manifest[utt]["wav"])
+        print(
+            f"  {utt}: {label} ({float(score):.2f}), reference {manifest[utt]['emo']}"
+        )
     print(
         f"\n[demo] chance level: 25.00 % (4 balanced classes). "
         f"Finished in {time.time() - start:.0f} s."
