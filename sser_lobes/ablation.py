@@ -33,16 +33,15 @@ scores are not comparable.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
-from pathlib import Path
 
 from sser_lobes.aggregate import (
     DEFAULT_METRICS,
-    _cell,
-    _md,
     aggregate_runs,
     collect_runs,
+    format_cell,
+    markdown_text,
+    write_report,
 )
 
 __all__ = ["ablation_table", "format_ablation", "main", "parse_variants"]
@@ -241,19 +240,20 @@ def format_ablation(table):
     ]
     for row in table["rows"]:
         delta = "ref" if row["delta"] is None else f"{100 * row['delta']:+.2f}"
-        cells = [_md(row["label"]), str(row["n_runs"])]
-        cells += [_cell(row["metrics"][m]) for m in metrics]
+        cells = [markdown_text(row["label"]), str(row["n_runs"])]
+        cells += [format_cell(row["metrics"][m]) for m in metrics]
         cells.append(delta)
         lines.append("| " + " | ".join(cells) + " |")
     protocols = list(dict.fromkeys(row["protocol"] for row in table["rows"]))
     lines.append("")
     if len(protocols) == 1:
-        lines.append(f"Protocol: {_md(protocols[0])}.")
+        lines.append(f"Protocol: {markdown_text(protocols[0])}.")
     else:
         lines.append(
             "Protocols differ (scores not comparable): "
             + "; ".join(
-                f"{row['label']}: {_md(row['protocol'])}" for row in table["rows"]
+                f"{row['label']}: {markdown_text(row['protocol'])}"
+                for row in table["rows"]
             )
             + "."
         )
@@ -328,17 +328,7 @@ def main(argv=None, defaults=None):
             parse_variants(args.variants), filename=args.file, metrics=args.metrics
         )
         text = format_ablation(table)
-        if args.markdown:
-            out = Path(args.markdown)
-            out.parent.mkdir(parents=True, exist_ok=True)
-            out.write_text(text, encoding="utf-8")
-        if args.json:
-            out = Path(args.json)
-            out.parent.mkdir(parents=True, exist_ok=True)
-            out.write_text(
-                json.dumps(table, indent=2, ensure_ascii=False) + "\n",
-                encoding="utf-8",
-            )
+        write_report(text, table, markdown=args.markdown, json_path=args.json)
     except (OSError, ValueError) as err:
         print(f"ablation: error: {err}", file=sys.stderr)
         return 1

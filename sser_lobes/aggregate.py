@@ -294,11 +294,13 @@ def aggregate_runs(runs, metrics=DEFAULT_METRICS):
     return {"metrics": metrics, "scale": "fraction", "experiments": experiments}
 
 
-def _cell(stats):
+def format_cell(stats):
+    """``mean ± std`` in percent with 2 decimals."""
     return f"{100 * stats['mean']:.2f} ± {100 * stats['std']:.2f}"
 
 
-def _md(text):
+def markdown_text(text):
+    """Text safe inside a Markdown table cell (``-`` for None)."""
     return "-" if text is None else str(text).replace("|", "\\|")
 
 
@@ -344,13 +346,13 @@ def format_markdown(aggregated, metrics=None):
     ]
     for exp in aggregated["experiments"]:
         cells = [
-            _md(exp["experiment"]),
-            _md(exp["protocol"]),
+            markdown_text(exp["experiment"]),
+            markdown_text(exp["protocol"]),
             str(exp["n_runs"]),
             str(len(exp["folds"])),
             str(len(exp["seeds"])),
         ]
-        cells += [_cell(exp["metrics"][m]) for m in metrics]
+        cells += [format_cell(exp["metrics"][m]) for m in metrics]
         lines.append("| " + " | ".join(cells) + " |")
     lines += [
         "",
@@ -362,12 +364,12 @@ def format_markdown(aggregated, metrics=None):
     for exp in aggregated["experiments"]:
         for fold in exp["per_fold"]:
             cells = [
-                _md(exp["experiment"]),
-                _md(exp["protocol"]),
-                _md(fold["fold"]),
+                markdown_text(exp["experiment"]),
+                markdown_text(exp["protocol"]),
+                markdown_text(fold["fold"]),
                 str(fold["n_runs"]),
             ]
-            cells += [_cell(fold["metrics"][m]) for m in metrics]
+            cells += [format_cell(fold["metrics"][m]) for m in metrics]
             lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
@@ -395,6 +397,29 @@ def _parser():
         help="name of the per-run metrics file (default: %(default)s)",
     )
     return parser
+
+
+def write_report(text, data, markdown=None, json_path=None):
+    """Write a Markdown table and/or its JSON data (parent folders created).
+
+    Example
+    -------
+    >>> import tempfile, pathlib
+    >>> folder = pathlib.Path(tempfile.mkdtemp())
+    >>> write_report("| a |", {"a": 1}, folder / "t.md", folder / "sub" / "t.json")
+    >>> (folder / "sub" / "t.json").read_text()
+    '{\\n  "a": 1\\n}\\n'
+    """
+    if markdown:
+        out = Path(markdown)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(text, encoding="utf-8")
+    if json_path:
+        out = Path(json_path)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(
+            json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
+        )
 
 
 def main(argv=None):
@@ -432,17 +457,7 @@ def main(argv=None):
         runs = collect_runs(args.folders, filename=args.file)
         aggregated = aggregate_runs(runs, args.metrics)
         text = format_markdown(aggregated, args.metrics)
-        if args.markdown:
-            out = Path(args.markdown)
-            out.parent.mkdir(parents=True, exist_ok=True)
-            out.write_text(text, encoding="utf-8")
-        if args.json:
-            out = Path(args.json)
-            out.parent.mkdir(parents=True, exist_ok=True)
-            out.write_text(
-                json.dumps(aggregated, indent=2, ensure_ascii=False) + "\n",
-                encoding="utf-8",
-            )
+        write_report(text, aggregated, markdown=args.markdown, json_path=args.json)
     except (OSError, ValueError) as err:
         print(f"aggregate: error: {err}", file=sys.stderr)
         return 1
