@@ -109,7 +109,12 @@ def test_frozen_mode_keeps_layer_weights_trainable(tiny_models):
 
 
 def test_partial_mode_freezes_cnn_only(tiny_models):
-    encoder = SSLEncoder(tiny_models["wav2vec2_base"], finetune="partial")
+    # layerdrop 0: a dropped first layer would get no gradient.
+    encoder = SSLEncoder(
+        tiny_models["wav2vec2_base"],
+        finetune="partial",
+        config_overrides={"layerdrop": 0.0},
+    )
     trainable = _trainable(encoder)
     assert trainable, "the transformer must train"
     assert not any(n.startswith("model.feature_extractor.") for n in trainable)
@@ -211,3 +216,60 @@ def test_training_on_a_batch_shorter_than_a_mask_span(tiny_models, name):
     feats, _ = encoder(torch.randn(2, 32000))
     feats.mean().backward()
     assert encoder.model.masked_spec_embed.grad is not None
+
+
+@pytest.mark.parametrize(
+    "name", ["wavlm", "wav2vec2_large", "wav2vec2_base", "hubert_base"]
+)
+def test_eval_fast_path_equals_transformers(tiny_models, name):
+    """The eval-mode CPU path (utterance-wise time-major CNN, packed
+    feed-forward, SDPA attention, channels-last position conv) computes the
+    stock transformers model: each utterance of a padded batch equals the
+    unmodified model run on that utterance alone."""
+    from transformers import AutoModel
+
+    encoder = SSLEncoder(
+        tiny_models[name], finetune="frozen", normalize_waveform=False
+    ).eval()
+    stock = AutoModel.from_pretrained(tiny_models[name]).eval()
+    assert (
+        type(stock.encoder.layers[0].attention)
+        is not type(encoder.model.encoder.layers[0].attention)
+        or "wavlm" not in name
+    )
+    gen = torch.Generator().manual_seed(7)
+    lengths = [23000, 9000, 5200]
+    batch = torch.zeros(3, max(lengths))
+    for row, length in enumerate(lengths):
+        batch[row, :length] = 0.2 * torch.randn(length, generator=gen)
+    lens = torch.tensor(lengths) / max(lengths)
+    with torch.no_grad():
+        feats, feat_lens = encoder(batch, lens)
+        for row, length in enumerate(lengths):
+            reference = stock(batch[row : row + 1, :length]).last_hidden_state[0]
+            frames = reference.shape[0]
+            assert round(float(feat_lens[row]) * feats.shape[1]) == frames
+            diff = (feats[row, :frames] - reference).abs().max().item()
+            assert diff < ATOL, f"{name}, utterance {row}: {diff}"
+
+
+@pytest.mark.parametrize("name", ["wavlm", "wav2vec2_base"])
+def test_training_and_eval_paths_agree(tiny_models, name):
+    """The batched training-mode CNN (masked group norm) and the eval-mode
+    utterance-wise CNN give the same features (dropouts off)."""
+    encoder = SSLEncoder(
+        tiny_models[name],
+        finetune="entire",
+        config_overrides={
+            "hidden_dropout": 0.0,
+            "attention_dropout": 0.0,
+            "activation_dropout": 0.0,
+            "feat_proj_dropout": 0.0,
+            "layerdrop": 0.0,
+            "mask_time_prob": 0.0,
+            "mask_feature_prob": 0.0,
+        },
+    )
+    _, _, padded_eval, _ = _alone_and_padded(encoder.eval(), seed=5)
+    _, _, padded_train, _ = _alone_and_padded(encoder.train(), seed=5)
+    assert (padded_eval - padded_train).abs().max().item() < ATOL
