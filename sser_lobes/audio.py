@@ -128,6 +128,35 @@ def _check_exists(path):
         raise AudioError(path, "is a directory, expected an audio file")
 
 
+def _read_samples(path):
+    """All samples of an audio file, float32 ``[frames, channels]``, and its
+    rate; a missing, unreadable or corrupt file is an :class:`AudioError`."""
+    _check_exists(path)
+    try:
+        data, found_rate = soundfile.read(path, dtype="float32", always_2d=True)
+    except (soundfile.SoundFileError, RuntimeError, OSError) as exc:
+        raise AudioError(
+            path,
+            f"cannot read the audio, the file is corrupt, truncated or not audio "
+            f"({_soundfile_problem(exc)})",
+        ) from None
+    return data, found_rate
+
+
+def _check_finite(name, data, rate):
+    """Raise an :class:`AudioError` naming ``name`` if a frame of ``data``
+    ``[frames, channels]`` holds NaN or inf."""
+    finite = np.isfinite(data).all(axis=1)
+    if not finite.all():
+        bad = int(finite.size - np.count_nonzero(finite))
+        first = int(np.argmin(finite))
+        raise AudioError(
+            name,
+            f"{bad} non-finite sample(s) (NaN or inf), the first at sample {first} "
+            f"({first / rate:.3f} s)",
+        )
+
+
 def audio_info(path):
     """Read the header of an audio file (the samples are not read).
 
@@ -299,28 +328,11 @@ def read_audio(path, sample_rate=16000, min_samples=400):
     >>> tmp.cleanup()
     """
     path = os.fspath(path)
-    _check_exists(path)
-    try:
-        data, found_rate = soundfile.read(path, dtype="float32", always_2d=True)
-    except (soundfile.SoundFileError, RuntimeError, OSError) as exc:
-        raise AudioError(
-            path,
-            f"cannot read the audio, the file is corrupt, truncated or not audio "
-            f"({_soundfile_problem(exc)})",
-        ) from None
+    data, found_rate = _read_samples(path)
     num_frames, channels = data.shape
     _check(path, num_frames, int(found_rate), channels, sample_rate, min_samples)
-    samples = np.ascontiguousarray(data[:, 0])
-    finite = np.isfinite(samples)
-    if not finite.all():
-        bad = int(np.size(finite) - np.count_nonzero(finite))
-        first = int(np.argmin(finite))
-        raise AudioError(
-            path,
-            f"{bad} non-finite sample(s) (NaN or inf), the first at sample {first} "
-            f"({first / found_rate:.3f} s)",
-        )
-    return torch.from_numpy(samples)
+    _check_finite(path, data, found_rate)
+    return torch.from_numpy(np.ascontiguousarray(data[:, 0]))
 
 
 # ---------------------------------------------------------------------------
@@ -424,15 +436,7 @@ def _prepare(name, data, found_rate, sample_rate, min_samples, silence_threshold
     num_frames = data.shape[0]
     if data.size == 0:
         raise AudioError(name, f"empty {what} (0 samples)")
-    finite = np.isfinite(data).all(axis=1)
-    if not finite.all():
-        bad = int(finite.size - np.count_nonzero(finite))
-        first = int(np.argmin(finite))
-        raise AudioError(
-            name,
-            f"{bad} non-finite sample(s) (NaN or inf), the first at sample {first} "
-            f"({first / found_rate:.3f} s)",
-        )
+    _check_finite(name, data, found_rate)
     # Downmix by averaging (not summing): keeps the level of correlated
     # channels and cannot clip.
     if data.shape[1] == 1:
@@ -526,15 +530,7 @@ def load_audio_any(path, sample_rate=16000, min_samples=400, silence_threshold=1
         sample_rate, min_samples, silence_threshold
     )
     path = os.fspath(path)
-    _check_exists(path)
-    try:
-        data, found_rate = soundfile.read(path, dtype="float32", always_2d=True)
-    except (soundfile.SoundFileError, RuntimeError, OSError) as exc:
-        raise AudioError(
-            path,
-            f"cannot read the audio, the file is corrupt, truncated or not audio "
-            f"({_soundfile_problem(exc)})",
-        ) from None
+    data, found_rate = _read_samples(path)
     found_rate = int(found_rate)
     if found_rate <= 0:
         raise AudioError(path, f"invalid sample rate {found_rate} Hz in the header")
