@@ -54,6 +54,7 @@ from pathlib import Path
 __all__ = [
     "OPTIONS_FILE",
     "PreparationError",
+    "atomic_write",
     "atomic_write_json",
     "changed_options",
     "is_up_to_date",
@@ -78,19 +79,55 @@ class PreparationError(ValueError):
     """
 
 
-def atomic_write_json(path, data):
-    """Write JSON to ``path`` through a temporary file and ``os.replace``.
+def atomic_write(path, write):
+    """Write ``path`` with ``write(handle)`` through a temporary file.
 
-    The temporary file has a unique name in the same folder (so the replace
-    is atomic on POSIX file systems) and is removed if writing fails. The
-    output is indented, UTF-8 (``ensure_ascii=False``) and ends with a newline.
+    ``handle`` is a binary file with a unique name in the same folder (so
+    the ``os.replace`` that follows is atomic on POSIX file systems); it is
+    removed if writing fails, and ``path`` is then left as it was.
+
+    Arguments
+    ---------
+    path : str or os.PathLike
+        Destination file; its folder must exist.
+    write : callable
+        Called with the open binary handle.
+
+    Example
+    -------
+    >>> import tempfile, os
+    >>> tmp = tempfile.TemporaryDirectory()
+    >>> path = os.path.join(tmp.name, "a.bin")
+    >>> atomic_write(path, lambda handle: handle.write(b"ok"))
+    >>> open(path, "rb").read(), os.listdir(tmp.name)
+    (b'ok', ['a.bin'])
+    >>> tmp.cleanup()
+    """
+    path = Path(path)
+    # A unique name in the same folder; open(..., "x") respects the umask.
+    tmp = path.parent / f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp"
+    try:
+        with open(tmp, "xb") as handle:
+            write(handle)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def atomic_write_json(path, data):
+    """Write JSON to ``path`` atomically (:func:`atomic_write`).
+
+    The output is indented, UTF-8 (``ensure_ascii=False``) and ends with a
+    newline.
 
     Arguments
     ---------
     path : str or os.PathLike
         Destination file; its folder must exist.
     data : object
-        Anything ``json.dump`` accepts.
+        Anything ``json.dumps`` accepts.
 
     Example
     -------
@@ -104,18 +141,8 @@ def atomic_write_json(path, data):
     ['a.json']
     >>> tmp.cleanup()
     """
-    path = Path(path)
-    # A unique name in the same folder; open(..., "x") respects the umask.
-    tmp = path.parent / f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp"
-    try:
-        with open(tmp, "x", encoding="utf-8") as handle:
-            json.dump(data, handle, indent=2, ensure_ascii=False)
-            handle.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    text = json.dumps(data, indent=2, ensure_ascii=False) + "\n"
+    atomic_write(path, lambda handle: handle.write(text.encode("utf-8")))
 
 
 def read_state(save_folder, outputs, writer, options_file=OPTIONS_FILE):

@@ -55,6 +55,7 @@ import numpy as np
 import torch
 
 from sser_lobes.hf_utils import quiet_transformers
+from sser_lobes.manifests import atomic_write, atomic_write_json
 
 logger = logging.getLogger(__name__)
 
@@ -488,28 +489,6 @@ def _text_sha1(text):
     return hashlib.sha1(text.encode("utf-8")).hexdigest()
 
 
-def _atomic_write(path, write):
-    """Write ``path`` with ``write(handle)`` through a temporary file."""
-    path = Path(path)
-    tmp = path.parent / f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp"
-    try:
-        with open(tmp, "xb") as handle:
-            write(handle)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-
-
-def _atomic_write_json(path, data):
-    def write(handle):
-        handle.write(json.dumps(data, indent=1, ensure_ascii=False).encode("utf-8"))
-        handle.write(b"\n")
-
-    _atomic_write(path, write)
-
-
 class TextEmbeddings(Mapping):
     """Read-only mapping utterance id -> embedding ``[D]`` float32.
 
@@ -744,15 +723,15 @@ class TextEmbeddingCache:
         }
         written = []
         try:
-            _atomic_write(
+            atomic_write(
                 self.path / meta["embeddings"], lambda handle: np.save(handle, matrix)
             )
             written.append(self.path / meta["embeddings"])
-            _atomic_write_json(
+            atomic_write_json(
                 self.path / meta["ids"], {"ids": ids, "text_sha1": hashes}
             )
             written.append(self.path / meta["ids"])
-            _atomic_write_json(self.meta_file, meta)
+            atomic_write_json(self.meta_file, meta)
         except BaseException:
             for path in written:
                 with contextlib.suppress(FileNotFoundError):
@@ -1040,7 +1019,7 @@ def transcribe_missing(
                 outputs = asr(inputs, batch_size=int(batch_size))
             for utt, output in zip(ids, outputs):
                 transcripts[utt] = output["text"].strip()
-            _atomic_write_json(cache_file, transcripts)
+            atomic_write_json(cache_file, transcripts)
     return {utt: transcripts[utt] for utt in need}
 
 
