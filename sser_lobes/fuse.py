@@ -54,7 +54,6 @@ the table marks that split with ``*``.
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import sys
 from pathlib import Path
@@ -187,13 +186,6 @@ def _write_json(path, content):
     path.write_text(
         json.dumps(content, indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
     )
-
-
-def _write_csv(path, header, rows):
-    with open(path, "w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle, lineterminator="\n")
-        writer.writerow(header)
-        writer.writerows(rows)
 
 
 def _pct(value):
@@ -400,20 +392,7 @@ def run_fusion(
             }
             _write_json(out / f"{split}_metrics.json", record)
         elif split in _CHALLENGE_SPLITS:
-            rows = stats.predictions()
-            _write_csv(
-                out / f"{split}_submission.csv",
-                ["FileName", "EmoClass"],
-                [[f"{r['id']}.wav", r["prediction"]] for r in rows],
-            )
-            _write_csv(
-                out / f"{split}_probabilities.csv",
-                ["FileName", *labels],
-                [
-                    [f"{r['id']}.wav", *(f"{r[f'prob_{c}']:.6f}" for c in labels)]
-                    for r in rows
-                ],
-            )
+            stats.write_submission(out, split)
         fusion["scores"][split] = entry
     fusion["search"]["fused"] = fusion["scores"][search_split]["fused"]
     fusion["search"]["members"] = fusion["scores"][search_split]["members"]

@@ -44,6 +44,7 @@ __all__ = [
     "ClassificationStats",
     "RegressionStats",
     "ccc",
+    "write_csv",
     "classification_metrics",
     "confusion_matrix",
 ]
@@ -474,20 +475,101 @@ class ClassificationStats:
         id,target,prediction,score,prob_a,prob_b
         x,,b,0.750000,0.250000,0.750000
         """
-        path = Path(os.fspath(path))
-        path.parent.mkdir(parents=True, exist_ok=True)
         header = ["id", "target", "prediction", "score"]
         header += [f"prob_{label}" for label in self.labels]
-        with open(path, "w", newline="", encoding="utf-8") as f:
-            writer = csv.writer(f, lineterminator="\n")
-            writer.writerow(header)
-            for row in self.predictions():
-                values = [row[key] for key in header]
-                values[1] = "" if values[1] is None else values[1]
-                writer.writerow(
-                    [f"{v:.6f}" if isinstance(v, float) else v for v in values]
-                )
-        return path
+        rows = [[row[key] for key in header] for row in self.predictions()]
+        return write_csv(path, header, rows)
+
+    def write_submission(self, folder, split):
+        """Write the challenge files of an unlabelled split (e.g. Test3).
+
+        ``<split>_submission.csv`` has the columns ``FileName, EmoClass``
+        (the predicted label) and ``<split>_probabilities.csv`` the columns
+        ``FileName`` and one per label; file names are ``<id>.wav``, rows
+        sorted by id, probabilities with 6 decimals.
+
+        Parameters
+        ----------
+        folder : str or os.PathLike
+            Output folder (created if needed).
+        split : str
+            Split name, the prefix of the file names.
+
+        Returns
+        -------
+        tuple of pathlib.Path
+            The submission and the probabilities files.
+
+        Example
+        -------
+        >>> import tempfile
+        >>> stats = ClassificationStats(["A", "N"])
+        >>> stats.append(["u1"], [[0.25, 0.75]])
+        >>> with tempfile.TemporaryDirectory() as tmp:
+        ...     submission, probs = stats.write_submission(tmp, "test3")
+        ...     print(submission.read_text() + probs.read_text().strip())
+        FileName,EmoClass
+        u1.wav,N
+        FileName,A,N
+        u1.wav,0.250000,0.750000
+        """
+        folder = Path(os.fspath(folder))
+        rows = self.predictions()
+        submission = write_csv(
+            folder / f"{split}_submission.csv",
+            ["FileName", "EmoClass"],
+            [[f"{r['id']}.wav", r["prediction"]] for r in rows],
+        )
+        probabilities = write_csv(
+            folder / f"{split}_probabilities.csv",
+            ["FileName", *self.labels],
+            [[f"{r['id']}.wav", *(r[f"prob_{c}"] for c in self.labels)] for r in rows],
+        )
+        return submission, probabilities
+
+
+def write_csv(path, header, rows):
+    """Write a CSV file: ``\\n`` line ends, floats with 6 decimals, None empty.
+
+    Parent folders are created.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        Output file.
+    header : list of str
+        Column names.
+    rows : iterable of sequences
+        The rows.
+
+    Returns
+    -------
+    pathlib.Path
+        The written file.
+
+    Example
+    -------
+    >>> import os, tempfile
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     out = write_csv(os.path.join(tmp, "a.csv"), ["id", "p"], [["x", 0.5], ["y", None]])
+    ...     print(out.read_text().strip())
+    id,p
+    x,0.500000
+    y,
+    """  # noqa: E501
+    path = Path(os.fspath(path))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle, lineterminator="\n")
+        writer.writerow(header)
+        writer.writerows([_csv_cell(value) for value in row] for row in rows)
+    return path
+
+
+def _csv_cell(value):
+    if value is None:
+        return ""
+    return f"{value:.6f}" if isinstance(value, float) else value
 
 
 def ccc(pred, target):
@@ -778,17 +860,53 @@ class RegressionStats:
         id,target_arousal,target_valence,pred_arousal,pred_valence
         x,3.000000,4.500000,3.250000,4.000000
         """
-        path = Path(os.fspath(path))
-        path.parent.mkdir(parents=True, exist_ok=True)
         header = ["id", *self._columns()]
-        with open(path, "w", newline="", encoding="utf-8") as f:
-            writer = csv.writer(f, lineterminator="\n")
-            writer.writerow(header)
-            for row in self.predictions():
-                writer.writerow(
-                    [
-                        "" if v is None else f"{v:.6f}" if isinstance(v, float) else v
-                        for v in (row[key] for key in header)
-                    ]
-                )
-        return path
+        rows = [[row[key] for key in header] for row in self.predictions()]
+        return write_csv(path, header, rows)
+
+    def write_submission(self, folder, split, columns=None):
+        """Write the challenge file of an unlabelled split (e.g. Test3).
+
+        ``<split>_submission.csv`` has the columns ``FileName`` and one per
+        target (the predictions, 6 decimals); file names are ``<id>.wav``,
+        rows sorted by id.
+
+        Parameters
+        ----------
+        folder : str or os.PathLike
+            Output folder (created if needed).
+        split : str
+            Split name, the prefix of the file name.
+        columns : list of str, optional
+            Column name of each target, in the order of ``names`` (default:
+            the names).
+
+        Returns
+        -------
+        pathlib.Path
+            The written file.
+
+        Example
+        -------
+        >>> import tempfile
+        >>> stats = RegressionStats(["arousal", "valence"])
+        >>> stats.append(["u1"], [[3.25, 4.0]])
+        >>> with tempfile.TemporaryDirectory() as tmp:
+        ...     out = stats.write_submission(tmp, "test3", ["EmoAct", "EmoVal"])
+        ...     print(out.read_text().strip())
+        FileName,EmoAct,EmoVal
+        u1.wav,3.250000,4.000000
+        """
+        columns = list(self.names) if columns is None else list(columns)
+        if len(columns) != len(self.names):
+            raise ValueError(
+                f"{len(columns)} column names for {len(self.names)} targets"
+            )
+        return write_csv(
+            Path(os.fspath(folder)) / f"{split}_submission.csv",
+            ["FileName", *columns],
+            [
+                [f"{r['id']}.wav", *(r[f"pred_{n}"] for n in self.names)]
+                for r in self.predictions()
+            ],
+        )

@@ -18,7 +18,6 @@ Authors
  * sser authors 2026
 """
 
-import csv
 import sys
 from pathlib import Path
 
@@ -170,33 +169,11 @@ class MSPBrain(SERBrain):
         """Challenge files for an unlabelled split (Test3)."""
         out = Path(self.hparams.output_folder)
         split = self.eval_split
-        rows = self.stats.predictions()
         if self.categorical:
-            labels = self.hparams.emotions
-            _write_csv(
-                out / f"{split}_submission.csv",
-                ["FileName", "EmoClass"],
-                [[f"{r['id']}.wav", r["prediction"]] for r in rows],
-            )
-            _write_csv(
-                out / f"{split}_probabilities.csv",
-                ["FileName", *labels],
-                [[f"{r['id']}.wav", *(r[f"prob_{c}"] for c in labels)] for r in rows],
-            )
+            self.stats.write_submission(out, split)
         else:
-            names = self.hparams.attributes
-            _write_csv(
-                out / f"{split}_submission.csv",
-                ["FileName", *(ATTRIBUTE_COLUMNS[n] for n in names)],
-                [[f"{r['id']}.wav", *(r[f"pred_{n}"] for n in names)] for r in rows],
-            )
-
-
-def _write_csv(path, header, rows):
-    with open(path, "w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(header)
-        writer.writerows(rows)
+            columns = [ATTRIBUTE_COLUMNS[n] for n in self.hparams.attributes]
+            self.stats.write_submission(out, split, columns)
 
 
 def manifest_path(hparams, split):
