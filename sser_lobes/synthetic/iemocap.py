@@ -46,6 +46,13 @@ from pathlib import Path
 import numpy as np
 import soundfile
 
+from sser_lobes.synthetic.common import (
+    finish_utterance,
+    harmonic_source,
+    syllable_envelope,
+    write_text,
+)
+
 __all__ = [
     "CLASS_CUES",
     "ClassCue",
@@ -373,26 +380,13 @@ def _synthesize(utt, index, seed, speaker_factor, sample_rate):
     contour = 1 + 0.04 * np.sin(2 * np.pi * 0.8 * t + rng.uniform(0, 2 * np.pi))
     contour -= 0.05 * t / max(utt.duration, 1e-3)
     phase = 2 * np.pi * np.cumsum(f0 * contour) / sample_rate
-    n_harm = max(1, min(cue.n_harmonics, int(7000 // (f0 * 1.05))))
-    k = np.arange(1, n_harm + 1)
-    weights = k ** (-cue.tilt)
-    offsets = rng.uniform(0, 2 * np.pi, size=n_harm)
-    voiced = weights @ np.sin(np.outer(k, phase) + offsets[:, None])
-    voiced /= np.abs(voiced).max() + 1e-9
+    voiced = harmonic_source(phase, f0 * 1.05, cue.n_harmonics, cue.tilt, rng)
     # Syllables: raised-cosine amplitude modulation at the class rate.
     rate = cue.am_rate * rng.uniform(0.9, 1.1)
-    envelope = 0.5 - 0.5 * np.cos(2 * np.pi * rate * t + rng.uniform(0, 2 * np.pi))
-    envelope = 0.15 + 0.85 * envelope**1.5
+    envelope = syllable_envelope(t, rate, rng)
     signal = envelope * (voiced + cue.noise * rng.standard_normal(num))
-    fade = min(num // 2, int(0.02 * sample_rate))
-    if fade > 0:
-        ramp = np.linspace(0.0, 1.0, fade)
-        signal[:fade] *= ramp
-        signal[num - fade :] *= ramp[::-1]
-    signal /= np.abs(signal).max() + 1e-9
-    signal *= cue.amplitude * amp_speaker * rng.uniform(0.85, 1.15)
-    signal += 0.002 * rng.standard_normal(num)
-    return np.clip(signal, -1.0, 1.0 - 2**-15)
+    amplitude = cue.amplitude * amp_speaker * rng.uniform(0.85, 1.15)
+    return finish_utterance(signal, amplitude, rng, sample_rate)
 
 
 def _ratings(cue, rng):
@@ -434,11 +428,6 @@ def _emo_block(utt, rng):
 def _junk(rng, size=120):
     """Bytes of a macOS AppleDouble (``._*``) resource-fork file."""
     return _APPLEDOUBLE_MAGIC + rng.bytes(size)
-
-
-def _write_text(path, text):
-    with open(path, "w", encoding="utf-8", newline="\n") as handle:
-        handle.write(text)
 
 
 def make_iemocap_corpus(
@@ -525,24 +514,24 @@ def make_iemocap_corpus(
             wav_dir.mkdir(parents=True, exist_ok=True)
 
             blocks = [_emo_block(utt, rng) for utt in utts]
-            _write_text(
+            write_text(
                 emo_dir / f"{dialog}.txt", EMO_HEADER + "\n\n" + "\n".join(blocks)
             )
             (emo_dir / f"._{dialog}.txt").write_bytes(_junk(rng))
 
             # Decoys of a different syntax that a parser must not read.
-            _write_text(
+            write_text(
                 emo_dir / "Categorical" / f"{dialog}_e2_cat.txt",
                 "".join(
                     f"{u.utt_id} :{CATEGORY_NAMES.get(u.code, 'Other')}; ()\n"
                     for u in utts
                 ),
             )
-            _write_text(
+            write_text(
                 emo_dir / "Attribute" / f"{dialog}_e3_atr.txt",
                 "".join(f"{u.utt_id} :act 2; val 3; dom  2; ()\n" for u in utts),
             )
-            _write_text(
+            write_text(
                 emo_dir / "Self-evaluation" / f"{dialog}.txt",
                 "".join(
                     f"[{u.start:.4f} - {u.end:.4f}] {u.utt_id} :Neutral state; "
@@ -565,7 +554,7 @@ def make_iemocap_corpus(
                 f"{dialog}_{other}XX0 [{gap_start:08.4f}-{gap_end:08.4f}]: [BREATHING]",
             )
             lines.append(f"{other}: [LAUGHTER]")
-            _write_text(trans_dir / f"{dialog}.txt", "\n".join(lines) + "\n")
+            write_text(trans_dir / f"{dialog}.txt", "\n".join(lines) + "\n")
             (trans_dir / f"._{dialog}.txt").write_bytes(_junk(rng))
 
             for utt in utts:

@@ -86,6 +86,13 @@ from pathlib import Path
 import numpy as np
 import soundfile
 
+from sser_lobes.synthetic.common import (
+    finish_utterance,
+    harmonic_source,
+    syllable_envelope,
+    write_text,
+)
+
 __all__ = [
     "CLASSES",
     "CLASS_CUES",
@@ -530,32 +537,11 @@ def _synthesize(utt, index, seed, sample_rate):
     contour = 1 + cue.glide * (t / max(utt.duration, 1e-3) - 0.5)
     contour += 0.03 * np.sin(2 * np.pi * 0.7 * t + rng.uniform(0, 2 * np.pi))
     phase = 2 * np.pi * np.cumsum(utt.f0 * contour) / sample_rate
-    n_harm = max(1, min(cue.n_harmonics, int(7000 // (utt.f0 * 1.2))))
-    k = np.arange(1, n_harm + 1)
-    weights = k ** (-cue.tilt)
-    offsets = rng.uniform(0, 2 * np.pi, size=n_harm)
-    voiced = weights @ np.sin(np.outer(k, phase) + offsets[:, None])
-    voiced /= np.abs(voiced).max() + 1e-9
+    voiced = harmonic_source(phase, utt.f0 * 1.2, cue.n_harmonics, cue.tilt, rng)
     # Syllables: raised-cosine amplitude modulation at the utterance's rate.
-    envelope = 0.5 - 0.5 * np.cos(
-        2 * np.pi * utt.am_rate * t + rng.uniform(0, 2 * np.pi)
-    )
-    envelope = 0.15 + 0.85 * envelope**1.5
+    envelope = syllable_envelope(t, utt.am_rate, rng)
     signal = envelope * (voiced + cue.noise * rng.standard_normal(num))
-    fade = min(num // 2, int(0.02 * sample_rate))
-    if fade > 0:
-        ramp = np.linspace(0.0, 1.0, fade)
-        signal[:fade] *= ramp
-        signal[num - fade :] *= ramp[::-1]
-    signal /= np.abs(signal).max() + 1e-9
-    signal *= utt.amplitude
-    signal += 0.002 * rng.standard_normal(num)
-    return np.clip(signal, -1.0, 1.0 - 2**-15)
-
-
-def _write_text(path, text):
-    with open(path, "w", encoding="utf-8", newline="\n") as handle:
-        handle.write(text)
+    return finish_utterance(signal, utt.amplitude, rng, sample_rate)
 
 
 def _json_labels(plan):
@@ -670,18 +656,18 @@ def make_msp_podcast_corpus(
         wav = _synthesize(utt, index, seed, sample_rate)
         soundfile.write(audio_dir / utt.file_name, wav, sample_rate, subtype="PCM_16")
         if utt.has_transcript:
-            _write_text(root / "Transcripts" / f"{utt.utt_id}.txt", utt.text + "\n")
+            write_text(root / "Transcripts" / f"{utt.utt_id}.txt", utt.text + "\n")
 
     labelled = sorted((u for u in plan if u.labelled), key=lambda u: u.file_name)
     if labels_format in ("csv", "both"):
         rows = [LABEL_HEADER, *(u.label_row() for u in labelled)]
-        _write_text(root / "Labels" / "labels_consensus.csv", "\n".join(rows) + "\n")
+        write_text(root / "Labels" / "labels_consensus.csv", "\n".join(rows) + "\n")
     if labels_format in ("json", "both"):
-        _write_text(
+        write_text(
             root / "Labels" / "labels_consensus.json",
             json.dumps(_json_labels(plan), indent=2) + "\n",
         )
-    _write_text(
+    write_text(
         root / "Partitions.txt",
         "".join(f"{u.split}; {u.file_name}\n" for u in plan),
     )

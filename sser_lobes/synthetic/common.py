@@ -1,0 +1,95 @@
+"""Shared pieces of the synthetic corpus generators.
+
+The voices of :mod:`sser_lobes.synthetic.iemocap` and
+:mod:`sser_lobes.synthetic.msp_podcast` are built from the same parts: a
+harmonic source on a pitch track, a syllable-rate amplitude envelope, and a
+common finish (fades, level, a little dither). Each generator chooses its own
+pitch, rate and level per class; the random draws happen in the order the
+functions are called, so a seed gives the same audio.
+"""
+
+import numpy as np
+
+#: Harmonics stay below this frequency (Hz).
+HARMONIC_CEILING = 7000
+
+
+def harmonic_source(phase, highest_f0, n_harmonics, tilt, rng):
+    """Harmonic signal on a phase track, peak-normalised to 1.
+
+    Arguments
+    ---------
+    phase : numpy.ndarray
+        Instantaneous phase of the fundamental (radians), one per sample.
+    highest_f0 : float
+        Highest pitch reached (Hz): harmonics are capped below
+        :data:`HARMONIC_CEILING` for it.
+    n_harmonics : int
+        Number of harmonics wanted.
+    tilt : float
+        Harmonic ``k`` has amplitude ``k ** -tilt``.
+    rng : numpy.random.Generator
+        Draws the harmonics' phase offsets.
+
+    Returns
+    -------
+    numpy.ndarray
+        The voiced signal (float64).
+
+    Example
+    -------
+    >>> rng = np.random.default_rng(0)
+    >>> phase = 2 * np.pi * 100 * np.arange(1600) / 16000
+    >>> voiced = harmonic_source(phase, 105.0, 5, 1.0, rng)
+    >>> voiced.shape, round(float(np.abs(voiced).max()), 6)
+    ((1600,), 1.0)
+    """
+    n_harm = max(1, min(n_harmonics, int(HARMONIC_CEILING // highest_f0)))
+    k = np.arange(1, n_harm + 1)
+    weights = k ** (-tilt)
+    offsets = rng.uniform(0, 2 * np.pi, size=n_harm)
+    voiced = weights @ np.sin(np.outer(k, phase) + offsets[:, None])
+    voiced /= np.abs(voiced).max() + 1e-9
+    return voiced
+
+
+def syllable_envelope(t, rate, rng):
+    """Raised-cosine amplitude modulation at ``rate`` Hz (random phase).
+
+    Example
+    -------
+    >>> env = syllable_envelope(np.arange(160) / 16000, 4.0, np.random.default_rng(0))
+    >>> bool(env.min() >= 0.15 and env.max() <= 1.0)
+    True
+    """
+    envelope = 0.5 - 0.5 * np.cos(2 * np.pi * rate * t + rng.uniform(0, 2 * np.pi))
+    return 0.15 + 0.85 * envelope**1.5
+
+
+def finish_utterance(signal, amplitude, rng, sample_rate):
+    """Fade in and out (20 ms), set the peak to ``amplitude``, add dither and
+    clip to the PCM16 range. ``signal`` (float64) is modified in place.
+
+    Example
+    -------
+    >>> out = finish_utterance(np.ones(1600), 0.5, np.random.default_rng(0), 16000)
+    >>> peak = float(np.abs(out).max())
+    >>> bool(0.49 < peak < 0.51), bool(abs(out[0]) < 0.01)  # level, faded in
+    (True, True)
+    """
+    num = signal.shape[0]
+    fade = min(num // 2, int(0.02 * sample_rate))
+    if fade > 0:
+        ramp = np.linspace(0.0, 1.0, fade)
+        signal[:fade] *= ramp
+        signal[num - fade :] *= ramp[::-1]
+    signal /= np.abs(signal).max() + 1e-9
+    signal *= amplitude
+    signal += 0.002 * rng.standard_normal(num)
+    return np.clip(signal, -1.0, 1.0 - 2**-15)
+
+
+def write_text(path, text):
+    """Write UTF-8 text with ``\\n`` line ends on every platform."""
+    with open(path, "w", encoding="utf-8", newline="\n") as handle:
+        handle.write(text)
