@@ -804,8 +804,8 @@ class SSLEncoder(nn.Module):
         True
         """
         extractor = self.model.feature_extractor
-        utterance_wise = self.config.feat_extract_norm == "layer" or (
-            self.uses_group_norm
+        utterance_wise = (
+            self.config.feat_extract_norm == "layer" or self.uses_group_norm
         )
         if extractor.training or not utterance_wise:
             with self._masked_first_norm(sample_lengths):
@@ -873,21 +873,20 @@ class SSLEncoder(nn.Module):
         first = layers[0]
         total = int(self.frame_lengths(torch.tensor(wav.shape[0])))
         hop = math.prod(self.config.conv_stride)
+        # Per layer: time-major matrices and bias (None: the conv's own). A
+        # group-norm first layer is folded into its conv for this utterance.
+        weights = [self._time_major_weights(layer.conv) for layer in layers]
+        biases = [None] * len(layers)
         if self.uses_group_norm:
-            weight, bias = self._first_norm_affine(wav)
-        else:
-            weight, bias = first.conv.weight, first.conv.bias
-        first_weights = time_major_weights(weight, first.conv.stride[0])
+            weight, biases[0] = self._first_norm_affine(wav)
+            weights[0] = time_major_weights(weight, first.conv.stride[0])
         chunk = max(1, int(self.cnn_chunk_frames))
         pieces = []
         for start in range(0, total, chunk):
             stop = min(total, start + chunk)
-            x = wav[start * hop : (stop - 1) * hop + self.min_samples, None]
-            hidden = time_major_conv(x, first_weights, first.conv, bias)
-            for index, layer in enumerate(layers):
-                if index > 0:
-                    weights = self._time_major_weights(layer.conv)
-                    hidden = time_major_conv(hidden, weights, layer.conv)
+            hidden = wav[start * hop : (stop - 1) * hop + self.min_samples, None]
+            for layer, matrices, bias in zip(layers, weights, biases):
+                hidden = time_major_conv(hidden, matrices, layer.conv, bias)
                 norm = getattr(layer, "layer_norm", None)
                 if isinstance(norm, nn.LayerNorm):
                     hidden = norm(hidden)
