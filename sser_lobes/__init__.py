@@ -5,6 +5,7 @@ Example
 >>> from sser_lobes import SSLEncoder, MeanPooling, LinearHead, EmotionModel
 """
 
+import logging
 import warnings
 
 # transformers' WavLM attention hands torch a bool padding mask and a float
@@ -15,6 +16,21 @@ warnings.filterwarnings(
     message="Support for mismatched key_padding_mask and attn_mask",
     category=UserWarning,
 )
+
+
+class _NoTorchvisionNotice(logging.Filter):
+    """Drop SpeechBrain's "torchvision is not available - cannot save figures".
+
+    SpeechBrain logs it when ``speechbrain.utils.train_logger`` is imported
+    (for its ProgressSampleLogger, which sser does not use); the recipes write
+    their PNG figures with matplotlib, so the notice only misleads.
+    """
+
+    def filter(self, record):
+        return "torchvision is not available" not in record.getMessage()
+
+
+logging.getLogger("speechbrain.utils.train_logger").addFilter(_NoTorchvisionNotice())
 
 from sser_lobes.heads import LinearHead, MLPHead  # noqa: E402
 from sser_lobes.model import EmotionModel  # noqa: E402

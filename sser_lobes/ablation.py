@@ -39,6 +39,7 @@ from sser_lobes.aggregate import (
     DEFAULT_METRICS,
     aggregate_runs,
     collect_runs,
+    find_incomplete_runs,
     format_cell,
     markdown_text,
     write_report,
@@ -145,6 +146,7 @@ def ablation_table(variants, filename="test_metrics.json", metrics=DEFAULT_METRI
     if not variants:
         raise ValueError("no variant given")
     rows = []
+    warnings = []
     for label, folder in variants:
         try:
             runs = collect_runs([folder], filename=filename)
@@ -160,6 +162,11 @@ def ablation_table(variants, filename="test_metrics.json", metrics=DEFAULT_METRI
             raise ValueError(
                 f"variant {label!r}: runs under {folder} come from different "
                 f"protocols: {listing}"
+            )
+        for run_folder in find_incomplete_runs([folder], filename=filename):
+            warnings.append(
+                f"variant {label!r}: {run_folder} has no {filename} (unfinished "
+                "or failed run), not in its mean"
             )
         names = sorted({str(run.get("experiment")) for run in runs})
         relabelled = [{**run, "experiment": label} for run in runs]
@@ -184,7 +191,6 @@ def ablation_table(variants, filename="test_metrics.json", metrics=DEFAULT_METRI
     reference = rows[0]["metrics"][first]["mean"]
     for k, row in enumerate(rows):
         row["delta"] = None if k == 0 else row["metrics"][first]["mean"] - reference
-    warnings = []
     protocols = {row["protocol"] for row in rows}
     if len(protocols) > 1:
         listing = ", ".join(f"{row['label']}: {row['protocol']!r}" for row in rows)
@@ -257,6 +263,10 @@ def format_ablation(table):
             )
             + "."
         )
+    incomplete = [w for w in table.get("warnings", []) if "unfinished" in w]
+    if incomplete:
+        lines += ["", "Left out of the means:", ""]
+        lines += [f"- {markdown_text(w)}" for w in incomplete]
     return "\n".join(lines) + "\n"
 
 

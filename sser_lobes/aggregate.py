@@ -48,6 +48,7 @@ __all__ = [
     "DEFAULT_METRICS",
     "aggregate_runs",
     "collect_runs",
+    "find_incomplete_runs",
     "format_markdown",
     "main",
 ]
@@ -152,6 +153,49 @@ def collect_runs(folders, filename="test_metrics.json"):
             run["experiment"] = _experiment_from_folders(file, root, run)
         runs.append(run)
     return runs
+
+
+def find_incomplete_runs(folders, filename="test_metrics.json"):
+    """Recipe run folders (holding ``hyperparams.yaml``) without ``filename``.
+
+    A fold that crashed or is still training has a run folder but no metrics:
+    it must be reported, not silently left out of a mean over folds.
+
+    Parameters
+    ----------
+    folders : str, os.PathLike or list of them
+        Folders to search (recursively).
+    filename : str
+        Name of the per-run metrics file.
+
+    Returns
+    -------
+    list of str
+        The incomplete run folders, sorted.
+
+    Example
+    -------
+    >>> import os, tempfile
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     for fold in ("session1", "session2"):
+    ...         os.makedirs(os.path.join(tmp, fold))
+    ...         open(os.path.join(tmp, fold, "hyperparams.yaml"), "w").close()
+    ...     open(os.path.join(tmp, "session1", "test_metrics.json"), "w").close()
+    ...     [os.path.basename(f) for f in find_incomplete_runs(tmp)]
+    ['session2']
+    """
+    if isinstance(folders, (str, os.PathLike)):
+        folders = [folders]
+    incomplete = set()
+    for folder in folders:
+        root = Path(os.fspath(folder))
+        if not root.is_dir():
+            continue
+        for hparams in root.rglob("hyperparams.yaml"):
+            run = hparams.parent
+            if not (run / filename).is_file():
+                incomplete.add(str(run))
+    return sorted(incomplete)
 
 
 def _check_metric(run, metric, where):
@@ -374,6 +418,21 @@ def format_markdown(aggregated, metrics=None):
     return "\n".join(lines) + "\n"
 
 
+def incomplete_runs_markdown(incomplete, filename="test_metrics.json"):
+    """Markdown section listing the run folders left out of the means.
+
+    Example
+    -------
+    >>> print(incomplete_runs_markdown(["results/x/session4"]).strip())
+    ## Incomplete runs (no test_metrics.json, not in the means)
+    <BLANKLINE>
+    - results/x/session4
+    """
+    lines = ["", f"## Incomplete runs (no {filename}, not in the means)", ""]
+    lines += [f"- {markdown_text(run)}" for run in incomplete]
+    return "\n".join(lines) + "\n"
+
+
 def _parser():
     parser = argparse.ArgumentParser(
         prog="python -m sser_lobes.aggregate",
@@ -457,6 +516,16 @@ def main(argv=None):
         runs = collect_runs(args.folders, filename=args.file)
         aggregated = aggregate_runs(runs, args.metrics)
         text = format_markdown(aggregated, args.metrics)
+        incomplete = find_incomplete_runs(args.folders, filename=args.file)
+        if incomplete:
+            aggregated["incomplete_runs"] = incomplete
+            text += incomplete_runs_markdown(incomplete, args.file)
+            for run in incomplete:
+                print(
+                    f"aggregate: warning: {run}: no {args.file} (unfinished or "
+                    "failed run), not included in the means",
+                    file=sys.stderr,
+                )
         write_report(text, aggregated, markdown=args.markdown, json_path=args.json)
     except (OSError, ValueError) as err:
         print(f"aggregate: error: {err}", file=sys.stderr)

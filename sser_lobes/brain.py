@@ -236,6 +236,10 @@ class SERBrain(sb.Brain):
                 out / "learning_curves.png",
                 title=self.hparams.experiment_name,
             )
+        rng_state = getattr(self.hparams, "rng_state", None)
+        if rng_state is not None:
+            # Every rank's RNG state goes into the main process' checkpoint.
+            rng_state.gather()
         self.checkpointer.save_and_keep_only(
             meta={**valid_stats, "epoch": epoch},
             max_keys=[self.hparams.selection_metric],

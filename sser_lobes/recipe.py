@@ -34,8 +34,13 @@ class ManifestError(ValueError):
     """A manifest entry the recipe cannot use; the message names file and entry."""
 
 
-def setup_experiment(argv, script=None):
-    """Parse the command line, start DDP, load hparams, create the run folder.
+def setup_experiment(argv, script=None, check_options=None):
+    """Parse the command line, check the options, start DDP, load hparams.
+
+    The options are checked on a preview of the hyperparameters, before
+    anything is built (:mod:`sser_lobes.preflight`): a mistake is reported as
+    one :class:`~sser_lobes.preflight.RecipeError` before the SSL encoder is
+    downloaded or built, and before anything is written into the run folder.
 
     Arguments
     ---------
@@ -44,16 +49,53 @@ def setup_experiment(argv, script=None):
     script : str or None
         The recipe script (``__file__`` of train.py), copied into the run
         folder as SpeechBrain does for the script that creates it.
+    check_options : callable or None
+        ``check_options(preview) -> (derived_overrides, split_options)``: the
+        recipe's own checks on the plain values (data folder, protocol).
+        ``derived_overrides`` (e.g. the fold name) are applied to the
+        hyperparameters; ``split_options`` define the split for the
+        :class:`~sser_lobes.split_guard.SplitGuard` (None: no guard).
 
     Returns
     -------
     hparams : dict
     run_opts : dict
-    overrides : str
+    guard : sser_lobes.split_guard.SplitGuard or None
+        Call ``guard.check_manifests(...)`` after the data preparation.
     """
+    from sser_lobes.preflight import (
+        RecipeError,
+        check_model_options,
+        check_pretrained_sources,
+        parse_overrides,
+        preview_hparams,
+    )
+    from sser_lobes.split_guard import SplitGuard
+
     hparams_file, run_opts, overrides = sb.parse_arguments(argv)
+    overrides = parse_overrides(overrides)
+    preview = preview_hparams(hparams_file, overrides)
+    guard = None
+    if check_options is not None:
+        derived, split_options = check_options(preview)
+        if derived:
+            overrides = {**overrides, **derived}
+            preview = preview_hparams(hparams_file, overrides)
+        if split_options is not None:
+            guard = SplitGuard(
+                preview["save_folder"], split_options, preview["output_folder"]
+            )
+            guard.check_options()
+    else:
+        check_model_options(preview, (preview.get("selection_metric"),))
+    check_pretrained_sources(preview)
+
     sb.utils.distributed.ddp_init_group(run_opts)
-    hparams, merged_text = load_hparams(hparams_file, overrides)
+    try:
+        hparams, merged_text = load_hparams(hparams_file, overrides)
+    except (ValueError, OSError) as error:
+        # The options were checked; what is left is a value a lobe refuses.
+        raise RecipeError(f"{hparams_file}: {error}") from error
     # Save the merged (overlay-resolved) hyperparameters with the experiment.
     with tempfile.NamedTemporaryFile(
         "w", suffix=".yaml", delete=False, encoding="utf-8"
@@ -69,7 +111,7 @@ def setup_experiment(argv, script=None):
         os.unlink(handle.name)
     if sb.utils.distributed.if_main_process():
         _keep_script_copy(hparams["output_folder"], script)
-    return hparams, run_opts, overrides
+    return hparams, run_opts, guard
 
 
 def _keep_script_copy(folder, script):
@@ -80,6 +122,48 @@ def _keep_script_copy(folder, script):
         copied.unlink()
     if script is not None:
         shutil.copy(script, folder)
+
+
+def read_manifest(path):
+    """The entries of a JSON manifest; a clear error if it cannot be used.
+
+    Example
+    -------
+    >>> import tempfile, os
+    >>> path = os.path.join(tempfile.mkdtemp(), "valid.json")
+    >>> _ = open(path, "w").write("{}")
+    >>> read_manifest(path)
+    {}
+    >>> read_manifest(path + ".missing")
+    Traceback (most recent call last):
+    ...
+    sser_lobes.recipe.ManifestError: ...valid.json.missing: cannot read the manifest...
+    """
+    try:
+        with open(path, encoding="utf-8") as handle:
+            data = json.load(handle)
+    except (OSError, ValueError) as error:
+        raise ManifestError(f"{path}: cannot read the manifest ({error})") from None
+    if not isinstance(data, dict):
+        raise ManifestError(f"{path}: a manifest is a JSON object {{id: {{...}}}}")
+    return data
+
+
+def require_entries(path, split):
+    """Raise :class:`ManifestError` if the manifest of a required split is empty.
+
+    Example
+    -------
+    >>> import tempfile, os
+    >>> path = os.path.join(tempfile.mkdtemp(), "train.json")
+    >>> _ = open(path, "w").write("{}")
+    >>> require_entries(path, "train")
+    Traceback (most recent call last):
+    ...
+    sser_lobes.recipe.ManifestError: the train split is empty: ...train.json lists ...
+    """
+    if not read_manifest(path):
+        raise ManifestError(f"the {split} split is empty: {path} lists no utterance")
 
 
 def check_manifest_labels(path, labels, key="emo", allow_missing=False):

@@ -364,7 +364,7 @@ def find_iemocap_root(data_folder):
     )
 
 
-def _validate_options(
+def validate_options(
     split_mode,
     test_session,
     test_speaker,
@@ -635,6 +635,35 @@ def _split(records, options):
     return splits, protocol
 
 
+def _absent_classes(records, splits, emotions, protocol):
+    """Classes without utterances per split: an error for train (a model
+    cannot learn them), a warning for valid and test (UA then averages over
+    the classes present, see sser_lobes.metrics).
+
+    Returns ``{split: [classes]}`` for the splits that miss some.
+    """
+    absent = {}
+    for split, ids in splits.items():
+        present = {records[u]["emo"] for u in ids}
+        missing = [e for e in emotions if e not in present]
+        if missing:
+            absent[split] = missing
+    if "train" in absent:
+        raise PreparationError(
+            f"class(es) {', '.join(absent['train'])} have no training utterance in "
+            f"this fold ({protocol}); a model cannot learn them. Drop them from "
+            "emotions or check the corpus under the data folder"
+        )
+    for split, missing in absent.items():
+        logger.warning(
+            "The %s split has no utterance of class(es) %s: its UA and macro-F1 "
+            "average over the other classes only.",
+            split,
+            ", ".join(missing),
+        )
+    return absent
+
+
 def prepare_iemocap(
     data_folder,
     save_folder,
@@ -707,7 +736,7 @@ def prepare_iemocap(
     >>> logging.disable(logging.NOTSET)
     >>> tmp.cleanup()
     """
-    options = _validate_options(
+    options = validate_options(
         split_mode,
         test_session,
         test_speaker,
@@ -754,6 +783,7 @@ def prepare_iemocap(
     records = _collect(root, options)
     full_release = _check_counts(records, options)
     splits, protocol = _split(records, options)
+    absent = _absent_classes(records, splits, options["emotions"], protocol)
 
     save_folder.mkdir(parents=True, exist_ok=True)
     write_state(save_folder, _WRITER, _FORMAT_VERSION, options, complete=False)
@@ -789,6 +819,8 @@ def prepare_iemocap(
             for split, ids in splits.items()
         },
     }
+    if absent:
+        info["absent_classes"] = absent
     if mode == "random":
         info["warning"] = (
             "speaker-DEPENDENT split: test speakers are also in train; numbers "

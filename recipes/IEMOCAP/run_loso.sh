@@ -50,7 +50,7 @@ for seed in $seeds; do
                     speaker="Ses0${session}${side}"
                     "$python" "$here/train.py" "$hparams" --data_folder="$data_folder" \
                         --split_mode=lospk --test_session="$session" \
-                        --test_speaker="$speaker" --fold="$speaker" --seed="$seed" "$@"
+                        --test_speaker="$speaker" --seed="$seed" "$@"
                 done
                 ;;
             *)

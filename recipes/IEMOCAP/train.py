@@ -25,15 +25,14 @@ from pathlib import Path
 
 import speechbrain as sb
 import torch
-from iemocap_prepare import PreparationError, prepare_iemocap
+from iemocap_prepare import find_iemocap_root, prepare_iemocap, validate_options
 from speechbrain.utils.distributed import if_main_process, run_on_main
 
-from sser_lobes.audio import AudioError
 from sser_lobes.brain import SERBrain, write_json
 from sser_lobes.metrics import ClassificationStats
 from sser_lobes.plots import plot_confusion_matrix
+from sser_lobes.preflight import RecipeError, check_model_options, run_recipe_main
 from sser_lobes.recipe import (
-    ManifestError,
     audio_pipeline,
     categorical_label_encoder,
     check_manifest_labels,
@@ -42,10 +41,12 @@ from sser_lobes.recipe import (
     format_results_table,
     label_pipeline,
     make_loader_kwargs,
+    require_entries,
     setup_experiment,
 )
 
 REPORTED_METRICS = ("WA", "UA", "macro_F1")
+SELECTION_METRICS = ("WA", "UA", "macro_F1", "micro_F1")
 
 
 class EmotionBrain(SERBrain):
@@ -137,6 +138,7 @@ def dataio_prep(hparams):
     datasets = {}
     for split in ("train", "valid", "test"):
         manifest = hparams[f"{split}_annotation"]
+        require_entries(manifest, split)
         check_manifest_labels(manifest, hparams["emotions"], key="emo")
         datasets[split] = sb.dataio.dataset.DynamicItemDataset.from_json(
             json_path=manifest,
@@ -147,6 +149,59 @@ def dataio_prep(hparams):
         os.makedirs(hparams["save_folder"], exist_ok=True)
         label_encoder.save(os.path.join(hparams["save_folder"], "label_encoder.txt"))
     return datasets, label_encoder
+
+
+def protocol_options(hparams):
+    """The preparation's checked options; a bad one is a RecipeError."""
+    try:
+        return validate_options(
+            split_mode=hparams["split_mode"],
+            test_session=hparams["test_session"],
+            test_speaker=hparams["test_speaker"],
+            valid_ratio=hparams["valid_ratio"],
+            seed=hparams["split_seed"],
+            merge_exc_into_hap=hparams["merge_exc_into_hap"],
+            emotions=tuple(hparams["emotions"]),
+            sample_rate=hparams["sample_rate"],
+        )
+    except ValueError as error:
+        raise RecipeError(str(error)) from None
+
+
+def default_fold(options):
+    """Run-folder name of a fold: session<N>, the test speaker, or the seed.
+
+    Example
+    -------
+    >>> default_fold({"split_mode": "lospk", "test_speaker": "Ses01F"})
+    'Ses01F'
+    >>> default_fold({"split_mode": "random", "seed": 7})
+    'random_seed7'
+    """
+    if options["split_mode"] == "lospk":
+        return options["test_speaker"]
+    if options["split_mode"] == "random":
+        return f"random_seed{options['seed']}"
+    return f"session{options['test_session']}"
+
+
+def check_options(hparams):
+    """Checks on the hparams preview, before the encoder is built.
+
+    Returns the derived overrides (the fold name when ``fold: auto``) and the
+    options that define the split (for the run folder's split guard).
+    """
+    check_model_options(hparams, SELECTION_METRICS)
+    options = protocol_options(hparams)
+    if not hparams["skip_prep"]:
+        find_iemocap_root(hparams["data_folder"])
+    derived = {}
+    if hparams["fold"] == "auto":
+        derived["fold"] = default_fold(options)
+    split = dict(options)
+    if split["split_mode"] == "random":
+        split["test_session"] = None  # not used by the random split
+    return derived, split
 
 
 def prepare_data(hparams):
@@ -167,6 +222,12 @@ def prepare_data(hparams):
                 "sample_rate": hparams["sample_rate"],
             },
         )
+    for split in ("train", "valid", "test"):
+        if not Path(hparams[f"{split}_annotation"]).is_file():
+            raise RecipeError(
+                f"{hparams[f'{split}_annotation']}: manifest not found (with "
+                "--skip_prep=True the manifests must already be there)"
+            )
     info_file = Path(hparams["manifest_folder"]) / "split_info.json"
     if info_file.exists():
         return json.loads(info_file.read_text(encoding="utf-8"))
@@ -175,10 +236,17 @@ def prepare_data(hparams):
 
 def main(argv=None):
     """Run one fold: prepare, train, select on valid, evaluate valid and test."""
-    hparams, run_opts, _ = setup_experiment(
-        sys.argv[1:] if argv is None else argv, script=__file__
+    hparams, run_opts, guard = setup_experiment(
+        sys.argv[1:] if argv is None else argv,
+        script=__file__,
+        check_options=check_options,
     )
     split_info = prepare_data(hparams)
+    # Never resume checkpoints trained on another split (or corpus).
+    guard.check_manifests(
+        [hparams[f"{split}_annotation"] for split in ("train", "valid", "test")],
+        write=if_main_process(),
+    )
     datasets, _ = dataio_prep(hparams)
     train_sampler, train_kwargs, eval_kwargs = make_loader_kwargs(
         hparams, datasets, ("valid", "test")
@@ -225,9 +293,5 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except (AudioError, ManifestError, PreparationError) as error:
-        # Problems with the user's data: the message names the file; a
-        # traceback would only hide it.
-        sys.exit(f"error: {error}")
+    # A mistake in the options or the data: one line that names it.
+    run_recipe_main(main)

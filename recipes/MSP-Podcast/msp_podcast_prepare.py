@@ -831,7 +831,7 @@ def _read_transcript(path):
     return text or None
 
 
-def _validate_options(splits, emotions, sample_rate, min_samples, num_workers):
+def validate_options(splits, emotions, sample_rate, min_samples, num_workers):
     """Check the arguments; return them as a JSON-comparable dict."""
     if isinstance(splits, str) or not all(isinstance(s, str) for s in splits):
         raise ValueError(
@@ -1288,7 +1288,7 @@ def prepare_msp_podcast(
     >>> logging.disable(logging.NOTSET)
     >>> tmp.cleanup()
     """
-    options = _validate_options(splits, emotions, sample_rate, min_samples, num_workers)
+    options = validate_options(splits, emotions, sample_rate, min_samples, num_workers)
     root = find_msp_root(data_folder)
     labels_path = find_labels_file(root)
     options = {

@@ -18,22 +18,32 @@ Authors
  * sser authors 2026
 """
 
+import logging
 import sys
 from pathlib import Path
 
 import speechbrain as sb
 import torch
-from msp_podcast_prepare import PreparationError, prepare_msp_podcast
+from msp_podcast_prepare import (
+    find_audio_folder,
+    find_labels_file,
+    find_msp_root,
+    prepare_msp_podcast,
+)
 from speechbrain.utils.distributed import if_main_process, run_on_main
 
-from sser_lobes.audio import AudioError
 from sser_lobes.batching import class_balanced_weights
 from sser_lobes.brain import SERBrain, write_json
 from sser_lobes.losses import class_weights, labels_counts_from_manifest
 from sser_lobes.metrics import ClassificationStats, RegressionStats
 from sser_lobes.plots import plot_confusion_matrix
+from sser_lobes.preflight import (
+    RecipeError,
+    check_choice,
+    check_model_options,
+    run_recipe_main,
+)
 from sser_lobes.recipe import (
-    ManifestError,
     audio_pipeline,
     categorical_label_encoder,
     check_manifest_labels,
@@ -42,8 +52,11 @@ from sser_lobes.recipe import (
     format_results_table,
     label_pipeline,
     make_loader_kwargs,
+    read_manifest,
     setup_experiment,
 )
+
+logger = logging.getLogger(__name__)
 
 CATEGORICAL_METRICS = ("macro_F1", "micro_F1", "UA", "WA")
 # Corpus column of each attribute, for the Test3 submission file.
@@ -227,6 +240,9 @@ def dataio_prep(hparams):
         is_labelled = split in labelled
         if is_labelled and categorical:
             check_manifest_labels(path, hparams["emotions"], allow_missing=True)
+        if not read_manifest(path):
+            _empty_split(hparams, split, f"{path} lists no utterance")
+            continue
         dataset = sb.dataio.dataset.DynamicItemDataset.from_json(
             json_path=path,
             dynamic_items=[train_audio if split == "train" else eval_audio]
@@ -239,15 +255,33 @@ def dataio_prep(hparams):
         if is_labelled:
             dataset = dataset.filtered_sorted(key_test=keep)
             if len(dataset) == 0:
-                raise ManifestError(
-                    f"{path}: no utterance with the targets of task "
-                    f"{hparams['task']!r}."
+                wanted = "class" if categorical else "attributes"
+                _empty_split(
+                    hparams,
+                    split,
+                    f"{path} has no utterance with the {wanted} of task "
+                    f"{hparams['task']!r}",
                 )
+                continue
         datasets[split] = dataset
     if categorical and if_main_process():
         Path(hparams["save_folder"]).mkdir(parents=True, exist_ok=True)
         encoder.save(str(Path(hparams["save_folder"]) / "label_encoder.txt"))
     return datasets
+
+
+def _empty_split(hparams, split, reason):
+    """An empty training or validation split stops the run; an empty
+    evaluation split (e.g. a release whose Partitions.txt lists no Test2
+    file) is skipped with a warning."""
+    if split in ("train", hparams["valid_split"]):
+        role = "training" if split == "train" else "validation (model selection)"
+        raise RecipeError(
+            f"the {split} split is empty: {reason}. The {role} split must hold "
+            "utterances; check Partitions.txt and the labels file of --data_folder"
+        )
+    logger.warning("Skipping the %s split: %s.", split, reason)
+    print(f"warning: skipping the {split} split: {reason}", file=sys.stderr)
 
 
 def training_weights(hparams, datasets):
@@ -288,6 +322,47 @@ def prepare_data(hparams):
                 "num_workers": hparams["header_workers"],
             },
         )
+    for split in ("train", *hparams["eval_splits"], *hparams["prediction_splits"]):
+        if not manifest_path(hparams, split).is_file():
+            raise RecipeError(
+                f"{manifest_path(hparams, split)}: manifest not found (with "
+                "--skip_prep=True the manifests must already be there)"
+            )
+
+
+def check_options(hparams):
+    """Checks on the hparams preview, before the encoder is built.
+
+    Returns no derived override, and the options that define the split (for
+    the run folder's split guard).
+    """
+    check_choice(hparams, "task", ("categorical", "attributes"))
+    if hparams["task"] == "categorical":
+        metrics = CATEGORICAL_METRICS
+    else:
+        metrics = ("CCC_mean", *(f"CCC_{a}" for a in hparams["attributes"]))
+    check_model_options(hparams, metrics)
+    for key in ("eval_splits", "prediction_splits"):
+        unknown = [s for s in hparams[key] if s not in SPLIT_NAMES]
+        if unknown or "train" in hparams[key]:
+            raise RecipeError(
+                f"--{key}: unknown or misplaced split(s) {unknown or ['train']}; "
+                f"choose among {', '.join(s for s in SPLIT_NAMES if s != 'train')}"
+            )
+    if hparams["valid_split"] not in hparams["eval_splits"]:
+        raise RecipeError(
+            f"--valid_split={hparams['valid_split']} must be one of the eval_splits "
+            f"{list(hparams['eval_splits'])}"
+        )
+    check_choice(hparams, "class_weighting", ("inverse_frequency", "none"))
+    if not hparams["skip_prep"]:
+        root = find_msp_root(hparams["data_folder"])
+        find_labels_file(root)
+        find_audio_folder(root)
+        if not (root / "Partitions.txt").is_file():
+            raise RecipeError(f"{root / 'Partitions.txt'}: file not found")
+    splits = ["train", *hparams["eval_splits"], *hparams["prediction_splits"]]
+    return {}, {"splits": splits, "sample_rate": hparams["sample_rate"]}
 
 
 # Manifest name -> the corpus' Split_Set name.
@@ -302,15 +377,31 @@ SPLIT_NAMES = {
 
 def main(argv=None):
     """Prepare, train, select on Development, evaluate and write submissions."""
-    hparams, run_opts, _ = setup_experiment(
-        sys.argv[1:] if argv is None else argv, script=__file__
+    hparams, run_opts, guard = setup_experiment(
+        sys.argv[1:] if argv is None else argv,
+        script=__file__,
+        check_options=check_options,
     )
-    if hparams["task"] not in ("categorical", "attributes"):
-        raise ValueError(f"task must be categorical or attributes: {hparams['task']!r}")
     prepare_data(hparams)
+    # Never resume checkpoints trained on another partition or label file.
+    guard.check_manifests(
+        [
+            manifest_path(hparams, split)
+            for split in (
+                "train",
+                *hparams["eval_splits"],
+                *hparams["prediction_splits"],
+            )
+        ],
+        write=if_main_process(),
+    )
     datasets = dataio_prep(hparams)
     loss_weight, sampling = training_weights(hparams, datasets)
-    eval_splits = list(hparams["eval_splits"]) + list(hparams["prediction_splits"])
+    eval_splits = [
+        split
+        for split in (*hparams["eval_splits"], *hparams["prediction_splits"])
+        if split in datasets
+    ]
     train_sampler, train_kwargs, eval_kwargs = make_loader_kwargs(
         hparams, datasets, eval_splits, train_weights=sampling
     )
@@ -366,7 +457,5 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except (AudioError, ManifestError, PreparationError) as error:
-        sys.exit(f"error: {error}")
+    # A mistake in the options or the data: one line that names it.
+    run_recipe_main(main)

@@ -1,0 +1,352 @@
+"""A user's mistake gets one line before anything heavy; runs never mix splits;
+thin or partial data gets a message, not a traceback (issue 9, sections 2-4).
+"""
+
+import importlib.util
+import json
+import shutil
+import sys
+
+import pytest
+from conftest import FAST_TRAINING, RECIPES, run_script
+
+from sser_lobes.preflight import run_recipe_main
+
+IEMOCAP = RECIPES / "IEMOCAP"
+MSP = RECIPES / "MSP-Podcast"
+IEMOCAP_HPARAMS = IEMOCAP / "hparams" / "train_wavlm_large.yaml"
+MSP_HPARAMS = MSP / "hparams" / "train_wavlm_large.yaml"
+
+
+def _load_train(recipe, monkeypatch):
+    """The recipe's train.py as a fresh module (both recipes call it train)."""
+    monkeypatch.syspath_prepend(str(recipe))
+    spec = importlib.util.spec_from_file_location(
+        f"train_{recipe.name.replace('-', '_')}", recipe / "train.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _run_main(recipe, monkeypatch, argv):
+    """Run a recipe's main() in this process, as its command line does.
+
+    Returns the recipe's results, or the ``error: ...`` message it exits with.
+    """
+    train = _load_train(recipe, monkeypatch)
+    try:
+        return run_recipe_main(lambda: train.main([str(a) for a in argv]))
+    except SystemExit as exit_info:
+        text = str(exit_info.code)
+        assert text.startswith("error: ") and "\n" not in text, text
+        return text
+
+
+def _one_line_error(proc):
+    """The command failed with exactly one ``error: ...`` line, no traceback."""
+    assert proc.returncode != 0
+    assert "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1, proc.stderr[-2000:]
+    return errors[0]
+
+
+def _train_args(hparams, *extra):
+    return [sys.executable, hparams.parent.parent / "train.py", hparams, *extra]
+
+
+# --------------------------------------------------------------------------
+# 4. A mistake gets one line before the encoder is built (subprocess calls)
+# --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "hparams, expected",
+    [(IEMOCAP_HPARAMS, "IEMOCAP_full_release"), (MSP_HPARAMS, "MSP-Podcast")],
+)
+def test_missing_data_folder_is_one_line_before_the_hub(tmp_path, hparams, expected):
+    """The default ssl_source is microsoft/wavlm-large: the data folder is
+    checked before the encoder would be looked up (offline in the tests)."""
+    proc = run_script(
+        _train_args(
+            hparams, "--data_folder=/nonexistent", f"--output_folder={tmp_path}/r"
+        ),
+        cwd=tmp_path,
+        expect_ok=False,
+    )
+    line = _one_line_error(proc)
+    assert "/nonexistent" in line and expected in line
+    assert not (tmp_path / "r").exists()
+
+
+# In-process (the same code path as the command line, without the start-up
+# cost of a new interpreter for each case).
+def test_unreachable_hub_model_is_one_line(iemocap_corpus, tmp_path, monkeypatch):
+    train = _load_train(IEMOCAP, monkeypatch)
+    argv = [
+        str(IEMOCAP_HPARAMS),
+        f"--data_folder={iemocap_corpus}",
+        f"--output_folder={tmp_path / 'run'}",
+    ]
+    with pytest.raises(SystemExit) as exit_info:
+        run_recipe_main(lambda: train.main(argv))
+    text = str(exit_info.value.code)
+    assert "'microsoft/wavlm-large'" in text and "--ssl_source=" in text
+    assert "\n" not in text
+
+
+BAD_OPTIONS = [
+    ("--finetune=bogus", "--finetune must be one of frozen, partial, entire"),
+    ("--pooling_type=foo", "--pooling_type must be one of"),
+    ("--bogus_key=1", "unknown option --bogus_key"),
+    ("--batching=sorted", "--batching must be one of bucketed, random"),
+    ("--selection_metric=F1", "--selection_metric must be one of"),
+    ("--number_of_epochs=0", "--number_of_epochs must be an integer >= 1"),
+    ("--lr=-0.1", "--lr must be a number > 0.0"),
+    ("--split_mode=lospk", "split_mode='lospk' needs test_speaker"),
+    ("--test_session=9", "test_session must be an integer 1-5, got 9"),
+    ("--test_speaker=Ses09X", "test_speaker"),
+    ("--ssl_source=/nonexistent/model", "--ssl_source=/nonexistent/model: no such"),
+    ("--output_layer=99", "output_layer must be in 0..2, got 99"),
+]
+
+
+@pytest.mark.parametrize(
+    "option, message", BAD_OPTIONS, ids=[o for o, _ in BAD_OPTIONS]
+)
+def test_bad_options_are_one_line_errors_and_write_nothing(
+    iemocap_corpus, tiny_models, tmp_path, monkeypatch, option, message
+):
+    train = _load_train(IEMOCAP, monkeypatch)
+    out = tmp_path / "run"
+    base = [
+        f"--data_folder={iemocap_corpus}",
+        f"--ssl_source={tiny_models['wavlm']}",
+        f"--output_folder={out}",
+    ]
+    key = option.split("=")[0]
+    argv = [str(IEMOCAP_HPARAMS), *(a for a in base if not a.startswith(key)), option]
+    with pytest.raises(SystemExit) as exit_info:
+        run_recipe_main(lambda: train.main(argv))
+    text = str(exit_info.value.code)
+    assert text.startswith("error: ") and message in text, text
+    assert "\n" not in text
+    assert not out.exists()
+
+
+def test_msp_bad_task_and_splits(tmp_path, monkeypatch, tiny_models):
+    from sser_lobes.synthetic.msp_podcast import make_msp_podcast_corpus
+
+    corpus = make_msp_podcast_corpus(tmp_path / "msp", utterances_per_class=1)
+    train = _load_train(MSP, monkeypatch)
+    base = [
+        str(MSP_HPARAMS),
+        f"--data_folder={corpus}",
+        f"--ssl_source={tiny_models['wavlm']}",
+        f"--output_folder={tmp_path / 'run'}",
+    ]
+    for option, message in (
+        ("--task=emotion", "--task must be one of categorical, attributes"),
+        ("--eval_splits=[test1]", "--valid_split=development must be one of"),
+        ("--eval_splits=[development,test9]", "unknown or misplaced split"),
+        ("--selection_metric=UA_x", "--selection_metric must be one of"),
+    ):
+        with pytest.raises(SystemExit) as exit_info:
+            run_recipe_main(lambda option=option: train.main([*base, option]))
+        assert message in str(exit_info.value.code), exit_info.value.code
+    assert not (tmp_path / "run").exists()
+
+
+# --------------------------------------------------------------------------
+# 2. + 3. Runs never mix splits; folds with a class missing
+# --------------------------------------------------------------------------
+
+
+def _relabel(corpus, session, old, new):
+    """Change the labels ``old`` of one session's EmoEvaluation files."""
+    folder = corpus / f"Session{session}" / "dialog" / "EmoEvaluation"
+    for path in folder.glob("*.txt"):
+        if path.name.startswith("._"):  # the corpus' macOS resource files
+            continue
+        lines = path.read_text().splitlines(keepends=True)
+        path.write_text(
+            "".join(
+                line.replace(f"\t{old}\t", f"\t{new}\t")
+                if line.startswith("[")
+                else line
+                for line in lines
+            )
+        )
+
+
+@pytest.fixture
+def no_sad_in_test(iemocap_corpus, tiny_models, tmp_path, monkeypatch, capsys):
+    """One epoch of a fold whose test session has no 'sad' utterance."""
+    corpus = tmp_path / "IEMOCAP_full_release"
+    shutil.copytree(iemocap_corpus, corpus)
+    _relabel(corpus, 5, "sad", "fru")  # fru is not one of the 4 classes
+    out = tmp_path / "run"
+    results = _run_main(IEMOCAP, monkeypatch, _iemocap_argv(corpus, tiny_models, out))
+    assert isinstance(results, dict), results
+    return corpus, out, capsys.readouterr()
+
+
+def _iemocap_argv(corpus, tiny_models, out, *extra):
+    return [
+        IEMOCAP_HPARAMS,
+        f"--data_folder={corpus}",
+        f"--ssl_source={tiny_models['wavlm']}",
+        f"--output_folder={out}",
+        "--number_of_epochs=1",
+        *FAST_TRAINING,
+        *extra,
+    ]
+
+
+def test_a_fold_without_a_class_warns_finishes_and_is_never_resumed_on_another_split(
+    no_sad_in_test, iemocap_corpus, tiny_models, monkeypatch, caplog
+):
+    corpus, out, output = no_sad_in_test
+    # 3. A test split without a class: a warning, the run finishes.
+    assert "no utterance of class(es) sad" in caplog.text + output.out + output.err
+    info = json.loads((out / "manifests" / "split_info.json").read_text())
+    assert info["absent_classes"] == {"test": ["sad"]}
+    metrics = json.loads((out / "test_metrics.json").read_text())
+    assert metrics["per_class"]["sad"]["support"] == 0
+
+    # 2. Other options, same run folder: refused before anything is written.
+    saved = (out / "hyperparams.yaml").read_text()
+    checkpoints = sorted(p.name for p in (out / "save").glob("CKPT+*"))
+    assert checkpoints
+    argv = _iemocap_argv(corpus, tiny_models, out, "--valid_ratio=0.2")
+    line = _run_main(IEMOCAP, monkeypatch, argv)
+    assert "another split" in line and "valid_ratio 0.1 -> 0.2" in line
+    assert (out / "hyperparams.yaml").read_text() == saved
+    assert sorted(p.name for p in (out / "save").glob("CKPT+*")) == checkpoints
+
+    # Same options, other corpus content (the test session has its 'sad'
+    # utterances again): the manifests differ, the checkpoint is not used.
+    argv = _iemocap_argv(iemocap_corpus, tiny_models, out)
+    assert "test.json changed" in _run_main(IEMOCAP, monkeypatch, argv)
+
+
+def test_a_class_missing_from_training_is_one_line(
+    iemocap_corpus, tmp_path, tiny_models, monkeypatch
+):
+    corpus = tmp_path / "IEMOCAP_full_release"
+    shutil.copytree(iemocap_corpus, corpus)
+    for session in (1, 2, 3, 4):
+        _relabel(corpus, session, "ang", "fru")
+    argv = _iemocap_argv(corpus, tiny_models, tmp_path / "run")
+    line = _run_main(IEMOCAP, monkeypatch, argv)
+    assert "class(es) ang have no training utterance" in line
+
+
+@pytest.mark.parametrize(
+    "mode, extra, folder",
+    [
+        (
+            "lospk",
+            ["--split_mode=lospk", "--test_speaker=Ses02M"],
+            "lospk/seed_1993/Ses02M",
+        ),
+        (
+            "random",
+            ["--split_mode=random", "--split_seed=7"],
+            "random/seed_1993/random_seed7",
+        ),
+        ("loso", ["--test_session=3"], "loso/seed_1993/session3"),
+    ],
+)
+def test_default_fold_names_follow_the_protocol(
+    iemocap_corpus, monkeypatch, mode, extra, folder
+):
+    from sser_lobes.preflight import preview_hparams
+
+    train = _load_train(IEMOCAP, monkeypatch)
+    overrides = {"data_folder": str(iemocap_corpus)}
+    for arg in extra:
+        key, value = arg[2:].split("=")
+        overrides[key] = int(value) if value.isdigit() else value
+    preview = preview_hparams(IEMOCAP_HPARAMS, overrides)
+    derived, split = train.check_options(preview)
+    preview = preview_hparams(IEMOCAP_HPARAMS, {**overrides, **derived})
+    assert preview["output_folder"].endswith(folder)
+    assert split["split_mode"] == mode
+
+
+# --------------------------------------------------------------------------
+# 3. MSP-Podcast: empty splits
+# --------------------------------------------------------------------------
+
+
+def _drop_split(corpus, split):
+    """Remove a split from Partitions.txt and the labels file (a subset)."""
+    partitions = corpus / "Partitions.txt"
+    partitions.write_text(
+        "".join(
+            line
+            for line in partitions.read_text().splitlines(keepends=True)
+            if not line.startswith(f"{split};")
+        )
+    )
+    labels = corpus / "Labels" / "labels_consensus.csv"
+    labels.write_text(
+        "".join(
+            line
+            for line in labels.read_text().splitlines(keepends=True)
+            if not line.rstrip().endswith(f",{split}")
+        )
+    )
+
+
+def _msp_argv(corpus, model, out, *extra):
+    return [
+        MSP_HPARAMS,
+        f"--data_folder={corpus}",
+        f"--ssl_source={model}",
+        f"--output_folder={out}",
+        "--number_of_epochs=1",
+        "--num_workers=0",
+        "--noprogressbar",
+        "--head_hidden_size=16",
+        *extra,
+    ]
+
+
+def test_msp_empty_test2_is_skipped_and_a_new_test2_refuses_resume(
+    tmp_path, tiny_models, monkeypatch, capsys
+):
+    from sser_lobes.synthetic.msp_podcast import make_msp_podcast_corpus
+
+    full = make_msp_podcast_corpus(tmp_path / "full", utterances_per_class=2)
+    subset = tmp_path / "subset" / full.name
+    shutil.copytree(full, subset)
+    _drop_split(subset, "Test2")
+    out = tmp_path / "run"
+    model = tiny_models["wavlm"]
+    results = _run_main(MSP, monkeypatch, _msp_argv(subset, model, out))
+    assert sorted(results) == ["development", "test1"], results
+    assert "warning: skipping the test2 split" in capsys.readouterr().err
+    assert (out / "test1_metrics.json").is_file()
+    assert not (out / "test2_metrics.json").exists()
+    assert (out / "test3_submission.csv").is_file()
+    # The full release has Test2: the run folder's model was prepared on
+    # other manifests, so it is not resumed.
+    line = _run_main(MSP, monkeypatch, _msp_argv(full, model, out))
+    assert "test2.json changed" in line
+
+
+@pytest.mark.parametrize(
+    "split, role", [("Train", "train"), ("Development", "development")]
+)
+def test_msp_empty_train_or_development_is_one_line(
+    tmp_path, tiny_models, monkeypatch, split, role
+):
+    from sser_lobes.synthetic.msp_podcast import make_msp_podcast_corpus
+
+    corpus = make_msp_podcast_corpus(tmp_path / "c", utterances_per_class=1)
+    _drop_split(corpus, split)
+    argv = _msp_argv(corpus, tiny_models["wavlm"], tmp_path / "run")
+    assert f"the {role} split is empty" in _run_main(MSP, monkeypatch, argv)
