@@ -13,8 +13,24 @@
   run's selection metric), SSL encoder weights included: no second download;
 * ``label_encoder.txt``, ``ssl_config.json``;
 * ``text_encoder/`` for text-fused models (tokenizer and weights);
-* ``README.md``: a model card with usage, training recipe, protocol, metrics
-  table and confusion matrix; the run's ``*_metrics.json`` and PNGs.
+* ``README.md``: a model card with usage, what loading runs, training
+  recipe, protocol, metrics table and confusion matrix; the run's
+  ``*_metrics.json`` and PNGs.
+
+Safety. The exported ``hyperparams.yaml`` names only the constructors in
+:data:`sser_lobes.safe_hparams.ALLOWED_TAGS`, the ones
+:class:`~sser_lobes.inference.EmotionRecognizer` accepts; it keeps a
+SpeechBrain ``pretrainer`` section, so plain ``Pretrained.from_hparams`` can
+load it too (without any check). The run's checkpoint is read with
+``torch.load(weights_only=True)``: a pickle naming other Python objects is
+refused with an :class:`ExportError` naming the file. (The run folder's own
+``hyperparams.yaml`` is built as the recipe built it: export only your own
+runs.) Published files carry no local path of the training machine: the
+card names a Hub SSL source as is and a local one by its architecture, the
+corpus by its protocol; the copied metrics files are scrubbed (the run's own
+are not changed), and the export fails if any uploadable file still holds
+one. ``sser_export.json`` (the run folder and checkpoint paths) marks the
+folder as ours and is never uploaded.
 
 ``--push REPO_ID`` uploads the folder with ``huggingface_hub`` (token from
 ``HF_TOKEN`` or the usual login); ``--dry-run`` lists what would be uploaded
@@ -22,8 +38,11 @@ without touching the network.
 """
 
 import argparse
+import importlib.metadata
 import json
 import math
+import pickle
+import re
 import shutil
 import sys
 from pathlib import Path
@@ -36,6 +55,7 @@ from speechbrain.utils.checkpoints import Checkpointer
 from sser_lobes.gender import GenderConditioning
 from sser_lobes.heads import LinearHead, MLPHead
 from sser_lobes.pooling import POOLINGS
+from sser_lobes.safe_hparams import ALLOWED_TAGS
 from sser_lobes.text_fusion import TextFusion
 
 MARKER = "sser_export.json"
@@ -91,9 +111,33 @@ def load_run(run_folder, ssl_source=None, text_encoder_source=None):
     checkpoint = Checkpointer(save_folder).find_checkpoint(max_key=metric)
     if checkpoint is None:
         raise ExportError(f"{run}: no checkpoint in {save_folder}.")
-    state = torch.load(checkpoint.paramfiles["model"], map_location="cpu")
-    hparams["model"].load_state_dict(state)
+    hparams["model"].load_state_dict(_load_tensors(checkpoint.paramfiles["model"]))
     return hparams, checkpoint
+
+
+def _load_tensors(path):
+    """A checkpoint's state dict, read with ``torch.load(weights_only=True)``:
+    tensors and plain containers only, a pickle naming any other Python
+    object (which a plain ``torch.load`` would call) is refused."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as error:
+        raise ExportError(
+            f"{path}: not a plain tensor checkpoint, refused by "
+            f"torch.load(weights_only=True): {_torch_load_reason(error)}"
+        ) from None
+
+
+def _torch_load_reason(error):
+    """The specific part of torch's weights-only message, on one line (its
+    generic advice to retry with ``weights_only=False`` is dropped)."""
+    keep = [
+        line.strip().split("use case: ")[-1]
+        for line in str(error).splitlines()
+        if line.strip()
+        and not line.startswith(("Weights only load failed", "Check the documentation"))
+    ]
+    return " ".join(part for part in keep if part) or type(error).__name__
 
 
 def _run_save_folder(run):
@@ -221,7 +265,7 @@ def inference_yaml(hparams, run, text_files=()):
             f"text_encoder_files: {_j(sorted(text_files))}\n"
             f"text_max_length: {int(hparams['text_max_length'])}\n"
             f"text_normalize: {_j(bool(hparams['text_normalize']))}\n"
-            f"asr_source: {_j(hparams.get('asr_source'))}\n"
+            f"asr_source: {_j(_hub_id_or_none(hparams.get('asr_source')))}\n"
         )
         text_ref = "!ref <text_fusion>"
     yaml += _head_yaml(model.head)
@@ -245,6 +289,11 @@ def inference_yaml(hparams, run, text_files=()):
     return yaml
 
 
+def _hub_id_or_none(source):
+    """A local ASR folder does not travel with the export: it is dropped."""
+    return None if is_local_path(source) else source
+
+
 def _metrics_rows(run):
     rows = []
     for path in sorted(Path(run).glob("*_metrics.json")):
@@ -259,8 +308,67 @@ def _metrics_rows(run):
     return rows
 
 
+def _package_version():
+    """The installed ``sser`` version (the source tree's if not installed)."""
+    try:
+        return importlib.metadata.version("sser")
+    except importlib.metadata.PackageNotFoundError:
+        import sser_lobes
+
+        return sser_lobes.__version__
+
+
+def is_local_path(value):
+    """Whether a source string names a local file or folder (not a Hub id).
+
+    Example
+    -------
+    >>> is_local_path("microsoft/wavlm-large"), is_local_path("/data/models/wavlm")
+    (False, True)
+    """
+    if not isinstance(value, str) or not value:
+        return False
+    path = Path(value).expanduser()
+    return (
+        value.startswith((".", "~", "\\"))
+        or path.is_absolute()
+        or re.match(r"^[A-Za-z]:[\\/]", value) is not None
+        or path.exists()
+    )
+
+
+def describe_ssl(hparams, config):
+    """The SSL encoder as a model card names it, without local paths: a Hub
+    id as is, a local folder by its architecture.
+
+    Example
+    -------
+    >>> from types import SimpleNamespace
+    >>> config = SimpleNamespace(model_type="wavlm", hidden_size=1024,
+    ...     num_hidden_layers=24, feat_extract_norm="layer", do_stable_layer_norm=True)
+    >>> describe_ssl({"ssl_source": "microsoft/wavlm-large"}, config)
+    '`microsoft/wavlm-large`'
+    >>> text = describe_ssl({"ssl_source": "/home/me/wavlm"}, config)
+    >>> print(text.replace(", ", "\\n"))
+    a local wavlm checkpoint (hidden_size 1024
+    24 layers
+    feat_extract_norm layer
+    do_stable_layer_norm True)
+    """
+    source = hparams.get("ssl_source")
+    if source and not is_local_path(str(source)):
+        return f"`{source}`"
+    return (
+        f"a local {config.model_type} checkpoint (hidden_size "
+        f"{config.hidden_size}, {config.num_hidden_layers} layers, "
+        f"feat_extract_norm {getattr(config, 'feat_extract_norm', None)}, "
+        f"do_stable_layer_norm {getattr(config, 'do_stable_layer_norm', None)})"
+    )
+
+
 def model_card(hparams, run, checkpoint, repo_id=None):
-    """README.md with Hub metadata, usage, training details and metrics."""
+    """README.md with Hub metadata, usage, safety, training details and
+    metrics; it holds no local path of the training machine."""
     rows = _metrics_rows(run)
     first = rows[0][3] if rows else {}
     task = hparams.get("task", "categorical")
@@ -287,6 +395,9 @@ def model_card(hparams, run, checkpoint, repo_id=None):
         if task == "categorical"
         else "results = recognizer.predict_files(['speech.wav'])"
     )
+    protocol = first.get("protocol") or "protocol not recorded"
+    encoder = describe_ssl(hparams, hparams["model"].encoder.config)
+    allowed = ", ".join(f"`{tag}`" for tag in ALLOWED_TAGS)
     return f"""---
 library_name: speechbrain
 license: apache-2.0
@@ -298,20 +409,20 @@ tags:
 pipeline_tag: audio-classification
 ---
 
-# {hparams.get("experiment_name")}: speech emotion recognition
+# {name}: speech emotion recognition
 
-Trained with the [sser](https://github.com/) recipe `{hparams.get("experiment_name")}`
-({first.get("protocol") or "protocol not recorded"}; fold {first.get("fold")},
-seed {first.get("seed")}). Encoder `{hparams.get("ssl_source")}`
-(fine-tuning: {hparams.get("finetune")}), pooling `{hparams.get("pooling_type")}`,
-labels {labels}.
+Trained with the recipe `{name}` of the Python package `sser` (version
+{_package_version()}; SpeechBrain recipes for speech emotion recognition),
+on {protocol}; fold {first.get("fold")}, seed {first.get("seed")}.
+Encoder: {encoder}; fine-tuning: {hparams.get("finetune")}; pooling:
+`{hparams.get("pooling_type")}`; labels: {labels}.
 Checkpoint selected on `{hparams.get("selection_metric")}`
 (epoch {checkpoint.meta.get("epoch")}).
 
 ## Usage
 
 ```python
-# pip install sser   (the interface is in the package: no remote code)
+# pip install sser
 from sser_lobes.inference import EmotionRecognizer
 recognizer = EmotionRecognizer.from_hparams(
     "{source}", savedir="pretrained/{name}"
@@ -325,6 +436,23 @@ or on the command line:
 Any sample rate, mono or stereo, wav / flac / ogg; audio longer than the
 window is classified in overlapping chunks.
 
+## What loading runs
+
+`EmotionRecognizer.from_hparams` and `sser-predict` run no code chosen by
+this repository:
+- the interface is code of the installed `sser` package; no `custom.py` is
+  fetched or imported;
+- `hyperparams.yaml` is parsed without building anything, and refused unless
+  every constructor it names is one that `sser_lobes.export` writes:
+  {allowed} (plus the references `!ref`, `!copy` and `!tuple`);
+- the weights are read only from `model.safetensors` (tensors, no pickle),
+  whatever the YAML's `pretrainer` section says.
+
+Not covered: `trust_hparams=True` (`sser-predict --trust-hparams`) skips the
+check and runs whatever the YAML names: use it only for files you wrote
+yourself. Plain SpeechBrain (`Pretrained.from_hparams`) can load this folder
+too, but it builds whatever the YAML names, without a check.
+
 ## Metrics (whole evaluation sets)
 
 {chr(10).join(table)}
@@ -335,10 +463,124 @@ window is classified in overlapping chunks.
 
 ## Training
 
-Recipe `{hparams.get("experiment_name")}` of sser (SpeechBrain). Data folder at
-training time: `{hparams.get("data_folder")}`. See the sser README for the
-protocol and the published anchors.
+Recipe `{name}` of sser (SpeechBrain). Corpus and protocol: {protocol}.
+See the sser README for the protocol and the published anchors.
 """
+
+
+def _local_paths(hparams, run, checkpoint):
+    """Absolute local paths of the training machine that an export must not
+    publish, each with what replaces it (longest first).
+
+    Example
+    -------
+    >>> from types import SimpleNamespace
+    >>> run = Path("/work/results/run")
+    >>> hparams = {"data_folder": "/data/IEMOCAP_full_release", "lr": 0.1}
+    >>> paths = _local_paths(hparams, run, SimpleNamespace(path=run / "save/CKPT"))
+    >>> paths[str(run)], paths["/data/IEMOCAP_full_release"]
+    ('<run folder>', '<data_folder>')
+    """
+    found = {}
+
+    def add(path, label):
+        for form in {str(path), str(Path(path).expanduser().resolve())}:
+            if len(Path(form).parts) > 1 and Path(form).is_absolute():
+                found.setdefault(form, label)
+
+    for key, value in hparams.items():
+        if isinstance(value, str) and is_local_path(value):
+            path = Path(value).expanduser()
+            if path.is_absolute() or path.exists():
+                label = f"<{key}>"
+                if key == "ssl_source":
+                    label = describe_ssl(hparams, hparams["model"].encoder.config)
+                add(path, label)
+    add(checkpoint.path, "<checkpoint>")
+    add(run.absolute(), "<run folder>")
+    return dict(sorted(found.items(), key=lambda item: -len(item[0])))
+
+
+def _under(value, path):
+    """Whether the string ``value`` is ``path`` or a path inside it."""
+    return value == path or value.startswith((path + "/", path + "\\"))
+
+
+def _strings(value):
+    """Every string of JSON data."""
+    if isinstance(value, dict):
+        for item in value.values():
+            yield from _strings(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _strings(item)
+    elif isinstance(value, str):
+        yield value
+
+
+def _scrub(value, local_paths, ours=True):
+    """JSON data with the local paths replaced.
+
+    In files sser writes (``ours``) every occurrence is replaced and any other
+    string that is an absolute path becomes ``<local path>``. In third-party
+    files (the text encoder's) only strings that are a local path or lie
+    inside one are changed: a tokenizer's vocabulary is left alone.
+
+    Example
+    -------
+    >>> paths = {"/m/wavlm": "a local wavlm checkpoint"}
+    >>> _scrub({"ssl_source": "/m/wavlm", "note": "see /m/wavlm/x"}, paths)
+    {'ssl_source': 'a local wavlm checkpoint', 'note': 'see a local wavlm checkpoint/x'}
+    >>> _scrub(["/home/me/other", "mean"], {})
+    ['<local path>', 'mean']
+    >>> _scrub(["/m/wavlm/vocab", "token /m/wavlm"], paths, ours=False)
+    ['a local wavlm checkpoint/vocab', 'token /m/wavlm']
+    """
+    if isinstance(value, dict):
+        return {k: _scrub(v, local_paths, ours) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_scrub(v, local_paths, ours) for v in value]
+    if not isinstance(value, str):
+        return value
+    for path, label in local_paths.items():
+        if ours:
+            value = value.replace(path, label)
+        elif _under(value, path):
+            return label + value[len(path) :]
+    if ours and is_local_path(value) and Path(value).is_absolute():
+        return "<local path>"
+    return value
+
+
+def _scrub_json_file(path, local_paths, ours=True):
+    """Rewrite an exported JSON file without local paths (only if it has any)."""
+    text = path.read_text(encoding="utf-8")
+    data = json.loads(text)
+    scrubbed = _scrub(data, local_paths, ours)
+    if scrubbed != data:
+        path.write_text(json.dumps(scrubbed, indent=2) + "\n", encoding="utf-8")
+
+
+def _check_no_local_paths(out, local_paths):
+    """Refuse an export whose uploadable files still name a local path."""
+    for name, size in upload_plan(out):
+        file = out / name
+        found = None
+        if Path(name).parts[0] == "text_encoder":
+            if file.suffix == ".json":
+                strings = _strings(json.loads(file.read_text(encoding="utf-8")))
+                found = next(
+                    (p for text in strings for p in local_paths if _under(text, p)),
+                    None,
+                )
+        elif size <= 50_000_000 and file.suffix != ".safetensors":
+            data = file.read_bytes()
+            found = next((p for p in local_paths if p.encode("utf-8") in data), None)
+        if found:
+            raise ExportError(
+                f"{file} holds the local path {found}; it would be published "
+                "by --push (nothing was uploaded)."
+            )
 
 
 def _check_out_dir(out):
@@ -386,9 +628,16 @@ def export_run(
     (out / "hyperparams.yaml").write_text(
         inference_yaml(hparams, run, text_files), encoding="utf-8"
     )
+    local_paths = _local_paths(hparams, run, checkpoint)
     for pattern in ("*_metrics.json", "*confusion_matrix.png", "learning_curves.png"):
         for path in run.glob(pattern):
             shutil.copy(path, out / path.name)
+            if path.suffix == ".json":
+                # The copy only: the run's own files are never changed.
+                _scrub_json_file(out / path.name, local_paths)
+    _scrub_json_file(out / "ssl_config.json", local_paths)
+    for path in (out / "text_encoder").rglob("*.json"):
+        _scrub_json_file(path, local_paths, ours=False)
     (out / "README.md").write_text(
         model_card(hparams, run, checkpoint, repo_id), encoding="utf-8"
     )
@@ -404,6 +653,7 @@ def export_run(
         + "\n",
         encoding="utf-8",
     )
+    _check_no_local_paths(out, local_paths)
     return out
 
 

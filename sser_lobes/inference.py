@@ -7,9 +7,19 @@
 The model folder is what ``python -m sser_lobes.export`` writes:
 ``hyperparams.yaml`` (architecture, labels, SSL config inline),
 ``model.safetensors`` (the whole EmotionModel, SSL encoder included, so there
-is no second download) and ``label_encoder.txt``. The interface lives in this
-installed package: nothing executable is downloaded from the Hub (unlike
-``foreign_class`` interfaces).
+is no second download) and ``label_encoder.txt``.
+
+Loading runs nothing the source chose. The interface is code of this
+installed package (no ``custom.py`` is fetched or imported, unlike
+``foreign_class`` interfaces); ``hyperparams.yaml`` is parsed without
+building anything and refused unless every constructor it names is one that
+:mod:`sser_lobes.export` writes (:mod:`sser_lobes.safe_hparams`); the weights
+are read only from ``model.safetensors`` (tensors, no pickle), whatever the
+file's pretrainer section says. ``trust_hparams=True`` skips the check and so
+runs whatever the YAML names: only for your own hand-written files. Not
+covered: a text-fused model's ``asr_source`` (a transformers model named in
+the YAML) is downloaded when a transcript is first needed, and its files are
+then read by transformers (without remote code).
 
 Same numbers as the recipes: the forward pass is the recipes'
 :class:`sser_lobes.EmotionModel`, audio is read the same way, and padding
@@ -26,14 +36,19 @@ import logging
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file
 from speechbrain.inference.interfaces import Pretrained
-from speechbrain.utils.fetching import LocalStrategy, fetch
+from speechbrain.utils.fetching import FetchConfig, LocalStrategy, fetch
 
 from sser_lobes.audio import AudioError, load_audio_any
 from sser_lobes.chunking import pool_chunk_scores, split_into_chunks, timeline
+from sser_lobes.safe_hparams import UnsafeHparamsError, load_checked_hparams
 
 logger = logging.getLogger(__name__)
+
+#: The only file the weights of an exported model are read from.
+WEIGHTS_FILE = "model.safetensors"
 
 
 def load_safetensors_state(module, path):
@@ -59,7 +74,8 @@ class EmotionRecognizer(Pretrained):
     """Speech emotion recognition with an exported sser model.
 
     Load with ``EmotionRecognizer.from_hparams(source=FOLDER_OR_REPO_ID,
-    savedir=...)``; ``run_opts={"device": "cuda"}`` picks the device.
+    savedir=...)`` (checked loading, see :meth:`from_hparams`);
+    ``run_opts={"device": "cuda"}`` picks the device.
 
     Categorical models: :meth:`classify_file`, :meth:`classify_batch`,
     :meth:`predict_files`. Attribute (arousal / valence / dominance) models:
@@ -70,32 +86,108 @@ class EmotionRecognizer(Pretrained):
     MODULES_NEEDED = ["model"]
 
     @classmethod
-    def from_hparams(cls, source, hparams_file="hyperparams.yaml", **kwargs):
-        """Load from a local folder or a Hub repository id (see the class doc).
+    def from_hparams(
+        cls,
+        source,
+        hparams_file="hyperparams.yaml",
+        overrides=None,
+        overrides_must_match=True,
+        savedir=None,
+        download_only=False,
+        local_strategy=None,
+        fetch_config=None,
+        trust_hparams=False,
+        **kwargs,
+    ):
+        """Load from a local folder or a Hub repository id.
 
-        The source is remembered so that optional files (the text encoder of
-        text-fused models) are fetched from it only when first needed.
+        Unlike SpeechBrain's ``Pretrained.from_hparams``, no code chosen by
+        the source runs: ``hyperparams.yaml`` is checked against the
+        constructors :mod:`sser_lobes.export` writes
+        (:mod:`sser_lobes.safe_hparams`) before anything in it is built, the
+        weights are read only from ``model.safetensors`` (whatever the
+        file's pretrainer says), and no ``custom.py`` is fetched or imported.
+
+        Arguments
+        ---------
+        source : str or Path
+            An exported model folder (read in place: nothing is written
+            there) or a Hub repository id (collected in ``savedir``, by
+            default ``~/.cache/sser/<owner>--<name>``).
+        hparams_file : str
+            The hyperparameter file of the source.
+        overrides : dict or None
+            Values replacing the file's, e.g. ``{"window_seconds": 4.0}``.
+        overrides_must_match : bool
+            Whether every override must name a key of the file.
+        savedir : str or Path or None
+            Where the files of a Hub model are collected.
+        download_only : bool
+            Only fetch ``hyperparams.yaml`` and ``model.safetensors``
+            (returns None).
+        local_strategy : speechbrain.utils.fetching.LocalStrategy or None
+            How fetched files are linked into ``savedir`` (default: symlinks
+            for Hub models; local folders are never linked).
+        fetch_config : speechbrain.utils.fetching.FetchConfig or None
+            Hub options (revision, token, network).
+        trust_hparams : bool
+            Skip the check of ``hyperparams.yaml``: this runs code named in
+            the YAML, only for your own hand-written files.
+        **kwargs : dict
+            Passed to the constructor, e.g. ``run_opts={"device": "cuda"}``.
+
+        Returns
+        -------
+        EmotionRecognizer or None
+
+        Raises
+        ------
+        sser_lobes.safe_hparams.UnsafeHparamsError
+            If the file names anything an exported model does not use; the
+            message names the file, line and tag.
         """
-        overrides = dict(kwargs.pop("overrides", None) or {})
+        overrides = dict(overrides or {})
+        # The source is remembered so that optional files (the text encoder
+        # of text-fused models) are fetched from it only when first needed.
         overrides.setdefault("source", str(source))
-        # The weights file, relative to the source (SpeechBrain's Pretrainer
-        # would otherwise look for it relative to the working directory).
-        overrides.setdefault(
-            "pretrainer", {"paths": {"model": f"{source}/model.safetensors"}}
-        )
         local = Path(str(source))
         if local.is_dir():
             # A local folder is read in place: nothing is linked or written there.
-            kwargs.setdefault("savedir", local)
-            kwargs.setdefault("local_strategy", LocalStrategy.NO_LINK)
-        elif kwargs.get("savedir") is None:
+            savedir = local if savedir is None else savedir
+            local_strategy = local_strategy or LocalStrategy.NO_LINK
+        elif savedir is None:
             # A Hub model is collected in a per-repository folder of the cache.
-            kwargs["savedir"] = (
-                Path.home() / ".cache" / "sser" / str(source).replace("/", "--")
-            )
-        return super().from_hparams(
-            source, hparams_file=hparams_file, overrides=overrides, **kwargs
+            savedir = Path.home() / ".cache" / "sser" / str(source).replace("/", "--")
+        fetch_kwargs = {
+            "source": source,
+            "savedir": savedir,
+            "local_strategy": local_strategy or LocalStrategy.SYMLINK,
+            "fetch_config": fetch_config or FetchConfig(),
+        }
+        hparams_path = fetch(filename=hparams_file, **fetch_kwargs)
+        if download_only:
+            fetch(filename=WEIGHTS_FILE, **fetch_kwargs)
+            return None
+        hparams = load_checked_hparams(
+            hparams_path, overrides, overrides_must_match, trust_hparams
         )
+        modules = hparams.get("modules")
+        if not isinstance(modules, dict) or not isinstance(
+            modules.get("model"), torch.nn.Module
+        ):
+            raise ValueError(f"{hparams_path}: needs modules: {{model: ...}}.")
+        _check_text_encoder_files(hparams, hparams_path)
+        weights_path = fetch(filename=WEIGHTS_FILE, **fetch_kwargs)
+        try:
+            load_safetensors_state(modules["model"], weights_path)
+        except (RuntimeError, OSError, SafetensorError) as error:
+            summary = " ".join(str(error).split())
+            raise ValueError(
+                f"{weights_path}: cannot load the weights of the model of "
+                f"{hparams_path}: {summary}"
+            ) from None
+        hparams["savedir"] = savedir
+        return cls(modules=modules, hparams=hparams, **kwargs)
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -377,6 +469,23 @@ class EmotionRecognizer(Pretrained):
             raise ValueError(
                 "this is an attribute model (arousal / valence / dominance): use "
                 "predict_batch() or predict_files()."
+            )
+
+
+def _check_text_encoder_files(hparams, hparams_path):
+    """Text encoder files are fetched into ``savedir/text_encoder``: their
+    names must stay inside it."""
+    for name in hparams.get("text_encoder_files") or []:
+        parts = Path(str(name)).parts
+        if (
+            not parts
+            or Path(str(name)).is_absolute()
+            or ".." in parts
+            or "\\" in str(name)
+        ):
+            raise UnsafeHparamsError(
+                f"{hparams_path}: text_encoder_files entry {name!r} is not a "
+                "file name inside text_encoder/."
             )
 
 

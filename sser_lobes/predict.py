@@ -1,12 +1,14 @@
 """Command line inference with a trained sser model.
 
     sser-predict --model DIR_OR_REPO FILES_OR_FOLDERS... [--output out.jsonl|out.csv]
-                 [--batch-size N] [--device cpu|cuda]
+                 [--batch-size N] [--device cpu|cuda] [--trust-hparams]
 
 Folders are searched recursively for audio files. One result per file
 (label, score, all probabilities; or the attributes of an attribute model);
 a file that cannot be read gets an error naming it and the others go on. The
-exit status is 1 if any file failed, 2 if nothing could be run at all.
+exit status is 1 if any file failed, 2 if nothing could be run at all
+(e.g. a model whose ``hyperparams.yaml`` names code an exported sser model
+never uses: it is refused, see :mod:`sser_lobes.safe_hparams`).
 """
 
 import argparse
@@ -88,6 +90,12 @@ def main(argv=None):
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--savedir", help="where to keep a downloaded model")
+    parser.add_argument(
+        "--trust-hparams",
+        action="store_true",
+        help="skip the check of the model's hyperparams.yaml: this runs code "
+        "named in the YAML, only for your own hand-written files",
+    )
     args = parser.parse_args(argv)
 
     files = find_audio(args.inputs)
@@ -98,10 +106,14 @@ def main(argv=None):
 
     try:
         recognizer = EmotionRecognizer.from_hparams(
-            args.model, savedir=args.savedir, run_opts={"device": args.device}
+            args.model,
+            savedir=args.savedir,
+            run_opts={"device": args.device},
+            trust_hparams=args.trust_hparams,
         )
     except (OSError, ValueError) as error:
-        print(f"error: cannot load the model {args.model}: {error}", file=sys.stderr)
+        message = " ".join(str(error).split())
+        print(f"error: cannot load the model {args.model}: {message}", file=sys.stderr)
         return 2
     results = recognizer.predict_files(files, batch_size=args.batch_size, progress=True)
     if args.output:
