@@ -157,9 +157,7 @@ def test_output_size_from_config(tiny_models):
 def test_masked_group_norm_matches_group_norm():
     norm = MaskedGroupNorm(3)
     x = torch.randn(2, 3, 11)
-    norm.valid_frames = torch.tensor([11, 11])
-    masked = norm(x)
-    norm.valid_frames = None
+    masked = norm(x, valid_frames=torch.tensor([11, 11]))
     assert torch.allclose(masked, norm(x), atol=1e-5)
 
 
@@ -273,3 +271,41 @@ def test_training_and_eval_paths_agree(tiny_models, name):
     _, _, padded_eval, _ = _alone_and_padded(encoder.eval(), seed=5)
     _, _, padded_train, _ = _alone_and_padded(encoder.train(), seed=5)
     assert (padded_eval - padded_train).abs().max().item() < ATOL
+
+
+def _padded_batches(count, seed):
+    """``count`` padded batches of 1 to 4 utterances with different lengths;
+    some have no padding (the padded length is their longest utterance), the
+    others a padded tail of up to 3,000 samples."""
+    gen = torch.Generator().manual_seed(seed)
+    batches = []
+    for index in range(count):
+        size = 1 + index % 4
+        lengths = torch.randint(1200, 12000, (size,), generator=gen)
+        padded = int(lengths.max()) + (0 if index % 3 == 0 else 3000 * index // count)
+        wavs = torch.zeros(size, padded)
+        for row, length in enumerate(lengths.tolist()):
+            wavs[row, :length] = 0.2 * torch.randn(length, generator=gen)
+        batches.append((wavs, lengths.float() / padded))
+    return batches
+
+
+@pytest.mark.parametrize("name", ["wavlm", "wav2vec2_base"])
+def test_concurrent_calls_equal_sequential_calls(tiny_models, name):
+    """One eval-mode encoder shared by 4 threads (a web server's or a batch
+    job's thread pool): every call gives the features it gives alone. The
+    per-call state of the fast path (utterance-wise CNN, valid rows of the
+    feed-forward blocks, valid frames of the group norm) belongs to the call,
+    not to the shared modules."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    encoder = SSLEncoder(tiny_models[name], finetune="frozen").eval()
+    batches = _padded_batches(48, seed=11)
+    sequential = [encoder(wavs, lens)[0] for wavs, lens in batches]
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        for _ in range(2):
+            concurrent = list(pool.map(lambda batch: encoder(*batch)[0], batches))
+            for index, (alone, shared) in enumerate(zip(sequential, concurrent)):
+                assert shared.shape == alone.shape, f"batch {index}"
+                diff = (shared - alone).abs().max().item()
+                assert diff < 1e-5, f"{name}, batch {index}: {diff}"
