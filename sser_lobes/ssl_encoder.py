@@ -51,6 +51,7 @@ from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
+from packaging.version import Version
 from torch import nn
 from transformers import AutoConfig, AutoFeatureExtractor, AutoModel
 from transformers.activations import GELUActivation
@@ -77,6 +78,51 @@ logger = logging.getLogger(__name__)
 
 SUPPORTED_MODEL_TYPES = ("wav2vec2", "hubert", "wavlm")
 FINETUNE_MODES = ("frozen", "partial", "entire")
+
+#: transformers versions whose internals the fast path was checked against
+#: (setup.py requires the same range).
+TRANSFORMERS_RANGE = ("5.16", "6")
+
+
+def check_transformers_version(version=None):
+    """Raise if ``transformers`` is older than the fast path supports.
+
+    Before 5.16, WavLM's attention took ``output_attentions`` before
+    ``index`` (the training path of :class:`FastWavLMAttention` breaks) and
+    ``hidden_states[num_layers]`` of stable-layer-norm models carried the
+    final layer norm (``output_layer`` would silently change meaning). A
+    version from 6 on is untested and only logged.
+
+    Arguments
+    ---------
+    version : str or None
+        The version to check; ``None`` checks the installed one.
+
+    Example
+    -------
+    >>> check_transformers_version("5.23.0")
+    >>> check_transformers_version("4.57.6")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    RuntimeError: sser_lobes.ssl_encoder needs transformers>=5.16,<6; 4.57.6 is ...
+    """
+    if version is None:
+        import transformers
+
+        version = transformers.__version__
+    low, high = TRANSFORMERS_RANGE
+    spec = f"transformers>={low},<{high}"
+    if Version(version) < Version(low):
+        raise RuntimeError(
+            f"sser_lobes.ssl_encoder needs {spec}; {version} is installed "
+            f'(pip install "{spec}").'
+        )
+    if Version(version) >= Version(high):
+        logger.warning(
+            "sser_lobes.ssl_encoder was tested with %s; %s is installed.",
+            spec,
+            version,
+        )
 
 
 class _EncoderCall(NamedTuple):
@@ -677,13 +723,34 @@ class SSLEncoder(nn.Module):
         encoder is frozen and kept in eval mode, the transformer trains (best
         in Wang et al. 2021). ``"entire"``: everything trains.
     output_layer : str or int
-        ``"last"``: the last transformer layer; an int ``k``: hidden state
-        ``k`` (0 is the input of the first transformer layer, ``num_layers``
-        the last); ``"weighted_sum"``: a learned softmax-weighted sum of all
-        hidden states (SUPERB style; the weights train in every mode).
+        Which output of the transformer encoder gives the features, exactly
+        as transformers returns it (the stock model's outputs, from
+        transformers 5.16 on).
+
+        * ``"last"``: the encoder's output (``last_hidden_state``). On
+          stable-layer-norm checkpoints (``do_stable_layer_norm=True``:
+          wav2vec2-large-lv60, HuBERT large, WavLM large), whose layers
+          normalise their inputs, the encoder's final layer norm is applied
+          to the last layer's output; on post-norm checkpoints (the base
+          models) it is the last layer's output itself. This is what
+          SpeechBrain's wrapper and the reference recipes use.
+        * an int ``k`` in ``0..num_layers``: ``hidden_states[k]``, the
+          SUPERB convention. ``0`` is the input of the first transformer
+          layer (the projected CNN features plus the convolutional position
+          embedding, layer-normalised on post-norm models); ``k`` is the
+          output of layer ``k``, never with the final layer norm of
+          stable-layer-norm models. ``output_layer=num_layers`` thus equals
+          ``"last"`` on post-norm models only.
+        * ``"weighted_sum"``: a learned softmax-weighted sum of
+          ``hidden_states[0..num_layers]`` as for an int (SUPERB style; the
+          weights train in every mode).
     num_layers : int or None
-        Keep only the first ``num_layers`` transformer layers (the others are
-        neither loaded nor computed).
+        Build, load and run only the first ``num_layers`` transformer layers
+        (the others are neither loaded nor computed); ``None`` keeps them
+        all. The truncated encoder is a complete one: hidden states ``0`` to
+        ``num_layers`` are those of the full model, and with ``"last"`` its
+        output on stable-layer-norm models is the final layer norm applied to
+        hidden state ``num_layers`` (on post-norm models, that hidden state).
     output_norm : bool
         Layer-normalise the output features (no learned parameters), as
         SpeechBrain's wrapper does with ``output_norm: True``.
@@ -741,6 +808,7 @@ class SSLEncoder(nn.Module):
         load_weights=True,
     ):
         super().__init__()
+        check_transformers_version()
         if source is None and (config is None or load_weights):
             raise ValueError(
                 "SSLEncoder needs a source (hub id or folder), or a config with "

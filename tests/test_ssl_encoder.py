@@ -309,3 +309,99 @@ def test_concurrent_calls_equal_sequential_calls(tiny_models, name):
                 assert shared.shape == alone.shape, f"batch {index}"
                 diff = (shared - alone).abs().max().item()
                 assert diff < 1e-5, f"{name}, batch {index}: {diff}"
+
+
+# Stable-layer-norm (pre-norm, large-style) and post-norm (base-style) models.
+STABLE = {"wavlm": True, "wav2vec2_large": True, "wav2vec2_base": False}
+
+
+def _stock_outputs(folder, wav, num_layers=None):
+    """A stock transformers model's outputs on ``wav``, and, from forward
+    hooks, the input of its first transformer layer and the raw output of
+    each layer (never with the final layer norm)."""
+    from transformers import AutoModel
+
+    kwargs = {} if num_layers is None else {"num_hidden_layers": num_layers}
+    stock = AutoModel.from_pretrained(folder, **kwargs).eval()
+    layers = stock.encoder.layers
+    raw = []
+    layers[0].register_forward_pre_hook(lambda module, args: raw.append(args[0]))
+    for layer in layers:
+        layer.register_forward_hook(
+            lambda module, args, out: raw.append(
+                out[0] if isinstance(out, tuple) else out
+            )
+        )
+    with torch.no_grad():
+        out = stock(wav, output_hidden_states=True)
+    return stock, out, raw
+
+
+def _features(folder, wav, **kwargs):
+    encoder = SSLEncoder(folder, finetune="frozen", normalize_waveform=False, **kwargs)
+    with torch.no_grad():
+        return encoder.eval()(wav)[0]
+
+
+def _close(a, b):
+    return (a - b).abs().max().item() < ATOL
+
+
+@pytest.mark.parametrize("name", sorted(STABLE))
+def test_output_layer_semantics(tiny_models, name):
+    """``output_layer=k`` is transformers' ``hidden_states[k]``: 0 the input of
+    the first layer, k the raw output of layer k (no final layer norm);
+    ``"last"`` is ``last_hidden_state``: the final layer norm applied to the
+    last layer's output on stable-layer-norm models, that output itself on
+    post-norm ones; ``"weighted_sum"`` mixes the raw hidden states."""
+    folder = tiny_models[name]
+    wav = 0.2 * torch.randn(1, 12000, generator=torch.Generator().manual_seed(4))
+    stock, out, raw = _stock_outputs(folder, wav)
+    assert len(raw) == len(out.hidden_states) == 3
+    for k in range(3):
+        feats = _features(folder, wav, output_layer=k)
+        assert _close(feats, raw[k]) and _close(feats, out.hidden_states[k]), k
+    last = _features(folder, wav)
+    assert _close(last, out.last_hidden_state)
+    final_norm = stock.encoder.layer_norm
+    with torch.no_grad():
+        expected_last = final_norm(raw[2]) if STABLE[name] else raw[2]
+    assert _close(last, expected_last)
+    # On stable-layer-norm models the final layer norm makes them differ.
+    top = _features(folder, wav, output_layer=2)
+    assert _close(top, last) is not STABLE[name]
+    # Zero weights: the plain mean of the raw hidden states.
+    mixed = _features(folder, wav, output_layer="weighted_sum")
+    assert _close(mixed, torch.stack(raw).mean(0))
+
+
+@pytest.mark.parametrize("name", sorted(STABLE))
+def test_num_layers_semantics(tiny_models, name):
+    """``num_layers=N`` builds a truncated encoder: with ``"last"`` its output
+    is the stock truncated model's ``last_hidden_state``, i.e. the final layer
+    norm applied to hidden state N of the full model on stable-layer-norm
+    models, hidden state N itself on post-norm ones; ``output_layer=N`` stays
+    the raw hidden state N."""
+    folder = tiny_models[name]
+    wav = 0.2 * torch.randn(1, 12000, generator=torch.Generator().manual_seed(5))
+    full, _, raw = _stock_outputs(folder, wav)
+    _, truncated, truncated_raw = _stock_outputs(folder, wav, num_layers=1)
+    last = _features(folder, wav, num_layers=1)
+    assert _close(last, truncated.last_hidden_state)
+    with torch.no_grad():
+        expected = full.encoder.layer_norm(raw[1]) if STABLE[name] else raw[1]
+    assert _close(last, expected)
+    layer_one = _features(folder, wav, num_layers=1, output_layer=1)
+    assert _close(layer_one, raw[1]) and _close(layer_one, truncated_raw[1])
+    assert _close(layer_one, truncated.hidden_states[1])
+    assert _close(layer_one, last) is not STABLE[name]
+
+
+def test_old_transformers_is_a_clear_error(tiny_models, monkeypatch):
+    """Below 5.16 the fast path breaks (WavLM attention signature) and
+    ``output_layer`` would silently change meaning: refuse, naming the fix."""
+    import transformers
+
+    monkeypatch.setattr(transformers, "__version__", "5.15.0")
+    with pytest.raises(RuntimeError, match=r'pip install "transformers>=5.16,<6"'):
+        SSLEncoder(tiny_models["wavlm"])
