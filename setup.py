@@ -27,7 +27,11 @@ setup(
         "speechbrain>=1.1.2",
         "torch>=2.1",
         "torchaudio>=2.1",
-        "transformers>=4.45",
+        # The eval fast path of sser_lobes.ssl_encoder subclasses transformers
+        # 5.16+ modules (WavLM attention signature), and from 5.16 on
+        # hidden_states[num_layers] of stable-layer-norm models no longer
+        # carries the final layer norm, which output_layer documents.
+        "transformers>=5.16,<6",
         "hyperpyyaml>=1.2.2",
         "sentencepiece>=0.1.99",
         "soundfile>=0.12",

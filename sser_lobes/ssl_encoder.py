@@ -30,32 +30,44 @@ parameters and state-dict keys:
   projections (:class:`FastWavLMAttention`) and the position convolution runs
   channels-last (:class:`_ChannelsLastPositionalConv`).
 
+The lengths of the batch that these modules need are the state of one
+:meth:`SSLEncoder.forward` call, held in a context variable
+(:class:`_EncoderCall`) and not on the shared modules: one encoder can serve
+several threads at once (a web server's or a batch job's thread pool,
+DataParallel's replicas), each call seeing only its own batch.
+
 ``python -m sser_lobes.benchmark_inference`` measures the result against
 transformers' pipeline and SpeechBrain's wrapper on the same model.
 """
 
 import contextlib
-import functools
+import contextvars
 import json
 import logging
 import math
 import os
+from collections.abc import Callable
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
+from packaging.version import Version
 from torch import nn
 from transformers import AutoConfig, AutoFeatureExtractor, AutoModel
 from transformers.activations import GELUActivation
 from transformers.models.hubert.modeling_hubert import (
+    HubertFeatureEncoder,
     HubertFeedForward,
     HubertPositionalConvEmbedding,
 )
 from transformers.models.wav2vec2.modeling_wav2vec2 import (
+    Wav2Vec2FeatureEncoder,
     Wav2Vec2FeedForward,
     Wav2Vec2PositionalConvEmbedding,
 )
 from transformers.models.wavlm.modeling_wavlm import (
     WavLMAttention,
+    WavLMFeatureEncoder,
     WavLMFeedForward,
     WavLMPositionalConvEmbedding,
 )
@@ -67,18 +79,110 @@ logger = logging.getLogger(__name__)
 SUPPORTED_MODEL_TYPES = ("wav2vec2", "hubert", "wavlm")
 FINETUNE_MODES = ("frozen", "partial", "entire")
 
+#: transformers versions whose internals the fast path was checked against
+#: (setup.py requires the same range).
+TRANSFORMERS_RANGE = ("5.16", "6")
+
+
+def check_transformers_version(version=None):
+    """Raise if ``transformers`` is older than the fast path supports.
+
+    Before 5.16, WavLM's attention took ``output_attentions`` before
+    ``index`` (the training path of :class:`FastWavLMAttention` breaks) and
+    ``hidden_states[num_layers]`` of stable-layer-norm models carried the
+    final layer norm (``output_layer`` would silently change meaning). A
+    version from 6 on is untested and only logged.
+
+    Arguments
+    ---------
+    version : str or None
+        The version to check; ``None`` checks the installed one.
+
+    Example
+    -------
+    >>> check_transformers_version("5.23.0")
+    >>> check_transformers_version("4.57.6")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    RuntimeError: sser_lobes.ssl_encoder needs transformers>=5.16,<6; 4.57.6 is ...
+    """
+    if version is None:
+        import transformers
+
+        version = transformers.__version__
+    low, high = TRANSFORMERS_RANGE
+    spec = f"transformers>={low},<{high}"
+    if Version(version) < Version(low):
+        raise RuntimeError(
+            f"sser_lobes.ssl_encoder needs {spec}; {version} is installed "
+            f'(pip install "{spec}").'
+        )
+    if Version(version) >= Version(high):
+        logger.warning(
+            "sser_lobes.ssl_encoder was tested with %s; %s is installed.",
+            spec,
+            version,
+        )
+
+
+class _EncoderCall(NamedTuple):
+    """What the model's modules need to know about the batch of one
+    :meth:`SSLEncoder.forward` call.
+
+    :meth:`SSLEncoder.forward` sets it in :data:`_CURRENT_CALL` for the
+    duration of the transformers forward pass and resets it afterwards; the
+    modules read it there. A context variable has one value per thread (and
+    per asyncio task), so calls running at the same time on one encoder, or
+    on DataParallel replicas, never see each other's batch, and nested calls
+    (one encoder inside another model's forward) restore the outer state.
+    Each module checks that the tensor it receives has the shape of this
+    call's batch and otherwise runs its plain transformers code.
+
+    Attributes
+    ----------
+    input_shape : tuple of int
+        ``(batch, samples)`` of the padded waveforms.
+    sample_lengths : torch.Tensor
+        Long ``[batch]``: valid samples of each row.
+    utterance_cnn : callable or None
+        Features ``[frames, channels]`` of one waveform ``[samples]``
+        (:meth:`SSLEncoder._utterance_cnn`), run by the eval-mode feature
+        encoder on each row's valid samples; ``None``: the CNN runs batched.
+    first_norm_frames : torch.Tensor or None
+        Long ``[batch]``: valid frames of the first CNN layer, for the
+        group norm of a batched CNN (:class:`MaskedGroupNorm`).
+    frame_shape : tuple of int
+        ``(batch, frames)`` of the transformer's hidden states.
+    valid_rows : torch.Tensor or None
+        Flat indices of the valid frames in ``[batch * frames]``, for the
+        feed-forward blocks (:class:`_PackedFeedForward`); ``None`` when
+        the batch has no padded frame.
+    """
+
+    input_shape: tuple
+    sample_lengths: torch.Tensor
+    utterance_cnn: Callable | None
+    first_norm_frames: torch.Tensor | None
+    frame_shape: tuple
+    valid_rows: torch.Tensor | None
+
+
+#: The :class:`_EncoderCall` of the running :meth:`SSLEncoder.forward` in this
+#: thread or task (``None`` outside one).
+_CURRENT_CALL = contextvars.ContextVar("sser_ssl_encoder_call", default=None)
+
 
 class MaskedGroupNorm(nn.GroupNorm):
     """Per-channel group norm whose statistics ignore padded frames.
 
     Drop-in replacement (same parameters and state-dict keys) for the
     ``nn.GroupNorm(num_groups=C, num_channels=C)`` of the first CNN layer of
-    wav2vec2-base style models. The owner sets ``valid_frames`` (a long tensor
-    ``[batch]`` with the number of valid frames of each row) just before the
-    forward pass and clears it afterwards; with ``valid_frames=None`` it is a
-    plain group norm. :class:`SSLEncoder` uses it when the CNN trains
-    (``finetune="entire"``); in eval mode the CNN runs utterance by utterance
-    and needs no mask.
+    wav2vec2-base style models. The number of valid frames of each row is
+    passed as ``valid_frames`` or, when transformers calls the module inside
+    :meth:`SSLEncoder.forward`, read from that call's state
+    (:class:`_EncoderCall`); without either it is a plain group norm.
+    :class:`SSLEncoder` uses it when the CNN trains (``finetune="entire"``);
+    in eval mode the CNN runs utterance by utterance and needs no mask.
 
     Arguments
     ---------
@@ -92,28 +196,38 @@ class MaskedGroupNorm(nn.GroupNorm):
     >>> norm = MaskedGroupNorm(4)
     >>> x = torch.randn(1, 4, 10)
     >>> padded = torch.cat([x, torch.randn(1, 4, 6)], dim=2)
-    >>> norm.valid_frames = torch.tensor([10])
-    >>> y = norm(padded)[..., :10]
-    >>> norm.valid_frames = None
+    >>> y = norm(padded, valid_frames=torch.tensor([10]))[..., :10]
     >>> torch.allclose(y, norm(x), atol=1e-5)
     True
     """
 
     def __init__(self, num_channels, eps=1e-5):
         super().__init__(num_channels, num_channels, eps=eps, affine=True)
-        self.valid_frames = None
 
-    def forward(self, x):
+    def forward(self, x, valid_frames=None):
         """Normalise ``x`` ``[batch, channels, time]`` over its valid frames.
 
         Padded frames are set to zero. The statistics of each row are taken
         on its valid slice, then one fused scale-and-shift pass normalises
         the batch; a batch without padding goes through the plain group norm.
+
+        Arguments
+        ---------
+        x : torch.Tensor
+            ``[batch, channels, time]`` activations.
+        valid_frames : torch.Tensor or None
+            Long ``[batch]``: valid frames of each row. ``None`` takes them
+            from the running :meth:`SSLEncoder.forward` call, if any.
         """
-        if self.valid_frames is None:
+        if valid_frames is None:
+            call = _CURRENT_CALL.get()
+            if call is not None and call.first_norm_frames is not None:
+                if call.first_norm_frames.shape[0] == x.shape[0]:
+                    valid_frames = call.first_norm_frames
+        if valid_frames is None:
             return super().forward(x)
         length = x.shape[-1]
-        frames = self.valid_frames.to(x.device).clamp(max=length)
+        frames = valid_frames.to(x.device).clamp(max=length)
         if bool((frames >= length).all()):
             return super().forward(x)
         x32 = x.float()
@@ -313,10 +427,11 @@ class _PackedFeedForward:
 
     The feed-forward block is two thirds of a transformer layer's matrix
     products and works frame by frame; padded frames never reach a valid one
-    (attention masks them out as keys), so :class:`SSLEncoder` gives the
-    block the flat indices of the valid frames (``valid_rows``) for the
-    duration of a forward pass, and only those rows are computed (padded
-    rows get zeros).
+    (attention masks them out as keys), so only the valid frames are
+    computed (padded rows get zeros). Their flat indices are passed as
+    ``valid_rows`` or, when transformers calls the block inside
+    :meth:`SSLEncoder.forward`, read from that call's state
+    (:class:`_EncoderCall`).
 
     Example
     -------
@@ -324,21 +439,28 @@ class _PackedFeedForward:
     >>> ffn = FastWavLMFeedForward(WavLMConfig(hidden_size=8, intermediate_size=16))
     >>> ffn = ffn.eval()
     >>> h = torch.randn(2, 3, 8)
-    >>> ffn.valid_rows = torch.tensor([0, 1, 2, 3])  # the second row: 1 frame
-    >>> out = ffn(h)
+    >>> rows = torch.tensor([0, 1, 2, 3])  # the second utterance: 1 frame
+    >>> out = ffn(h, valid_rows=rows)
     >>> torch.allclose(out[0], WavLMFeedForward.forward(ffn, h)[0], atol=1e-6)
     True
     >>> out[1, 1:].abs().max().item()
     0.0
     """
 
-    valid_rows = None
+    def forward(self, hidden_states, valid_rows=None):
+        """Feed-forward output of ``[batch, time, dim]`` hidden states.
 
-    def forward(self, hidden_states):
-        """Feed-forward output of ``[batch, time, dim]`` hidden states."""
+        ``valid_rows`` (long ``[n]``, flat indices of the valid frames in
+        ``[batch * time]``) defaults to those of the running
+        :meth:`SSLEncoder.forward` call; ``None`` there: every frame.
+        """
         if self.training:
             return super().forward(hidden_states)
-        rows = self.valid_rows
+        rows = valid_rows
+        if rows is None:
+            call = _CURRENT_CALL.get()
+            if call is not None and call.frame_shape == hidden_states.shape[:2]:
+                rows = call.valid_rows
         flat = hidden_states.reshape(-1, hidden_states.shape[-1])
         if rows is not None:
             flat = flat.index_select(0, rows)
@@ -361,6 +483,71 @@ class FastWav2Vec2FeedForward(_PackedFeedForward, Wav2Vec2FeedForward):
 
 class FastHubertFeedForward(_PackedFeedForward, HubertFeedForward):
     """HuBERT's feed-forward block, valid frames only in eval mode."""
+
+
+class _UtteranceWiseFeatureEncoder:
+    """Eval-mode forward of the CNN feature encoder that runs each utterance
+    of a padded batch alone, on its valid samples.
+
+    Inside :meth:`SSLEncoder.forward`, whose call state
+    (:class:`_EncoderCall`) gives the sample lengths and the per-utterance
+    CNN (:meth:`SSLEncoder._utterance_cnn`), the features of each row are
+    computed from its valid samples only: no padding is computed, and a
+    group-norm first layer normalises over the utterance itself. Padded
+    frames are zero. Otherwise (training mode, a call from outside
+    :class:`SSLEncoder`, or a batched CNN) it is transformers' forward, whose
+    group norm is masked in training (:class:`MaskedGroupNorm`).
+    Parameters and state-dict keys are unchanged: :class:`SSLEncoder`
+    switches the class of the model's feature encoder.
+
+    Example
+    -------
+    >>> import tempfile
+    >>> from sser_lobes.tiny_ssl import make_tiny_ssl
+    >>> folder = make_tiny_ssl(tempfile.mkdtemp() + "/m", arch="hubert")
+    >>> enc = SSLEncoder(folder, finetune="frozen")  # group-norm CNN
+    >>> type(enc.model.feature_extractor).__name__
+    'FastHubertFeatureEncoder'
+    >>> wavs, lens = torch.randn(2, 9000), torch.tensor([1.0, 0.5])
+    >>> fast, _ = enc(wavs, lens)  # eval: utterance by utterance
+    >>> _ = enc.model.feature_extractor.train()  # batched, masked norm
+    >>> slow, _ = enc(wavs, lens)
+    >>> torch.allclose(fast, slow, atol=1e-5)
+    True
+    """
+
+    def forward(self, input_values):
+        """CNN features ``[batch, channels, frames]`` of ``[batch, samples]``.
+
+        In eval mode the features are stored time-major
+        (``[batch, frames, channels]``) and returned as a transposed view,
+        which is the layout transformers' feature projection reads next.
+        """
+        call = None if self.training else _CURRENT_CALL.get()
+        if (
+            call is None
+            or call.utterance_cnn is None
+            or call.input_shape != input_values.shape
+        ):
+            return super().forward(input_values)
+        channels = self.conv_layers[-1].conv.out_channels
+        out = input_values.new_zeros(call.frame_shape[0], call.frame_shape[1], channels)
+        for row, length in enumerate(call.sample_lengths.tolist()):
+            feats = call.utterance_cnn(input_values[row, :length])
+            out[row, : feats.shape[0]] = feats
+        return out.transpose(1, 2)
+
+
+class FastWavLMFeatureEncoder(_UtteranceWiseFeatureEncoder, WavLMFeatureEncoder):
+    """WavLM's CNN feature encoder, utterance by utterance in eval mode."""
+
+
+class FastWav2Vec2FeatureEncoder(_UtteranceWiseFeatureEncoder, Wav2Vec2FeatureEncoder):
+    """wav2vec 2.0's CNN feature encoder, utterance by utterance in eval mode."""
+
+
+class FastHubertFeatureEncoder(_UtteranceWiseFeatureEncoder, HubertFeatureEncoder):
+    """HuBERT's CNN feature encoder, utterance by utterance in eval mode."""
 
 
 def time_major_weights(weight, stride):
@@ -456,6 +643,9 @@ FAST_MODULES = {
     WavLMFeedForward: FastWavLMFeedForward,
     Wav2Vec2FeedForward: FastWav2Vec2FeedForward,
     HubertFeedForward: FastHubertFeedForward,
+    WavLMFeatureEncoder: FastWavLMFeatureEncoder,
+    Wav2Vec2FeatureEncoder: FastWav2Vec2FeatureEncoder,
+    HubertFeatureEncoder: FastHubertFeatureEncoder,
 }
 
 
@@ -533,13 +723,34 @@ class SSLEncoder(nn.Module):
         encoder is frozen and kept in eval mode, the transformer trains (best
         in Wang et al. 2021). ``"entire"``: everything trains.
     output_layer : str or int
-        ``"last"``: the last transformer layer; an int ``k``: hidden state
-        ``k`` (0 is the input of the first transformer layer, ``num_layers``
-        the last); ``"weighted_sum"``: a learned softmax-weighted sum of all
-        hidden states (SUPERB style; the weights train in every mode).
+        Which output of the transformer encoder gives the features, exactly
+        as transformers returns it (the stock model's outputs, from
+        transformers 5.16 on).
+
+        * ``"last"``: the encoder's output (``last_hidden_state``). On
+          stable-layer-norm checkpoints (``do_stable_layer_norm=True``:
+          wav2vec2-large-lv60, HuBERT large, WavLM large), whose layers
+          normalise their inputs, the encoder's final layer norm is applied
+          to the last layer's output; on post-norm checkpoints (the base
+          models) it is the last layer's output itself. This is what
+          SpeechBrain's wrapper and the reference recipes use.
+        * an int ``k`` in ``0..num_layers``: ``hidden_states[k]``, the
+          SUPERB convention. ``0`` is the input of the first transformer
+          layer (the projected CNN features plus the convolutional position
+          embedding, layer-normalised on post-norm models); ``k`` is the
+          output of layer ``k``, never with the final layer norm of
+          stable-layer-norm models. ``output_layer=num_layers`` thus equals
+          ``"last"`` on post-norm models only.
+        * ``"weighted_sum"``: a learned softmax-weighted sum of
+          ``hidden_states[0..num_layers]`` as for an int (SUPERB style; the
+          weights train in every mode).
     num_layers : int or None
-        Keep only the first ``num_layers`` transformer layers (the others are
-        neither loaded nor computed).
+        Build, load and run only the first ``num_layers`` transformer layers
+        (the others are neither loaded nor computed); ``None`` keeps them
+        all. The truncated encoder is a complete one: hidden states ``0`` to
+        ``num_layers`` are those of the full model, and with ``"last"`` its
+        output on stable-layer-norm models is the final layer norm applied to
+        hidden state ``num_layers`` (on post-norm models, that hidden state).
     output_norm : bool
         Layer-normalise the output features (no learned parameters), as
         SpeechBrain's wrapper does with ``output_norm: True``.
@@ -597,6 +808,7 @@ class SSLEncoder(nn.Module):
         load_weights=True,
     ):
         super().__init__()
+        check_transformers_version()
         if source is None and (config is None or load_weights):
             raise ValueError(
                 "SSLEncoder needs a source (hub id or folder), or a config with "
@@ -779,63 +991,56 @@ class SSLEncoder(nn.Module):
         """
         return self.model._get_feat_extract_output_lengths(sample_lengths).long()
 
-    @contextlib.contextmanager
-    def _cnn_inputs(self, sample_lengths):
-        """Run the CNN of this batch on each utterance's valid samples.
+    def _call_state(self, input_shape, sample_lengths, frames):
+        """The :class:`_EncoderCall` of one forward pass.
 
-        In eval mode (always for the frozen CNN of ``frozen`` and
-        ``partial``) the feature encoder is called on each utterance alone,
-        in chunks (:meth:`_utterance_cnn`); in training mode the batch goes
-        through the CNN at once, with the group norm masked
-        (:class:`MaskedGroupNorm`). A group-norm model whose masking was
-        turned off (``uses_group_norm = False``) also runs batched.
+        Arguments
+        ---------
+        input_shape : torch.Size
+            ``(batch, samples)`` of the padded waveforms.
+        sample_lengths : torch.Tensor
+            Long ``[batch]``: valid samples of each row.
+        frames : torch.Tensor
+            Long ``[batch]``: valid frames of each row.
+
+        Returns
+        -------
+        _EncoderCall
 
         Example
         -------
         >>> import tempfile
         >>> from sser_lobes.tiny_ssl import make_tiny_ssl
-        >>> folder = make_tiny_ssl(tempfile.mkdtemp() + "/m", arch="hubert")
-        >>> enc = SSLEncoder(folder, finetune="frozen")  # group-norm CNN
-        >>> wavs, lens = torch.randn(2, 9000), torch.tensor([1.0, 0.5])
-        >>> fast, _ = enc(wavs, lens)  # eval: utterance by utterance
-        >>> _ = enc.model.feature_extractor.train()  # batched, masked norm
-        >>> slow, _ = enc(wavs, lens)
-        >>> torch.allclose(fast, slow, atol=1e-5)
-        True
+        >>> enc = SSLEncoder(make_tiny_ssl(tempfile.mkdtemp() + "/m"))
+        >>> lengths = torch.tensor([16000, 8000])
+        >>> call = enc._call_state((2, 16000), lengths, enc.frame_lengths(lengths))
+        >>> call.frame_shape, call.valid_rows.shape  # 49 + 24 valid frames
+        ((2, 49), torch.Size([73]))
         """
-        extractor = self.model.feature_extractor
-        utterance_wise = (
-            self.config.feat_extract_norm == "layer" or self.uses_group_norm
+        config = self.config
+        padded_frames = input_shape[1]
+        for kernel, stride in zip(config.conv_kernel, config.conv_stride):
+            padded_frames = (padded_frames - kernel) // stride + 1
+        # Utterance-wise CNN for layer-norm models and masked group-norm
+        # ones; a group-norm model whose masking was turned off
+        # (uses_group_norm = False) runs batched, as transformers does.
+        utterance_wise = config.feat_extract_norm == "layer" or self.uses_group_norm
+        first_norm_frames = None
+        if self.uses_group_norm:
+            kernel, stride = config.conv_kernel[0], config.conv_stride[0]
+            first_norm_frames = (sample_lengths - kernel) // stride + 1
+        valid_rows = None
+        if bool((frames < padded_frames).any()):
+            valid = length_mask(frames, padded_frames).flatten()
+            valid_rows = torch.nonzero(valid).flatten()
+        return _EncoderCall(
+            input_shape=tuple(input_shape),
+            sample_lengths=sample_lengths,
+            utterance_cnn=self._utterance_cnn if utterance_wise else None,
+            first_norm_frames=first_norm_frames,
+            frame_shape=(input_shape[0], padded_frames),
+            valid_rows=valid_rows,
         )
-        if extractor.training or not utterance_wise:
-            with self._masked_first_norm(sample_lengths):
-                yield
-            return
-        # Set for this call only, on this module (DataParallel replicas set
-        # their own): transformers calls feature_extractor(input_values).
-        extractor.forward = functools.partial(
-            self._batch_cnn, sample_lengths=sample_lengths
-        )
-        try:
-            yield
-        finally:
-            del extractor.forward
-
-    def _batch_cnn(self, input_values, sample_lengths):
-        """CNN features ``[batch, channels, frames]`` of a padded batch, each
-        utterance computed alone; padded frames are zero.
-
-        The features are stored time-major (``[batch, frames, channels]``)
-        and returned as a transposed view, which is the layout transformers'
-        feature projection reads next.
-        """
-        frames = int(self.frame_lengths(torch.tensor(input_values.shape[1])))
-        channels = self.config.conv_dim[-1]
-        out = input_values.new_zeros(input_values.shape[0], frames, channels)
-        for row, length in enumerate(sample_lengths.tolist()):
-            feats = self._utterance_cnn(input_values[row, :length])
-            out[row, : feats.shape[0]] = feats
-        return out.transpose(1, 2)
 
     def _utterance_cnn(self, wav):
         """CNN features ``[frames, channels]`` of one waveform ``[samples]``.
@@ -938,40 +1143,6 @@ class SSLEncoder(nn.Module):
         folded = conv.weight.double() * scale[:, None, None]
         return folded.to(conv.weight.dtype), shift.to(conv.weight.dtype)
 
-    @contextlib.contextmanager
-    def _valid_rows(self, padded_samples, sample_lengths):
-        """Give the feed-forward blocks the valid frames of a padded batch."""
-        blocks = [m for m in self.model.modules() if isinstance(m, _PackedFeedForward)]
-        frames = self.frame_lengths(sample_lengths)
-        total = int(self.frame_lengths(torch.tensor(padded_samples)))
-        if not blocks or bool((frames >= total).all()):
-            yield
-            return
-        rows = torch.nonzero(length_mask(frames, total).flatten()).flatten()
-        for block in blocks:
-            block.valid_rows = rows
-        try:
-            yield
-        finally:
-            for block in blocks:
-                block.valid_rows = None
-
-    @contextlib.contextmanager
-    def _masked_first_norm(self, sample_lengths):
-        """Give the first-layer group norm the valid frame counts of this batch."""
-        if not self.uses_group_norm:
-            yield
-            return
-        # Looked up through the module tree (not cached on self) so that
-        # DataParallel replicas set their own copy.
-        first = self.model.feature_extractor.conv_layers[0]
-        kernel, stride = self.config.conv_kernel[0], self.config.conv_stride[0]
-        first.layer_norm.valid_frames = (sample_lengths - kernel) // stride + 1
-        try:
-            yield
-        finally:
-            first.layer_norm.valid_frames = None
-
     def _short_batch_masking(self, wavs):
         """No SpecAugment time mask for batches shorter than one mask span.
 
@@ -1036,17 +1207,20 @@ class SSLEncoder(nn.Module):
 
         need_hidden = self.output_layer != "last"
         grad_context = torch.no_grad() if self.finetune == "frozen" else _null()
-        with (
-            grad_context,
-            self._cnn_inputs(sample_lengths),
-            self._valid_rows(wavs.shape[1], sample_lengths),
-        ):
-            out = self.model(
-                wavs,
-                attention_mask=sample_mask.long(),
-                output_hidden_states=need_hidden,
-                **self._short_batch_masking(wavs),
-            )
+        frames = self.frame_lengths(sample_lengths)
+        # This call's batch, for the modules of the fast path; set in the
+        # thread that runs this forward (a DataParallel replica's own).
+        token = _CURRENT_CALL.set(self._call_state(wavs.shape, sample_lengths, frames))
+        try:
+            with grad_context:
+                out = self.model(
+                    wavs,
+                    attention_mask=sample_mask.long(),
+                    output_hidden_states=need_hidden,
+                    **self._short_batch_masking(wavs),
+                )
+        finally:
+            _CURRENT_CALL.reset(token)
 
         if self.output_layer == "last":
             feats = out.last_hidden_state
@@ -1061,7 +1235,6 @@ class SSLEncoder(nn.Module):
 
         if self.output_norm:
             feats = F.layer_norm(feats, feats.shape[-1:])
-        frames = self.frame_lengths(sample_lengths)
         feats = feats * length_mask(frames, feats.shape[1])[:, :, None].to(feats.dtype)
         return feats, frames.float() / feats.shape[1]
 

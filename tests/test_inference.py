@@ -126,6 +126,34 @@ def test_same_prediction_alone_or_in_a_batch(exported, recognizer):
     assert torch.allclose(score, probs.max(-1).values)
 
 
+def test_classify_batch_from_several_threads(exported, recognizer):
+    """One recognizer shared by a thread pool of 4 (how web servers and batch
+    jobs deploy it): every classify_batch call returns what it returns when
+    the calls run one after the other."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    run, _ = exported
+    manifest, _ = _test_files(run)
+    wavs = [recognizer.load_audio(manifest[u]["wav"]) for u in sorted(manifest)]
+    batches = []
+    for size in (1, 2, 3, 4) * 3:
+        start = (len(batches) * 5) % len(wavs)
+        group = [wavs[(start + i) % len(wavs)] for i in range(size)]
+        longest = max(len(w) for w in group)
+        batch = torch.stack(
+            [torch.nn.functional.pad(w, (0, longest - len(w))) for w in group]
+        )
+        batches.append((batch, torch.tensor([len(w) / longest for w in group])))
+    sequential = [recognizer.classify_batch(*batch)[0] for batch in batches]
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        for _ in range(3):
+            shared = pool.map(
+                lambda batch: recognizer.classify_batch(*batch)[0], batches
+            )
+            for index, (alone, probs) in enumerate(zip(sequential, shared)):
+                assert torch.allclose(probs, alone, atol=1e-5), f"batch {index}"
+
+
 def test_any_rate_and_channels(exported, recognizer, tmp_path):
     run, _ = exported
     manifest, _ = _test_files(run)

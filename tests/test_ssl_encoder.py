@@ -157,9 +157,7 @@ def test_output_size_from_config(tiny_models):
 def test_masked_group_norm_matches_group_norm():
     norm = MaskedGroupNorm(3)
     x = torch.randn(2, 3, 11)
-    norm.valid_frames = torch.tensor([11, 11])
-    masked = norm(x)
-    norm.valid_frames = None
+    masked = norm(x, valid_frames=torch.tensor([11, 11]))
     assert torch.allclose(masked, norm(x), atol=1e-5)
 
 
@@ -273,3 +271,137 @@ def test_training_and_eval_paths_agree(tiny_models, name):
     _, _, padded_eval, _ = _alone_and_padded(encoder.eval(), seed=5)
     _, _, padded_train, _ = _alone_and_padded(encoder.train(), seed=5)
     assert (padded_eval - padded_train).abs().max().item() < ATOL
+
+
+def _padded_batches(count, seed):
+    """``count`` padded batches of 1 to 4 utterances with different lengths;
+    some have no padding (the padded length is their longest utterance), the
+    others a padded tail of up to 3,000 samples."""
+    gen = torch.Generator().manual_seed(seed)
+    batches = []
+    for index in range(count):
+        size = 1 + index % 4
+        lengths = torch.randint(1200, 12000, (size,), generator=gen)
+        padded = int(lengths.max()) + (0 if index % 3 == 0 else 3000 * index // count)
+        wavs = torch.zeros(size, padded)
+        for row, length in enumerate(lengths.tolist()):
+            wavs[row, :length] = 0.2 * torch.randn(length, generator=gen)
+        batches.append((wavs, lengths.float() / padded))
+    return batches
+
+
+@pytest.mark.parametrize("name", ["wavlm", "wav2vec2_base"])
+def test_concurrent_calls_equal_sequential_calls(tiny_models, name):
+    """One eval-mode encoder shared by 4 threads (a web server's or a batch
+    job's thread pool): every call gives the features it gives alone. The
+    per-call state of the fast path (utterance-wise CNN, valid rows of the
+    feed-forward blocks, valid frames of the group norm) belongs to the call,
+    not to the shared modules."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    encoder = SSLEncoder(tiny_models[name], finetune="frozen").eval()
+    batches = _padded_batches(48, seed=11)
+    sequential = [encoder(wavs, lens)[0] for wavs, lens in batches]
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        for _ in range(2):
+            concurrent = list(pool.map(lambda batch: encoder(*batch)[0], batches))
+            for index, (alone, shared) in enumerate(zip(sequential, concurrent)):
+                assert shared.shape == alone.shape, f"batch {index}"
+                diff = (shared - alone).abs().max().item()
+                assert diff < 1e-5, f"{name}, batch {index}: {diff}"
+
+
+# Stable-layer-norm (pre-norm, large-style) and post-norm (base-style) models.
+STABLE = {"wavlm": True, "wav2vec2_large": True, "wav2vec2_base": False}
+
+
+def _stock_outputs(folder, wav, num_layers=None):
+    """A stock transformers model's outputs on ``wav``, and, from forward
+    hooks, the input of its first transformer layer and the raw output of
+    each layer (never with the final layer norm)."""
+    from transformers import AutoModel
+
+    kwargs = {} if num_layers is None else {"num_hidden_layers": num_layers}
+    stock = AutoModel.from_pretrained(folder, **kwargs).eval()
+    layers = stock.encoder.layers
+    raw = []
+    layers[0].register_forward_pre_hook(lambda module, args: raw.append(args[0]))
+    for layer in layers:
+        layer.register_forward_hook(
+            lambda module, args, out: raw.append(
+                out[0] if isinstance(out, tuple) else out
+            )
+        )
+    with torch.no_grad():
+        out = stock(wav, output_hidden_states=True)
+    return stock, out, raw
+
+
+def _features(folder, wav, **kwargs):
+    encoder = SSLEncoder(folder, finetune="frozen", normalize_waveform=False, **kwargs)
+    with torch.no_grad():
+        return encoder.eval()(wav)[0]
+
+
+def _close(a, b):
+    return (a - b).abs().max().item() < ATOL
+
+
+@pytest.mark.parametrize("name", sorted(STABLE))
+def test_output_layer_semantics(tiny_models, name):
+    """``output_layer=k`` is transformers' ``hidden_states[k]``: 0 the input of
+    the first layer, k the raw output of layer k (no final layer norm);
+    ``"last"`` is ``last_hidden_state``: the final layer norm applied to the
+    last layer's output on stable-layer-norm models, that output itself on
+    post-norm ones; ``"weighted_sum"`` mixes the raw hidden states."""
+    folder = tiny_models[name]
+    wav = 0.2 * torch.randn(1, 12000, generator=torch.Generator().manual_seed(4))
+    stock, out, raw = _stock_outputs(folder, wav)
+    assert len(raw) == len(out.hidden_states) == 3
+    for k in range(3):
+        feats = _features(folder, wav, output_layer=k)
+        assert _close(feats, raw[k]) and _close(feats, out.hidden_states[k]), k
+    last = _features(folder, wav)
+    assert _close(last, out.last_hidden_state)
+    final_norm = stock.encoder.layer_norm
+    with torch.no_grad():
+        expected_last = final_norm(raw[2]) if STABLE[name] else raw[2]
+    assert _close(last, expected_last)
+    # On stable-layer-norm models the final layer norm makes them differ.
+    top = _features(folder, wav, output_layer=2)
+    assert _close(top, last) is not STABLE[name]
+    # Zero weights: the plain mean of the raw hidden states.
+    mixed = _features(folder, wav, output_layer="weighted_sum")
+    assert _close(mixed, torch.stack(raw).mean(0))
+
+
+@pytest.mark.parametrize("name", sorted(STABLE))
+def test_num_layers_semantics(tiny_models, name):
+    """``num_layers=N`` builds a truncated encoder: with ``"last"`` its output
+    is the stock truncated model's ``last_hidden_state``, i.e. the final layer
+    norm applied to hidden state N of the full model on stable-layer-norm
+    models, hidden state N itself on post-norm ones; ``output_layer=N`` stays
+    the raw hidden state N."""
+    folder = tiny_models[name]
+    wav = 0.2 * torch.randn(1, 12000, generator=torch.Generator().manual_seed(5))
+    full, _, raw = _stock_outputs(folder, wav)
+    _, truncated, truncated_raw = _stock_outputs(folder, wav, num_layers=1)
+    last = _features(folder, wav, num_layers=1)
+    assert _close(last, truncated.last_hidden_state)
+    with torch.no_grad():
+        expected = full.encoder.layer_norm(raw[1]) if STABLE[name] else raw[1]
+    assert _close(last, expected)
+    layer_one = _features(folder, wav, num_layers=1, output_layer=1)
+    assert _close(layer_one, raw[1]) and _close(layer_one, truncated_raw[1])
+    assert _close(layer_one, truncated.hidden_states[1])
+    assert _close(layer_one, last) is not STABLE[name]
+
+
+def test_old_transformers_is_a_clear_error(tiny_models, monkeypatch):
+    """Below 5.16 the fast path breaks (WavLM attention signature) and
+    ``output_layer`` would silently change meaning: refuse, naming the fix."""
+    import transformers
+
+    monkeypatch.setattr(transformers, "__version__", "5.15.0")
+    with pytest.raises(RuntimeError, match=r'pip install "transformers>=5.16,<6"'):
+        SSLEncoder(tiny_models["wavlm"])
