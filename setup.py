@@ -21,7 +21,7 @@ setup(
     long_description=(HERE / "README.md").read_text(encoding="utf-8"),
     long_description_content_type="text/markdown",
     license="Apache-2.0",
-    python_requires=">=3.10",
+    python_requires=">=3.11",
     packages=find_packages(include=["sser_lobes", "sser_lobes.*"]),
     install_requires=[
         "speechbrain>=1.1.2",

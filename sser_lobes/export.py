@@ -110,7 +110,9 @@ def load_run(run_folder, ssl_source=None, text_encoder_source=None):
     save_folder = _run_save_folder(run)
     checkpoint = Checkpointer(save_folder).find_checkpoint(max_key=metric)
     if checkpoint is None:
-        raise ExportError(f"{run}: no checkpoint in {save_folder}.")
+        raise ExportError(
+            f"{run}: no checkpoint in {save_folder}; the run never finished an epoch"
+        )
     hparams["model"].load_state_dict(_load_tensors(checkpoint.paramfiles["model"]))
     return hparams, checkpoint
 
@@ -148,10 +150,29 @@ def _run_save_folder(run):
     with open(run / "hyperparams.yaml", encoding="utf-8") as handle:
         data = ruamel.yaml.YAML().load(handle)
     # Recipe paths may be relative to where training ran: prefer the run's own.
-    for candidate in (run / "save", Path(data.get("save_folder") or run / "save")):
-        if candidate.is_dir():
-            return candidate
-    raise ExportError(f"{run}: no checkpoint folder (save/).")
+    if (run / "save").is_dir():
+        return run / "save"
+    # A --save_folder elsewhere, but only if the file is this run's own (a
+    # hyperparams.yaml copied from another run names that run's checkpoints).
+    output = data.get("output_folder")
+    saved = data.get("save_folder")
+    if saved and output and _same_folder(output, run) and Path(saved).is_dir():
+        return Path(saved)
+    if output and not _same_folder(output, run):
+        raise ExportError(
+            f"{run}: no checkpoint folder (save/), and its hyperparams.yaml belongs "
+            f"to another run ({output}); export that run folder instead"
+        )
+    raise ExportError(
+        f"{run}: no checkpoint folder (save/); the run never finished an epoch"
+    )
+
+
+def _same_folder(a, b):
+    try:
+        return Path(a).resolve() == Path(b).resolve()
+    except OSError:
+        return False
 
 
 def _pooling_name(pooling):

@@ -150,7 +150,15 @@ class EmotionRecognizer(Pretrained):
         # The source is remembered so that optional files (the text encoder
         # of text-fused models) are fetched from it only when first needed.
         overrides.setdefault("source", str(source))
-        local = Path(str(source))
+        local = Path(str(source)).expanduser()
+        if not local.is_dir() and str(source).startswith(("/", ".", "~")):
+            raise FileNotFoundError(f"{source}: no such model folder")
+        if local.is_dir() and not (local / hparams_file).is_file():
+            raise FileNotFoundError(
+                f"{source}: no {hparams_file} in this folder; it is not an exported "
+                "sser model (write one with: python -m sser_lobes.export RUN_FOLDER "
+                "OUT_FOLDER)"
+            )
         if local.is_dir():
             # A local folder is read in place: nothing is linked or written there.
             savedir = local if savedir is None else savedir

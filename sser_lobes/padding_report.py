@@ -3,7 +3,7 @@
 Command line::
 
     python -m sser_lobes.padding_report [MANIFEST.json ...] [--iemocap-profile]
-        [--batch-size 8] [--baseline-batch-size 4] [--epochs 3] [--seed 1993]
+        [--batch-size 4] [--baseline-batch-size 4] [--epochs 3] [--seed 1993]
         [--jitter 0.05] [--max-duration SECONDS] [--duration-key duration]
         [--json out.json]
 
@@ -366,7 +366,7 @@ def _parser():
         action="store_true",
         help="also report the synthetic IEMOCAP duration profile (5,531 utts)",
     )
-    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--baseline-batch-size", type=int, default=4)
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--seed", type=int, default=1993)

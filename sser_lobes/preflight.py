@@ -270,6 +270,45 @@ def check_model_options(hparams, selection_metrics):
         check_choice(hparams, "missing_text", ("error", "audio_only"))
 
 
+def check_run_options(run_opts):
+    """The device and precision SpeechBrain was asked for exist here.
+
+    Example
+    -------
+    >>> check_run_options({"device": "cpu", "precision": "fp32"})
+    >>> check_run_options({"device": "cuda:0"})  # on a machine without CUDA
+    ... # doctest: +SKIP
+    Traceback (most recent call last):
+    ...
+    sser_lobes.preflight.RecipeError: --device=cuda:0: CUDA is not available here...
+    """
+    import torch
+
+    device = str(run_opts.get("device") or "cpu")
+    if device.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise RecipeError(
+                f"--device={device}: CUDA is not available here "
+                "(torch.cuda.is_available() is False); use --device=cpu"
+            )
+        index = device.partition(":")[2]
+        if index and (not index.isdigit() or int(index) >= torch.cuda.device_count()):
+            raise RecipeError(
+                f"--device={device}: this machine has {torch.cuda.device_count()} "
+                "CUDA device(s)"
+            )
+    elif device != "cpu" and not device.startswith(("mps", "xpu")):
+        raise RecipeError(f"--device={device}: expected cpu or cuda[:N]")
+    precision = run_opts.get("precision")
+    if precision is not None and precision not in ("fp32", "fp16", "bf16"):
+        raise RecipeError(f"--precision={precision}: expected fp32, fp16 or bf16")
+    if precision == "fp16" and not device.startswith("cuda"):
+        raise RecipeError(
+            "--precision=fp16 needs a CUDA device (fp16 autocast with a gradient "
+            "scaler); on CPU use fp32, or bf16"
+        )
+
+
 def _looks_like_path(source):
     return source.startswith(("/", ".", "~")) or os.sep * 2 in source
 

@@ -67,6 +67,7 @@ def setup_experiment(argv, script=None, check_options=None):
         RecipeError,
         check_model_options,
         check_pretrained_sources,
+        check_run_options,
         parse_overrides,
         preview_hparams,
     )
@@ -74,6 +75,7 @@ def setup_experiment(argv, script=None, check_options=None):
 
     hparams_file, run_opts, overrides = sb.parse_arguments(argv)
     overrides = parse_overrides(overrides)
+    check_run_options(run_opts)
     preview = preview_hparams(hparams_file, overrides)
     guard = None
     if check_options is not None:

@@ -171,7 +171,7 @@ def test_prediction_alone_equals_prediction_in_batch(trained_run, tmp_path):
 
 def _latest_model_weights(out):
     ckpts = sorted((out / "save").glob("CKPT+*"))
-    return torch.load(ckpts[-1] / "model.ckpt", map_location="cpu")
+    return torch.load(ckpts[-1] / "model.ckpt", map_location="cpu", weights_only=True)
 
 
 def test_partial_finetuning_trains_transformer_not_cnn(trained_run, tiny_models):

@@ -8,6 +8,7 @@ import shutil
 import sys
 
 import pytest
+import torch
 from conftest import FAST_TRAINING, RECIPES, run_script
 
 from sser_lobes.preflight import run_recipe_main
@@ -109,12 +110,16 @@ BAD_OPTIONS = [
     ("--test_speaker=Ses09X", "test_speaker"),
     ("--ssl_source=/nonexistent/model", "--ssl_source=/nonexistent/model: no such"),
     ("--output_layer=99", "output_layer must be in 0..2, got 99"),
+    pytest.param(
+        "--device=cuda:0",
+        "--device=cuda:0: CUDA is not available here",
+        marks=pytest.mark.skipif(torch.cuda.is_available(), reason="CUDA here"),
+    ),
+    ("--precision=fp16", "--precision=fp16 needs a CUDA device"),
 ]
 
 
-@pytest.mark.parametrize(
-    "option, message", BAD_OPTIONS, ids=[o for o, _ in BAD_OPTIONS]
-)
+@pytest.mark.parametrize("option, message", BAD_OPTIONS)
 def test_bad_options_are_one_line_errors_and_write_nothing(
     iemocap_corpus, tiny_models, tmp_path, monkeypatch, option, message
 ):
@@ -350,3 +355,109 @@ def test_msp_empty_train_or_development_is_one_line(
     _drop_split(corpus, split)
     argv = _msp_argv(corpus, tiny_models["wavlm"], tmp_path / "run")
     assert f"the {role} split is empty" in _run_main(MSP, monkeypatch, argv)
+
+
+# --------------------------------------------------------------------------
+# 3. The tools on missing or partial runs
+# --------------------------------------------------------------------------
+
+
+def _fake_run(folder, fold, wa=None):
+    """A recipe run folder; with ``wa``, a finished one (test metrics)."""
+    run = folder / "wavlm_large_partial" / "loso" / "seed_1993" / fold
+    run.mkdir(parents=True)
+    (run / "hyperparams.yaml").write_text(f"output_folder: {run}\n")
+    if wa is not None:
+        metrics = {
+            "experiment": "wavlm_large_partial",
+            "protocol": "IEMOCAP leave-one-session-out (speaker-independent)",
+            "fold": fold,
+            "seed": 1993,
+            "WA": wa,
+            "UA": wa,
+            "macro_F1": wa,
+        }
+        (run / "test_metrics.json").write_text(json.dumps(metrics))
+    return run
+
+
+def test_aggregate_and_ablation_name_unfinished_runs(tmp_path, capsys):
+    from sser_lobes import ablation, aggregate
+
+    _fake_run(tmp_path / "a", "session1", 0.6)
+    crashed = _fake_run(tmp_path / "a", "session2")
+    assert (
+        aggregate.main([str(tmp_path / "a"), "--json", str(tmp_path / "s.json")]) == 0
+    )
+    output = capsys.readouterr()
+    assert f"warning: {crashed}: no test_metrics.json" in output.err
+    assert "## Incomplete runs" in output.out and str(crashed) in output.out
+    summary = json.loads((tmp_path / "s.json").read_text())
+    assert summary["incomplete_runs"] == [str(crashed)]
+    assert summary["experiments"][0]["n_runs"] == 1
+
+    _fake_run(tmp_path / "b", "session1", 0.7)
+    assert ablation.main([f"base={tmp_path / 'b'}", f"new={tmp_path / 'a'}"]) == 0
+    output = capsys.readouterr()
+    assert f"variant 'new': {crashed} has no test_metrics.json" in output.err
+    assert "Left out of the means" in output.out
+
+
+def test_export_of_a_run_without_checkpoint_is_one_line(tmp_path, capsys):
+    from sser_lobes import export
+
+    never = _fake_run(tmp_path, "session1")  # crashed in epoch 1: no save/
+    assert export.main([str(never), str(tmp_path / "out1")]) == 1
+    assert "the run never finished an epoch" in capsys.readouterr().err
+    # A hyperparams.yaml copied from another run does not export that run.
+    copied = tmp_path / "copied"
+    copied.mkdir()
+    (copied / "hyperparams.yaml").write_text(
+        f"output_folder: {never}\nsave_folder: {never}/save\n"
+    )
+    (never / "save").mkdir()
+    assert export.main([str(copied), str(tmp_path / "out2")]) == 1
+    assert "belongs to another run" in capsys.readouterr().err
+    assert not (tmp_path / "out2" / "model.safetensors").exists()
+
+
+def test_predict_on_a_folder_that_is_not_a_model_is_one_line(
+    tmp_path, tiny_models, capsys
+):
+    from sser_lobes import predict
+
+    wav = tmp_path / "a.wav"
+    wav.write_bytes(b"")
+    for model, message in (
+        (tmp_path / "missing", "no such model folder"),
+        (tiny_models["wavlm"], "it is not an exported sser model"),
+    ):
+        assert predict.main(["--model", str(model), str(wav)]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith("error: ") and message in err[0]
+
+
+def test_demo_and_padding_benchmark_refuse_bad_options(tmp_path, monkeypatch, capsys):
+    monkeypatch.syspath_prepend(str(IEMOCAP))
+    spec = importlib.util.spec_from_file_location("run_demo", IEMOCAP / "run_demo.py")
+    demo = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(demo)
+    with pytest.raises(SystemExit):
+        demo.main(["--epochs", "0", "--out", str(tmp_path / "demo")])
+    assert "--epochs and --utterances-per-speaker must be at least 1" in (
+        capsys.readouterr().err
+    )
+    assert not (tmp_path / "demo").exists()
+    proc = run_script(
+        [
+            sys.executable,
+            MSP / "benchmark_padding.py",
+            "--out",
+            tmp_path / "bench",
+            "--utterances-per-class",
+            "0",
+        ],
+        cwd=tmp_path,
+        expect_ok=False,
+    )
+    assert "utterances_per_class must be a positive integer" in _one_line_error(proc)

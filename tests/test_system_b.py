@@ -110,9 +110,9 @@ def test_iemocap_text_variant_with_real_minilm_and_cache(
     assert f"{n_utts} embedded, 0 cached, 0 without text" in log
     # the fusion's text size is read from the MiniLM config (384)
     ckpt = sorted((out / "save").glob("CKPT+*"))[-1] / "model.ckpt"
-    assert torch.load(ckpt, map_location="cpu")["text_fusion.empty_text"].shape == (
-        384,
-    )
+    assert torch.load(ckpt, map_location="cpu", weights_only=True)[
+        "text_fusion.empty_text"
+    ].shape == (384,)
     again = _iemocap(
         "train_wavlm_large_text.yaml", iemocap_corpus, tiny_models["wavlm"], out, *extra
     )

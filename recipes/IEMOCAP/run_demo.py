@@ -50,6 +50,8 @@ def main(argv=None):
     parser.add_argument("--test-session", type=int, default=5)
     parser.add_argument("--seed", type=int, default=1993)
     args = parser.parse_args(argv)
+    if args.epochs < 1 or args.utterances_per_speaker < 1:
+        parser.error("--epochs and --utterances-per-speaker must be at least 1")
 
     from sser_lobes.synthetic.iemocap import make_iemocap_corpus
     from sser_lobes.tiny_ssl import make_tiny_ssl
@@ -115,4 +117,7 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    from sser_lobes.preflight import run_recipe_main
+
+    # A bad option gives one line (error: ...), as in the recipe itself.
+    run_recipe_main(main)

@@ -100,4 +100,7 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except (ValueError, OSError) as error:  # bad options or manifest: one line
+        sys.exit(f"error: {error}")
