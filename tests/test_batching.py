@@ -348,13 +348,14 @@ def test_cli_on_manifest(tmp_path):
     assert report["bucketed_padding_share"] < report["baseline_padding_share"]
 
 
-def test_cli_error_on_manifest_without_durations(tmp_path):
+def test_cli_error_on_manifest_without_durations(tmp_path, capsys):
+    # main() in this process (the command line runs in test_cli_on_manifest)
     path = tmp_path / "no_durations.json"
     path.write_text(json.dumps({"utt1": {"wav": "a.wav", "length": 2.0}}))
-    proc = _run_cli(str(path))
-    assert proc.returncode == 2
-    assert str(path) in proc.stderr and "'utt1'" in proc.stderr
-    assert "'duration'" in proc.stderr and "--duration-key length" in proc.stderr
+    assert main([str(path)]) == 2
+    err = capsys.readouterr().err
+    assert str(path) in err and "'utt1'" in err
+    assert "'duration'" in err and "--duration-key length" in err
 
 
 def test_main_in_process(tmp_path, capsys):

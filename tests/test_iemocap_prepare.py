@@ -511,7 +511,9 @@ def _run(*args):
     )
 
 
-def test_command_line(pristine, tmp_path):
+def test_command_line(pristine, tmp_path, capsys):
+    """The command line once as a subprocess (a success: printed paths, the
+    log on stderr); its refusals through the same main() in this process."""
     save = tmp_path / "prep"
     done = _run(
         "--data_folder",
@@ -540,22 +542,27 @@ def test_command_line(pristine, tmp_path):
     test = json.loads((save / "test.json").read_text())
     assert _speakers(test) == {"Ses01F"}
 
-    mismatch = _run(
-        "--data_folder",
-        pristine,
-        "--save_folder",
-        tmp_path / "other",
-        "--split_mode",
-        "lospk",
-        "--test_session",
-        "2",
-        "--test_speaker",
-        "Ses01F",
-    )
-    assert mismatch.returncode == 2 and "does not match" in mismatch.stderr
+    with pytest.raises(SystemExit) as exit_info:  # argparse's usage error
+        prep.main(
+            [
+                "--data_folder",
+                str(pristine),
+                "--save_folder",
+                str(tmp_path / "other"),
+                "--split_mode",
+                "lospk",
+                "--test_session",
+                "2",
+                "--test_speaker",
+                "Ses01F",
+            ]
+        )
+    assert exit_info.value.code == 2 and "does not match" in capsys.readouterr().err
     assert not (tmp_path / "other").exists()
 
-    bad = _run("--data_folder", tmp_path / "nowhere", "--save_folder", save)
-    assert bad.returncode == 1
-    assert "error:" in bad.stderr and "nowhere" in bad.stderr
-    assert "Traceback" not in bad.stderr
+    bad = prep.main(
+        ["--data_folder", str(tmp_path / "nowhere"), "--save_folder", str(save)]
+    )
+    assert bad == 1  # an error line, not an exception (no traceback)
+    err = capsys.readouterr().err
+    assert "error:" in err and "nowhere" in err

@@ -2,71 +2,41 @@
 
 Every run uses the real recipe and hyperparameter files with a tiny random
 SSL model loaded from a local folder through the same path as hub models.
+The recipe runs in this process (conftest.run_recipe: what ``python train.py``
+runs, without a new interpreter's imports); its command line is tested in
+test_recipe_guards.py.
 """
 
 import csv
 import json
 import math
 import shutil
-import sys
 
 import pytest
 import torch
-from conftest import FAST_TRAINING, RECIPES, run_script
+from conftest import IEMOCAP, iemocap_argv, load_recipe_script, run_recipe
 from safetensors.torch import load_file
 
-RECIPE = RECIPES / "IEMOCAP"
-TRAIN = RECIPE / "train.py"
-HPARAMS = RECIPE / "hparams" / "train_wavlm_large.yaml"
+RECIPE = IEMOCAP
 
 
-def _train(corpus, model, out, *extra, hparams=HPARAMS, epochs=4, **kwargs):
-    names = {arg.split("=", 1)[0] for arg in extra}
-    fast = [arg for arg in FAST_TRAINING if arg.split("=", 1)[0] not in names]
-    args = [
-        sys.executable,
-        TRAIN,
-        hparams,
-        f"--data_folder={corpus}",
-        f"--ssl_source={model}",
-        f"--output_folder={out}",
-        f"--number_of_epochs={epochs}",
-        *fast,
-        *extra,
-    ]
-    return run_script(args, cwd=out.parent, **kwargs)
-
-
-# Runs the recipe's main() with a training step that raises in epoch 2
-# (120 training utterances / batch 8 = 15 steps per epoch; step 20 is in epoch 2).
-CRASH_IN_EPOCH_2 = """
-import sys
-sys.path.insert(0, sys.argv[1])
-import train
-original = train.EmotionBrain.fit_batch
-calls = []
-def fit_batch(self, batch):
-    calls.append(1)
-    if len(calls) == 20:
-        raise RuntimeError("simulated crash")
-    return original(self, batch)
-train.EmotionBrain.fit_batch = fit_batch
-train.main(sys.argv[2:])
-"""
+def _train(corpus, model, out, *extra, epochs=4, hparams=None, expect_ok=True):
+    hparams = hparams or "train_wavlm_large.yaml"
+    argv = iemocap_argv(corpus, model, out, *extra, hparams=hparams, epochs=epochs)
+    return run_recipe(RECIPE, argv, expect_ok=expect_ok)
 
 
 def _prepare_manifests(corpus, folder, test_session=5):
-    """Run the preparation command line alone (for runs with --skip_prep)."""
-    run_script(
-        [
-            sys.executable,
-            RECIPE / "iemocap_prepare.py",
-            f"--data_folder={corpus}",
-            f"--save_folder={folder}",
-            f"--test_session={test_session}",
-        ],
-        cwd=folder.parent.parent,
-    )
+    """Run the preparation alone, as its command line does (for runs with
+    --skip_prep; the command line itself is tested in test_iemocap_prepare)."""
+    import iemocap_prepare
+
+    argv = [
+        f"--data_folder={corpus}",
+        f"--save_folder={folder}",
+        f"--test_session={test_session}",
+    ]
+    assert iemocap_prepare.main(argv) == 0
 
 
 def _read_csv(path):
@@ -74,23 +44,20 @@ def _read_csv(path):
         return {row["id"]: row for row in csv.DictReader(handle)}
 
 
-@pytest.fixture(scope="module")
-def trained_run(iemocap_corpus, tiny_models, tmp_path_factory):
-    """One LOSO fold (test session 2) trained for 8 epochs, partial fine-tuning."""
-    out = tmp_path_factory.mktemp("recipe") / "run"
-    proc = _train(
-        iemocap_corpus, tiny_models["wavlm"], out, "--test_session=2", epochs=8
-    )
-    return out, proc
+@pytest.fixture
+def trained_run(iemocap_trained_run):
+    """One LOSO fold (test session 2) trained for 8 epochs, partial fine-tuning
+    (a session fixture, shared with test_system_b's fusion)."""
+    return iemocap_trained_run
 
 
 def test_run_learns_clearly_above_chance(trained_run):
-    out, proc = trained_run
+    out, run = trained_run
     metrics = json.loads((out / "test_metrics.json").read_text())
     # 4 balanced classes: chance is 25 %.
     assert metrics["UA"] >= 0.5, metrics
     assert metrics["WA"] >= 0.5, metrics
-    assert "| test |" in proc.stdout  # the results table is printed
+    assert "| test |" in run.stdout  # the results table is printed
     history = json.loads((out / "history.json").read_text())
     assert list(history) == [str(e) for e in range(1, 9)]
     assert history["8"]["train_loss"] < history["1"]["train_loss"]
@@ -150,7 +117,7 @@ def test_prediction_alone_equals_prediction_in_batch(trained_run, tmp_path):
         "data_folder"
     ]
     model = json.loads((copy / "test_metrics.json").read_text())["ssl_source"]
-    _train(
+    again = _train(
         corpus_folder,
         model,
         copy,
@@ -158,6 +125,7 @@ def test_prediction_alone_equals_prediction_in_batch(trained_run, tmp_path):
         "--eval_batch_size=1",
         epochs=8,
     )
+    assert "Loading a checkpoint" in again.output  # re-evaluated, not retrained
     alone = _read_csv(copy / "test_predictions.csv")
     assert set(alone) == set(batched)
     for utt, row in alone.items():
@@ -187,15 +155,16 @@ def test_partial_finetuning_trains_transformer_not_cnn(trained_run, tiny_models)
     assert any(not torch.equal(trained[prefix + k], initial[k]) for k in layers)
 
 
-def test_frozen_mode_trains_only_the_head(iemocap_corpus, tiny_models, tmp_path):
+def test_frozen_mode_trains_only_the_head(iemocap_small_corpus, tiny_models, tmp_path):
+    # One epoch on the small corpus: the weights are compared, not the scores.
     out = tmp_path / "frozen"
     _train(
-        iemocap_corpus,
+        iemocap_small_corpus,
         tiny_models["wav2vec2_base"],
         out,
         "--finetune=frozen",
         "--test_session=1",
-        hparams=RECIPE / "hparams" / "train_wav2vec2_base.yaml",
+        hparams="train_wav2vec2_base.yaml",
         epochs=1,
     )
     trained = _latest_model_weights(out)
@@ -210,36 +179,42 @@ def test_frozen_mode_trains_only_the_head(iemocap_corpus, tiny_models, tmp_path)
 
 
 def test_resume_after_interruption_gives_the_same_result(
-    iemocap_corpus, tiny_models, tmp_path
+    iemocap_corpus, tiny_models, iemocap_seed7_run, tmp_path
 ):
     """Kill a run in the middle of epoch 2, restart it: same final predictions
     as a run that was never interrupted (RNG state, sampler epoch, optimiser,
-    schedulers and counter all come back from the checkpoint)."""
-    common = ["--test_session=3"]
-    straight = tmp_path / "straight"
-    _train(iemocap_corpus, tiny_models["wavlm"], straight, *common, epochs=3)
-
+    schedulers and counter all come back from the checkpoint). The run that
+    was never interrupted is the session fixture iemocap_seed7_run (test
+    session 2, seed 7, 3 epochs)."""
+    straight, _ = iemocap_seed7_run
+    common = ["--test_session=2", "--seed=7"]
     interrupted = tmp_path / "interrupted"
-    args = [
-        f"--data_folder={iemocap_corpus}",
-        f"--ssl_source={tiny_models['wavlm']}",
-        f"--output_folder={interrupted}",
-        "--number_of_epochs=3",
-        *FAST_TRAINING,
-        *common,
-    ]
-    crash = run_script(
-        [sys.executable, "-c", CRASH_IN_EPOCH_2, RECIPE, HPARAMS, *args],
-        cwd=tmp_path,
-        expect_ok=False,
+    argv = iemocap_argv(
+        iemocap_corpus, tiny_models["wavlm"], interrupted, *common, epochs=3
     )
-    assert crash.returncode != 0
-    assert "simulated crash" in crash.stderr + crash.stdout
+
+    # The recipe's main() with a training step that raises in the middle of
+    # epoch 2 (the exception ends the run as it ends the command line).
+    train = load_recipe_script(RECIPE)
+    original = train.EmotionBrain.fit_batch
+    steps = {}
+
+    def fit_batch(self, batch):
+        epoch = self.hparams.epoch_counter.current
+        steps[epoch] = steps.get(epoch, 0) + 1
+        if epoch == 2 and steps[2] == steps[1] // 2:
+            raise RuntimeError("simulated crash")
+        return original(self, batch)
+
+    train.EmotionBrain.fit_batch = fit_batch
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        run_recipe(RECIPE, argv, module=train)
+    assert steps[1] >= 4  # the crash came after epoch 2's first batches
     assert not (interrupted / "test_metrics.json").exists()
     resumed = _train(
         iemocap_corpus, tiny_models["wavlm"], interrupted, *common, epochs=3
     )
-    assert "Loading a checkpoint" in resumed.stdout + resumed.stderr
+    assert "Loading a checkpoint" in resumed.output
 
     a = _read_csv(straight / "test_predictions.csv")
     b = _read_csv(interrupted / "test_predictions.csv")
@@ -252,18 +227,19 @@ def test_resume_after_interruption_gives_the_same_result(
                 ), (utt, key)
     ha = json.loads((straight / "history.json").read_text())
     hb = json.loads((interrupted / "history.json").read_text())
-    assert ha.keys() == hb.keys()
+    assert ha.keys() == hb.keys() == {"1", "2", "3"}
     for epoch in ha:
         assert ha[epoch]["train_loss"] == pytest.approx(
             hb[epoch]["train_loss"], abs=1e-5
         )
 
 
-def test_bf16_precision_runs_on_cpu(iemocap_corpus, tiny_models, tmp_path):
-    """SpeechBrain's --precision path (autocast); the loss stays fp32."""
+def test_bf16_precision_runs_on_cpu(iemocap_small_corpus, tiny_models, tmp_path):
+    """SpeechBrain's --precision path (autocast); the loss stays fp32 (one
+    epoch on the small corpus: the code path runs)."""
     out = tmp_path / "bf16"
     _train(
-        iemocap_corpus,
+        iemocap_small_corpus,
         tiny_models["wavlm"],
         out,
         "--precision=bf16",
@@ -285,7 +261,7 @@ def test_unknown_label_in_manifest_is_a_clear_error(
     first = sorted(data)[0]
     data[first]["emo"] = "fru"
     manifest.write_text(json.dumps(data))
-    proc = _train(
+    run = _train(
         iemocap_corpus,
         tiny_models["wavlm"],
         out,
@@ -294,9 +270,9 @@ def test_unknown_label_in_manifest_is_a_clear_error(
         epochs=1,
         expect_ok=False,
     )
-    assert proc.returncode != 0
-    message = proc.stdout + proc.stderr
-    assert str(manifest) in message and first in message and "'fru'" in message
+    assert run.error is not None  # the command line exits with it (status 1)
+    assert str(manifest) in run.error and first in run.error
+    assert "'fru'" in run.error
 
 
 @pytest.mark.parametrize("workers", [0, 2])
@@ -304,7 +280,8 @@ def test_corrupt_audio_during_training_names_the_file(
     iemocap_corpus, tiny_models, tmp_path, workers
 ):
     """A wav that went bad after preparation: a one-line error naming it,
-    also when the DataLoader reads it in a worker process."""
+    also when the DataLoader reads it in a worker process (the one line is
+    what the command line prints, with exit status 1)."""
     out = tmp_path / "badaudio"
     manifests = out / "manifests"
     _prepare_manifests(iemocap_corpus, manifests)
@@ -314,7 +291,7 @@ def test_corrupt_audio_during_training_names_the_file(
     first = sorted(train)[0]
     train[first]["wav"] = str(victim)
     (manifests / "train.json").write_text(json.dumps(train))
-    proc = _train(
+    run = _train(
         iemocap_corpus,
         tiny_models["wavlm"],
         out,
@@ -324,6 +301,4 @@ def test_corrupt_audio_during_training_names_the_file(
         epochs=1,
         expect_ok=False,
     )
-    assert proc.returncode == 1
-    last_line = proc.stderr.strip().splitlines()[-1]
-    assert last_line.startswith(f"error: {victim}: ")
+    assert run.error.startswith(f"error: {victim}: ")  # one line (run_recipe)

@@ -1,54 +1,23 @@
-"""Export a trained recipe run, reload it offline, and use it on user audio."""
+"""Export a trained recipe run, reload it offline, and use it on user audio.
+
+The trained and exported run is the session fixture ``exported`` (conftest;
+test_safe_loading uses the same one).
+"""
 
 import csv
 import json
 import os
 import shutil
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile
 import torch
-from conftest import FAST_TRAINING, RECIPES, run_script
+from conftest import IEMOCAP, iemocap_argv, recipe_process_state, run_recipe, run_script
 
 from sser_lobes.audio import AudioError
-
-IEMOCAP = RECIPES / "IEMOCAP"
-
-
-def _train(corpus, model, out, hparams="train_wavlm_large.yaml", *extra, epochs=4):
-    run_script(
-        [
-            sys.executable,
-            IEMOCAP / "train.py",
-            IEMOCAP / "hparams" / hparams,
-            f"--data_folder={corpus}",
-            f"--ssl_source={model}",
-            f"--output_folder={out}",
-            f"--number_of_epochs={epochs}",
-            "--test_session=4",
-            *FAST_TRAINING,
-            *extra,
-        ],
-        cwd=out.parent,
-    )
-
-
-@pytest.fixture(scope="module")
-def exported(iemocap_corpus, tmp_path_factory):
-    """A run trained with a tiny model that is deleted after export: loading
-    the export must not need it (weights included, no second download)."""
-    from sser_lobes.tiny_ssl import make_tiny_ssl
-
-    root = tmp_path_factory.mktemp("export")
-    ssl = make_tiny_ssl(root / "tiny_ssl_gone_after_export", arch="wav2vec2")
-    run = root / "run"
-    _train(iemocap_corpus, ssl, run)
-    out = root / "model"
-    run_script([sys.executable, "-m", "sser_lobes.export", run, out], cwd=root)
-    shutil.rmtree(ssl)
-    return run, out
 
 
 @pytest.fixture(scope="module")
@@ -258,7 +227,7 @@ def test_cli_on_a_folder_with_a_corrupt_file(exported, tmp_path):
     jsonl = tmp_path / "out.jsonl"
     proc = run_script(
         [
-            "sser-predict",
+            Path(sys.executable).parent / "sser-predict",  # this environment's
             "--model",
             out,
             folder,
@@ -282,42 +251,28 @@ def test_cli_on_a_folder_with_a_corrupt_file(exported, tmp_path):
         if "error" not in r
     )
     assert "broken.wav" in proc.stderr and "3 of 4 files processed" in proc.stderr
+    # The CSV output, through the same main() in this process.
+    from sser_lobes import predict
+
     csv_out = tmp_path / "out.csv"
-    run_script(
-        [
-            "sser-predict",
-            "--model",
-            out,
-            folder / f"{sorted(manifest)[0]}.wav",
-            "--output",
-            csv_out,
-        ],
-        cwd=tmp_path,
-        env={"HF_HUB_OFFLINE": "1"},
-    )
+    argv = ["--model", out, folder / f"{sorted(manifest)[0]}.wav", "--output", csv_out]
+    assert predict.main([str(a) for a in argv]) == 0
     header = csv_out.read_text().splitlines()[0]
     assert header == "file,label,score,gender,prob_neu,prob_hap,prob_sad,prob_ang,error"
 
 
-def test_push_dry_run_and_output_folder_safety(exported, tmp_path):
+def test_push_dry_run_and_output_folder_safety(exported, tmp_path, capsys):
+    from sser_lobes import export
+
     run, out = exported
-    proc = run_script(
-        [
-            sys.executable,
-            "-m",
-            "sser_lobes.export",
-            run,
-            tmp_path / "again",
-            "--push",
-            "someone/sser-test",
-            "--dry-run",
-        ],
-        cwd=tmp_path,
-        env={"HF_HUB_OFFLINE": "1"},
-    )
-    assert "would upload" in proc.stdout
-    assert "model.safetensors" in proc.stdout and "hyperparams.yaml" in proc.stdout
-    assert "sser_export.json" not in proc.stdout.split("would upload", 1)[1]
+    # The dry run in this process (export.main is what the command line runs).
+    argv = [run, tmp_path / "again", "--push", "someone/sser-test", "--dry-run"]
+    assert export.main([str(a) for a in argv]) == 0
+    stdout = capsys.readouterr().out
+    assert "would upload" in stdout
+    assert "model.safetensors" in stdout and "hyperparams.yaml" in stdout
+    assert "sser_export.json" not in stdout.split("would upload", 1)[1]
+    # The command line: exit status 1 and the message, nothing written.
     mine = tmp_path / "mine"
     mine.mkdir()
     (mine / "keep.txt").write_text("mine")
@@ -332,25 +287,30 @@ def test_push_dry_run_and_output_folder_safety(exported, tmp_path):
     assert [p.name for p in mine.iterdir()] == ["keep.txt"]
 
 
-def test_gender_and_text_model(iemocap_corpus, tiny_models, tmp_path):
+def test_gender_and_text_model(iemocap_small_corpus, tiny_models, tmp_path):
     """Gender predicted internally; text optional (given, or the learned
-    empty-text embedding); the text encoder travels inside the export."""
+    empty-text embedding); the text encoder travels inside the export.
+    (One epoch on the small corpus: the export must reproduce the run.)"""
+    from sser_lobes import export
     from sser_lobes.inference import EmotionRecognizer
     from sser_lobes.text import tiny_text_encoder
 
     bert = tiny_text_encoder(tmp_path / "bert")
     run = tmp_path / "run"
-    _train(
-        iemocap_corpus,
+    argv = iemocap_argv(
+        iemocap_small_corpus,
         tiny_models["wavlm"],
         run,
-        "train_wavlm_large_gender_text.yaml",
+        "--test_session=4",
         f"--text_encoder_source={bert}",
         "--fusion_hidden_size=16",
+        hparams="train_wavlm_large_gender_text.yaml",
         epochs=1,
     )
+    run_recipe(IEMOCAP, argv)
     out = tmp_path / "model"
-    run_script([sys.executable, "-m", "sser_lobes.export", run, out], cwd=tmp_path)
+    with recipe_process_state():
+        assert export.main([str(run), str(out)]) == 0
     assert (out / "text_encoder" / "tokenizer.json").is_file()
     shutil.rmtree(bert)
     rec = EmotionRecognizer.from_hparams(str(out))

@@ -2,16 +2,17 @@
 
 Both tasks run the real recipe and hparams files with a tiny random WavLM
 loaded from a local folder, on a corpus in the exact MSP-Podcast v1.11 format.
+The recipe runs in this process (conftest.run_recipe); its command line is
+tested in test_recipe_guards.py.
 """
 
 import csv
 import json
-import sys
 
 import pytest
-from conftest import RECIPES, run_script
+from conftest import MSP, load_recipe_script, recipe_process_state, run_recipe
 
-RECIPE = RECIPES / "MSP-Podcast"
+RECIPE = MSP
 TASK1 = RECIPE / "hparams" / "train_wavlm_large.yaml"
 TASK2 = RECIPE / "hparams" / "train_wavlm_large_attributes.yaml"
 
@@ -37,10 +38,8 @@ def msp_corpus(tmp_path_factory):
     )
 
 
-def _train(hparams, corpus, model, out, *extra, epochs=10, **kwargs):
-    args = [
-        sys.executable,
-        RECIPE / "train.py",
+def _train(hparams, corpus, model, out, *extra, epochs=10, expect_ok=True):
+    argv = [
         hparams,
         f"--data_folder={corpus}",
         f"--ssl_source={model}",
@@ -49,7 +48,7 @@ def _train(hparams, corpus, model, out, *extra, epochs=10, **kwargs):
         *FAST,
         *extra,
     ]
-    return run_script(args, cwd=out.parent, **kwargs)
+    return run_recipe(RECIPE, argv, expect_ok=expect_ok)
 
 
 def _rows(path):
@@ -64,13 +63,13 @@ def _manifest(out, split):
 @pytest.fixture(scope="module")
 def task1_run(msp_corpus, tiny_models, tmp_path_factory):
     out = tmp_path_factory.mktemp("task1") / "run"
-    proc = _train(TASK1, msp_corpus, tiny_models["wavlm"], out, "--pooling_type=mean")
-    return out, proc
+    run = _train(TASK1, msp_corpus, tiny_models["wavlm"], out, "--pooling_type=mean")
+    return out, run
 
 
 def test_task1_learns_and_reports_on_whole_sets(task1_run):
-    out, proc = task1_run
-    assert "| development |" in proc.stdout and "| test2 |" in proc.stdout
+    out, run = task1_run
+    assert "| development |" in run.stdout and "| test2 |" in run.stdout
     for split in ("development", "test1", "test2"):
         metrics = json.loads((out / f"{split}_metrics.json").read_text())
         labelled = [u for u, e in _manifest(out, split).items() if e["emo"]]
@@ -104,15 +103,15 @@ def test_task1_test3_submission(task1_run):
 
 
 def test_task1_uses_baseline_class_weights(task1_run):
-    out, proc = task1_run
+    out, _ = task1_run
     hparams = (out / "hyperparams.yaml").read_text()
     assert "class_weighting: inverse_frequency" in hparams
 
 
 def test_task2_attributes(msp_corpus, tiny_models, tmp_path):
     out = tmp_path / "task2"
-    proc = _train(TASK2, msp_corpus, tiny_models["wavlm"], out, "--pooling_type=mean")
-    assert "CCC_mean" in proc.stdout
+    run = _train(TASK2, msp_corpus, tiny_models["wavlm"], out, "--pooling_type=mean")
+    assert "CCC_mean" in run.stdout
     development = json.loads((out / "development_metrics.json").read_text())
     assert development["selection_metric"] == "CCC_mean"
     assert set(development["CCC"]) == {"arousal", "valence", "dominance"}
@@ -127,11 +126,12 @@ def test_task2_attributes(msp_corpus, tiny_models, tmp_path):
     assert values and all(1.0 <= v <= 7.0 for v in values)
 
 
-def test_task2_single_attribute(msp_corpus, tiny_models, tmp_path):
+def test_task2_single_attribute(msp_small_corpus, tiny_models, tmp_path):
+    # One epoch on the small corpus: only the outputs' shape is checked.
     out = tmp_path / "valence"
     _train(
         TASK2,
-        msp_corpus,
+        msp_small_corpus,
         tiny_models["wavlm"],
         out,
         "--attributes=[valence]",
@@ -142,12 +142,13 @@ def test_task2_single_attribute(msp_corpus, tiny_models, tmp_path):
     assert _rows(out / "test3_submission.csv")[0] == ["FileName", "EmoVal"]
 
 
-def test_system_b_options_run(msp_corpus, tiny_models, tmp_path):
-    """std pooling, focal loss, label smoothing and class-balanced sampling."""
+def test_system_b_options_run(msp_small_corpus, tiny_models, tmp_path):
+    """std pooling, focal loss, label smoothing and class-balanced sampling
+    (one epoch on the small corpus: the code path runs)."""
     out = tmp_path / "systemb"
-    proc = _train(
+    run = _train(
         TASK1,
-        msp_corpus,
+        msp_small_corpus,
         tiny_models["wavlm"],
         out,
         "--pooling_type=std",
@@ -159,23 +160,24 @@ def test_system_b_options_run(msp_corpus, tiny_models, tmp_path):
     metrics = json.loads((out / "test1_metrics.json").read_text())
     assert metrics["experiment"] == "wavlm_large_categorical_std_focal"
     assert metrics["pooling"] == "std"
-    assert "| test1 |" in proc.stdout
+    assert "| test1 |" in run.stdout
 
 
 def test_padding_benchmark(tmp_path):
-    proc = run_script(
-        [
-            sys.executable,
-            RECIPE / "benchmark_padding.py",
-            f"--out={tmp_path / 'bench'}",
-            "--utterances-per-class=4",
-            "--batch-sizes",
-            "8",
-            f"--json={tmp_path / 'bench.json'}",
-        ],
-        cwd=tmp_path,
-    )
-    assert "MSP-Podcast challenge baseline: random batches" in proc.stdout
+    """benchmark_padding.py's main() in this process (its command line is run
+    in test_recipe_guards.py)."""
+    benchmark = load_recipe_script(RECIPE, "benchmark_padding.py")
+    with recipe_process_state() as (stdout, _):
+        benchmark.main(
+            [
+                f"--out={tmp_path / 'bench'}",
+                "--utterances-per-class=4",
+                "--batch-sizes",
+                "8",
+                f"--json={tmp_path / 'bench.json'}",
+            ]
+        )
+    assert "MSP-Podcast challenge baseline: random batches" in stdout.getvalue()
     table = json.loads((tmp_path / "bench.json").read_text())
     (row,) = table["rows"]
     assert row["ours"] < row["peer"]

@@ -2,46 +2,35 @@
 thin or partial data gets a message, not a traceback (issue 9, sections 2-4).
 """
 
-import importlib.util
 import json
 import shutil
 import sys
 
 import pytest
 import torch
-from conftest import FAST_TRAINING, RECIPES, run_script
+from conftest import (
+    FAST_TRAINING,
+    IEMOCAP,
+    MSP,
+    load_recipe_script,
+    run_recipe,
+    run_script,
+)
 
 from sser_lobes.preflight import run_recipe_main
 
-IEMOCAP = RECIPES / "IEMOCAP"
-MSP = RECIPES / "MSP-Podcast"
 IEMOCAP_HPARAMS = IEMOCAP / "hparams" / "train_wavlm_large.yaml"
 MSP_HPARAMS = MSP / "hparams" / "train_wavlm_large.yaml"
 
 
-def _load_train(recipe, monkeypatch):
-    """The recipe's train.py as a fresh module (both recipes call it train)."""
-    monkeypatch.syspath_prepend(str(recipe))
-    spec = importlib.util.spec_from_file_location(
-        f"train_{recipe.name.replace('-', '_')}", recipe / "train.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def _run_main(recipe, monkeypatch, argv):
+def _run_main(recipe, argv):
     """Run a recipe's main() in this process, as its command line does.
 
-    Returns the recipe's results, or the ``error: ...`` message it exits with.
+    Returns the recipe's results, or the ``error: ...`` message it exits with
+    (checked to be one line by conftest.run_recipe).
     """
-    train = _load_train(recipe, monkeypatch)
-    try:
-        return run_recipe_main(lambda: train.main([str(a) for a in argv]))
-    except SystemExit as exit_info:
-        text = str(exit_info.code)
-        assert text.startswith("error: ") and "\n" not in text, text
-        return text
+    run = run_recipe(recipe, argv, expect_ok=False)
+    return run.results if run.error is None else run.error
 
 
 def _one_line_error(proc):
@@ -83,8 +72,8 @@ def test_missing_data_folder_is_one_line_before_the_hub(tmp_path, hparams, expec
 
 # In-process (the same code path as the command line, without the start-up
 # cost of a new interpreter for each case).
-def test_unreachable_hub_model_is_one_line(iemocap_corpus, tmp_path, monkeypatch):
-    train = _load_train(IEMOCAP, monkeypatch)
+def test_unreachable_hub_model_is_one_line(iemocap_corpus, tmp_path):
+    train = load_recipe_script(IEMOCAP)
     argv = [
         str(IEMOCAP_HPARAMS),
         f"--data_folder={iemocap_corpus}",
@@ -121,9 +110,9 @@ BAD_OPTIONS = [
 
 @pytest.mark.parametrize("option, message", BAD_OPTIONS)
 def test_bad_options_are_one_line_errors_and_write_nothing(
-    iemocap_corpus, tiny_models, tmp_path, monkeypatch, option, message
+    iemocap_corpus, tiny_models, tmp_path, option, message
 ):
-    train = _load_train(IEMOCAP, monkeypatch)
+    train = load_recipe_script(IEMOCAP)
     out = tmp_path / "run"
     base = [
         f"--data_folder={iemocap_corpus}",
@@ -140,14 +129,11 @@ def test_bad_options_are_one_line_errors_and_write_nothing(
     assert not out.exists()
 
 
-def test_msp_bad_task_and_splits(tmp_path, monkeypatch, tiny_models):
-    from sser_lobes.synthetic.msp_podcast import make_msp_podcast_corpus
-
-    corpus = make_msp_podcast_corpus(tmp_path / "msp", utterances_per_class=1)
-    train = _load_train(MSP, monkeypatch)
+def test_msp_bad_task_and_splits(tmp_path, msp_small_corpus, tiny_models):
+    train = load_recipe_script(MSP)
     base = [
         str(MSP_HPARAMS),
-        f"--data_folder={corpus}",
+        f"--data_folder={msp_small_corpus}",
         f"--ssl_source={tiny_models['wavlm']}",
         f"--output_folder={tmp_path / 'run'}",
     ]
@@ -186,15 +172,15 @@ def _relabel(corpus, session, old, new):
 
 
 @pytest.fixture
-def no_sad_in_test(iemocap_corpus, tiny_models, tmp_path, monkeypatch, capsys):
+def no_sad_in_test(iemocap_corpus, tiny_models, tmp_path):
     """One epoch of a fold whose test session has no 'sad' utterance."""
     corpus = tmp_path / "IEMOCAP_full_release"
     shutil.copytree(iemocap_corpus, corpus)
     _relabel(corpus, 5, "sad", "fru")  # fru is not one of the 4 classes
     out = tmp_path / "run"
-    results = _run_main(IEMOCAP, monkeypatch, _iemocap_argv(corpus, tiny_models, out))
-    assert isinstance(results, dict), results
-    return corpus, out, capsys.readouterr()
+    run = run_recipe(IEMOCAP, _iemocap_argv(corpus, tiny_models, out))
+    assert isinstance(run.results, dict), run.results
+    return corpus, out, run.output
 
 
 def _iemocap_argv(corpus, tiny_models, out, *extra):
@@ -210,11 +196,11 @@ def _iemocap_argv(corpus, tiny_models, out, *extra):
 
 
 def test_a_fold_without_a_class_warns_finishes_and_is_never_resumed_on_another_split(
-    no_sad_in_test, iemocap_corpus, tiny_models, monkeypatch, caplog
+    no_sad_in_test, iemocap_corpus, tiny_models
 ):
     corpus, out, output = no_sad_in_test
     # 3. A test split without a class: a warning, the run finishes.
-    assert "no utterance of class(es) sad" in caplog.text + output.out + output.err
+    assert "no utterance of class(es) sad" in output
     info = json.loads((out / "manifests" / "split_info.json").read_text())
     assert info["absent_classes"] == {"test": ["sad"]}
     metrics = json.loads((out / "test_metrics.json").read_text())
@@ -225,7 +211,7 @@ def test_a_fold_without_a_class_warns_finishes_and_is_never_resumed_on_another_s
     checkpoints = sorted(p.name for p in (out / "save").glob("CKPT+*"))
     assert checkpoints
     argv = _iemocap_argv(corpus, tiny_models, out, "--valid_ratio=0.2")
-    line = _run_main(IEMOCAP, monkeypatch, argv)
+    line = _run_main(IEMOCAP, argv)
     assert "another split" in line and "valid_ratio 0.1 -> 0.2" in line
     assert (out / "hyperparams.yaml").read_text() == saved
     assert sorted(p.name for p in (out / "save").glob("CKPT+*")) == checkpoints
@@ -233,18 +219,18 @@ def test_a_fold_without_a_class_warns_finishes_and_is_never_resumed_on_another_s
     # Same options, other corpus content (the test session has its 'sad'
     # utterances again): the manifests differ, the checkpoint is not used.
     argv = _iemocap_argv(iemocap_corpus, tiny_models, out)
-    assert "test.json changed" in _run_main(IEMOCAP, monkeypatch, argv)
+    assert "test.json changed" in _run_main(IEMOCAP, argv)
 
 
 def test_a_class_missing_from_training_is_one_line(
-    iemocap_corpus, tmp_path, tiny_models, monkeypatch
+    iemocap_corpus, tmp_path, tiny_models
 ):
     corpus = tmp_path / "IEMOCAP_full_release"
     shutil.copytree(iemocap_corpus, corpus)
     for session in (1, 2, 3, 4):
         _relabel(corpus, session, "ang", "fru")
     argv = _iemocap_argv(corpus, tiny_models, tmp_path / "run")
-    line = _run_main(IEMOCAP, monkeypatch, argv)
+    line = _run_main(IEMOCAP, argv)
     assert "class(es) ang have no training utterance" in line
 
 
@@ -264,12 +250,10 @@ def test_a_class_missing_from_training_is_one_line(
         ("loso", ["--test_session=3"], "loso/seed_1993/session3"),
     ],
 )
-def test_default_fold_names_follow_the_protocol(
-    iemocap_corpus, monkeypatch, mode, extra, folder
-):
+def test_default_fold_names_follow_the_protocol(iemocap_corpus, mode, extra, folder):
     from sser_lobes.preflight import preview_hparams
 
-    train = _load_train(IEMOCAP, monkeypatch)
+    train = load_recipe_script(IEMOCAP)
     overrides = {"data_folder": str(iemocap_corpus)}
     for arg in extra:
         key, value = arg[2:].split("=")
@@ -321,7 +305,7 @@ def _msp_argv(corpus, model, out, *extra):
 
 
 def test_msp_empty_test2_is_skipped_and_a_new_test2_refuses_resume(
-    tmp_path, tiny_models, monkeypatch, capsys
+    tmp_path, tiny_models
 ):
     from sser_lobes.synthetic.msp_podcast import make_msp_podcast_corpus
 
@@ -331,30 +315,28 @@ def test_msp_empty_test2_is_skipped_and_a_new_test2_refuses_resume(
     _drop_split(subset, "Test2")
     out = tmp_path / "run"
     model = tiny_models["wavlm"]
-    results = _run_main(MSP, monkeypatch, _msp_argv(subset, model, out))
-    assert sorted(results) == ["development", "test1"], results
-    assert "warning: skipping the test2 split" in capsys.readouterr().err
+    run = run_recipe(MSP, _msp_argv(subset, model, out))
+    assert sorted(run.results) == ["development", "test1"], run.results
+    assert "warning: skipping the test2 split" in run.stderr
     assert (out / "test1_metrics.json").is_file()
     assert not (out / "test2_metrics.json").exists()
     assert (out / "test3_submission.csv").is_file()
     # The full release has Test2: the run folder's model was prepared on
     # other manifests, so it is not resumed.
-    line = _run_main(MSP, monkeypatch, _msp_argv(full, model, out))
+    line = _run_main(MSP, _msp_argv(full, model, out))
     assert "test2.json changed" in line
 
 
 @pytest.mark.parametrize(
     "split, role", [("Train", "train"), ("Development", "development")]
 )
-def test_msp_empty_train_or_development_is_one_line(
-    tmp_path, tiny_models, monkeypatch, split, role
-):
+def test_msp_empty_train_or_development_is_one_line(tmp_path, tiny_models, split, role):
     from sser_lobes.synthetic.msp_podcast import make_msp_podcast_corpus
 
     corpus = make_msp_podcast_corpus(tmp_path / "c", utterances_per_class=1)
     _drop_split(corpus, split)
     argv = _msp_argv(corpus, tiny_models["wavlm"], tmp_path / "run")
-    assert f"the {role} split is empty" in _run_main(MSP, monkeypatch, argv)
+    assert f"the {role} split is empty" in _run_main(MSP, argv)
 
 
 # --------------------------------------------------------------------------
@@ -437,17 +419,15 @@ def test_predict_on_a_folder_that_is_not_a_model_is_one_line(
         assert len(err) == 1 and err[0].startswith("error: ") and message in err[0]
 
 
-def test_demo_and_padding_benchmark_refuse_bad_options(tmp_path, monkeypatch, capsys):
-    monkeypatch.syspath_prepend(str(IEMOCAP))
-    spec = importlib.util.spec_from_file_location("run_demo", IEMOCAP / "run_demo.py")
-    demo = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(demo)
+def test_demo_and_padding_benchmark_refuse_bad_options(tmp_path, capsys):
+    demo = load_recipe_script(IEMOCAP, "run_demo.py")
     with pytest.raises(SystemExit):
         demo.main(["--epochs", "0", "--out", str(tmp_path / "demo")])
     assert "--epochs and --utterances-per-speaker must be at least 1" in (
         capsys.readouterr().err
     )
     assert not (tmp_path / "demo").exists()
+    # The padding benchmark's command line: one error line, no traceback.
     proc = run_script(
         [
             sys.executable,

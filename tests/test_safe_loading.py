@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import test_inference
 import torch
-from conftest import ROOT, run_script
+from conftest import ROOT
 
 from sser_lobes.export import ExportError, export_run, upload_plan
 from sser_lobes.inference import EmotionRecognizer
@@ -28,9 +28,8 @@ from sser_lobes.safe_hparams import (
     load_checked_hparams,
 )
 
-# test_inference's trained-and-exported tiny model (a module fixture, so this
-# module trains its own copy: about 20 s).
-exported = test_inference.exported
+# The trained-and-exported tiny model is conftest's session fixture
+# ``exported``, shared with test_inference.
 _test_files = test_inference._test_files
 
 INSERT_LINE = 5  # malicious lines go here, after the file's header comment
@@ -127,23 +126,20 @@ def test_yaml_naming_code_is_refused_and_runs_nothing(exported, tmp_path, attack
     assert not marker.exists()
 
 
-def test_cli_refuses_with_one_error_line(exported, tmp_path):
+def test_cli_refuses_with_one_error_line(exported, tmp_path, capsys):
+    """sser-predict's main() (its command line is run as a subprocess in
+    test_inference): exit status 2, one error line, no traceback."""
+    from sser_lobes import predict
+
     marker = tmp_path / "pwned"
     line, _ = _attacks(tmp_path, marker)["os.system"]
     folder = _model_folder(exported, tmp_path / "model", [line])
-    proc = run_script(
-        [
-            Path(sys.executable).parent / "sser-predict",
-            "--model",
-            folder,
-            _few_files(exported, 1)[0],
-        ],
-        cwd=tmp_path,
-        expect_ok=False,
-    )
-    errors = [ln for ln in proc.stderr.splitlines() if ln.startswith("error:")]
-    assert proc.returncode == 2, proc.stderr
-    assert len(errors) == 1 and "Traceback" not in proc.stderr
+    status = predict.main(["--model", str(folder), _few_files(exported, 1)[0]])
+    stderr = capsys.readouterr().err
+    errors = [ln for ln in stderr.splitlines() if ln.startswith("error:")]
+    assert status == 2, stderr
+    assert len(errors) == 1 and "Traceback" not in stderr
+    assert len(stderr.strip().splitlines()) == 1
     assert f"line {INSERT_LINE}: !apply:os.system is not allowed" in errors[0]
     assert "--trust-hparams" in errors[0]
     assert not marker.exists()

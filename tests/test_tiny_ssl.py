@@ -8,27 +8,18 @@ import torch
 from conftest import run_script
 
 from sser_lobes import SSLEncoder
+from sser_lobes.tiny_ssl import main
 
 
 @pytest.mark.parametrize(
     "arch, norm", [("wavlm", "layer"), ("hubert", "group"), ("wav2vec2", "group")]
 )
-def test_cli_writes_a_loadable_model(tmp_path, arch, norm):
+def test_cli_writes_a_loadable_model(tmp_path, capsys, arch, norm):
+    # main() in this process; the command line runs as a subprocess below.
     out = tmp_path / arch
-    run_script(
-        [
-            sys.executable,
-            "-m",
-            "sser_lobes.tiny_ssl",
-            "--arch",
-            arch,
-            "--feat-extract-norm",
-            norm,
-            "--out",
-            out,
-        ],
-        cwd=tmp_path,
-    )
+    argv = ["--arch", arch, "--feat-extract-norm", norm, "--out", str(out)]
+    assert main(argv) == 0
+    assert capsys.readouterr().out.strip() == str(out)
     config = json.loads((out / "config.json").read_text())
     assert config["model_type"] == arch and config["feat_extract_norm"] == norm
     assert config["hidden_size"] <= 64 and config["num_hidden_layers"] == 2
@@ -41,10 +32,9 @@ def test_cli_writes_a_loadable_model(tmp_path, arch, norm):
 
 def test_cli_refuses_to_overwrite(tmp_path):
     out = tmp_path / "m"
-    run_script(
-        [sys.executable, "-m", "sser_lobes.tiny_ssl", "--out", out], cwd=tmp_path
-    )
+    assert main(["--out", str(out)]) == 0
     before = (out / "model.safetensors").read_bytes()
+    # The command line: exit status 2 and the reason, the model untouched.
     proc = run_script(
         [sys.executable, "-m", "sser_lobes.tiny_ssl", "--out", out, "--seed", "3"],
         cwd=tmp_path,
