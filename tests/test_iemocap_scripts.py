@@ -1,4 +1,4 @@
-"""The LOSO loop and aggregation, and the embedded-default demo, run for real.
+"""run_loso.sh and aggregate.py, and the embedded-default demo, run for real.
 
 run_loso.sh runs with PYTHON set to a stub interpreter (written by the test)
 that records each train.py call and writes the run folder a real run writes
