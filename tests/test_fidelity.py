@@ -315,3 +315,30 @@ def test_negative_max_grad_norm_is_refused(tiny_models, tmp_path):
     )
     with pytest.raises(RecipeError, match="flips the sign"):
         check_model_options(preview, ("macro_F1",), global_waveform_norm=True)
+
+
+def test_inference_crops_as_the_recipe_evaluated(tiny_models, tmp_path):
+    """A model evaluated on the first 12 s (the baseline) is applied to the
+    first 12 s at inference too: training and inference share one path."""
+    from sser_lobes import EmotionModel, make_pooling
+    from sser_lobes.inference import EmotionRecognizer
+
+    encoder = SSLEncoder(tiny_models["wavlm"], finetune="frozen")
+    pooling = make_pooling("mean", encoder.output_size)
+    model = EmotionModel(encoder, pooling, LinearHead(pooling.output_size, 2)).eval()
+    hparams = {
+        "labels": ["a", "b"],
+        "sample_rate": 16000,
+        "task": "categorical",
+        "window_seconds": 10.0,
+        "chunk_hop_seconds": 5.0,
+        "eval_crop_seconds": 1.0,
+    }
+    recognizer = EmotionRecognizer(modules={"model": model}, hparams=hparams)
+    path = tmp_path / "long.wav"
+    samples = np.random.default_rng(0).uniform(-0.5, 0.5, 48000).astype("float32")
+    soundfile.write(path, samples, 16000, subtype="FLOAT")
+    assert recognizer.load_audio(path).shape == (16000,)
+    probabilities = recognizer.classify_file(path)[0]
+    first_second = torch.from_numpy(samples[:16000])[None]
+    assert torch.allclose(probabilities, recognizer.classify_batch(first_second)[0][0])
