@@ -198,6 +198,7 @@ def _head_yaml(head):
             f"    n_outputs: {head.n_outputs}\n"
             f"    hidden_size: {head.hidden_size}\n"
             f"    dropout: {head.dropout}\n"
+            f"    input_dropout: {head.input_dropout}\n"
             f"    output_activation: {_j(head.output_activation)}\n"
         )
     raise ExportError(f"cannot export head {type(head).__name__}.")
@@ -241,6 +242,8 @@ def inference_yaml(hparams, run, text_files=()):
         f"labels: {_j(labels)}",
         f"sample_rate: {int(hparams['sample_rate'])}",
         f"window_seconds: {window}  # longer audio is classified in chunks",
+        f"eval_crop_seconds: {_j(hparams.get('eval_crop_seconds'))}  "
+        "# the recipe evaluated the first N s only: inference does the same",
         f"chunk_hop_seconds: {window / 2}",
         f"batch_size: {int(hparams.get('eval_batch_size', 8))}",
         "attribute_range: [1.0, 7.0]  # attribute models: corpus scale",

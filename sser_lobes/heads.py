@@ -57,10 +57,12 @@ class LinearHead(nn.Module):
 
 
 class MLPHead(nn.Module):
-    """Linear -> LayerNorm -> ReLU -> Dropout -> Linear (Odyssey 2024 baseline).
+    """[Dropout] -> Linear -> LayerNorm -> ReLU -> Dropout -> Linear.
 
-    The MSP-Podcast challenge baseline uses a hidden size of 1024 and dropout
-    0.5 after attentive statistics pooling of WavLM large (2048 inputs).
+    The MSP-Podcast challenge baseline (``net/ser.py`` of
+    msplabresearch/MSP-Podcast_Challenge) uses a hidden size of 1024 and
+    dropout 0.5 both on the input (the pooled 2048-d attentive statistics of
+    WavLM large) and after the activation.
 
     Arguments
     ---------
@@ -72,6 +74,8 @@ class MLPHead(nn.Module):
         Width of the hidden layer.
     dropout : float
         Dropout probability after the activation.
+    input_dropout : float
+        Dropout probability on the input embedding (0: none).
     output_activation : str or None
         ``None`` for logits; ``"sigmoid"`` bounds regression outputs to (0, 1).
 
@@ -94,6 +98,7 @@ class MLPHead(nn.Module):
         hidden_size=1024,
         dropout=0.5,
         output_activation=None,
+        input_dropout=0.0,
     ):
         super().__init__()
         self.input_size = input_size
@@ -101,6 +106,9 @@ class MLPHead(nn.Module):
         self.output_activation = _check_activation(output_activation)
         self.hidden_size = hidden_size
         self.dropout = dropout
+        self.input_dropout = input_dropout
+        # No parameters: the state-dict keys stay those of the layers below.
+        self.input_dropout_layer = nn.Dropout(input_dropout)
         self.layers = nn.Sequential(
             nn.Linear(input_size, hidden_size),
             nn.LayerNorm(hidden_size),
@@ -111,4 +119,5 @@ class MLPHead(nn.Module):
 
     def forward(self, embedding):
         """Return logits (or bounded values) ``[batch, n_outputs]``."""
-        return _activate(self.layers(embedding), self.output_activation)
+        hidden = self.layers(self.input_dropout_layer(embedding))
+        return _activate(hidden, self.output_activation)

@@ -373,10 +373,19 @@ class EmotionRecognizer(Pretrained):
         return result
 
     def load_audio(self, path):
-        """Read, downmix and resample a file, with clear errors naming it."""
-        return load_audio_any(
+        """Read, downmix and resample a file, with clear errors naming it.
+
+        A model whose recipe evaluated only the first ``eval_crop_seconds``
+        of each utterance (the Odyssey 2024 baseline's 12 s) gets the same
+        crop here, so that a file gets the recipe's prediction.
+        """
+        wav = load_audio_any(
             path, sample_rate=self.sample_rate, min_samples=self.min_samples
         )
+        crop = getattr(self.hparams, "eval_crop_seconds", None)
+        if crop:
+            wav = wav[: int(round(crop * self.sample_rate))]
+        return wav
 
     def _window(self):
         window = int(round(self.hparams.window_seconds * self.sample_rate))

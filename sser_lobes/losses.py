@@ -496,11 +496,14 @@ def concordance_correlation(pred, target, dim=0, eps=0.0):
 
 
 class CCCLoss(nn.Module):
-    """``mean_k (1 - CCC_k)`` over ``K`` continuous targets (e.g. A, V, D).
+    """``mean_k (1 - CCC_k)`` (or the sum) over ``K`` continuous targets.
 
-    The CCC is computed over the batch for each column and the loss averaged
+    The CCC is computed over the batch for each column (e.g. arousal,
+    valence, dominance) and the loss averaged (``reduction="mean"``) or
+    summed (``"sum"``, the Odyssey 2024 baseline's ``torch.sum(1 - ccc)``)
     over the columns, in fp32. It is a batch statistic: use batches of
-    reasonable size (the challenge baseline uses 32); a batch of one
+    reasonable size (the challenge baseline computes it on each step's
+    batch of 8: batch size 32 with 4 accumulation steps); a batch of one
     utterance has no variance and gives no gradient.
 
     ``eps`` is added to the CCC denominator: when a batch has zero variance in
@@ -512,6 +515,8 @@ class CCCLoss(nn.Module):
     ---------
     eps : float
         Denominator guard, ``>= 0``.
+    reduction : str
+        ``"mean"`` or ``"sum"`` over the targets.
 
     Example
     -------
@@ -519,10 +524,15 @@ class CCCLoss(nn.Module):
     >>> target = torch.cat([2 * pred[:, :1], pred[:, 1:]], dim=1)
     >>> CCCLoss()(pred, target)  # (1 - 0.4 + 1 - 1) / 2
     tensor(0.3000)
+    >>> CCCLoss(reduction="sum")(pred, target)
+    tensor(0.6000)
     """
 
-    def __init__(self, eps=1e-8):
+    def __init__(self, eps=1e-8, reduction="mean"):
         super().__init__()
+        if reduction not in ("mean", "sum"):
+            raise ValueError(f"reduction must be 'mean' or 'sum', got {reduction!r}")
+        self.reduction = reduction
         if isinstance(eps, bool) or not isinstance(eps, (int, float)):
             raise TypeError(f"eps must be a number, got {eps!r}")
         if not math.isfinite(eps) or eps < 0:
@@ -540,4 +550,5 @@ class CCCLoss(nn.Module):
                 f"pred must have shape [batch, K], got {tuple(pred.shape)}"
             )
         ccc = concordance_correlation(pred, target, dim=0, eps=self.eps)
-        return (1 - ccc).mean()
+        loss = 1 - ccc
+        return loss.sum() if self.reduction == "sum" else loss.mean()

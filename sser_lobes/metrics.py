@@ -864,12 +864,14 @@ class RegressionStats:
         rows = [[row[key] for key in header] for row in self.predictions()]
         return write_csv(path, header, rows)
 
-    def write_submission(self, folder, split, columns=None):
+    def write_submission(self, folder, split, columns=None, clip=None):
         """Write the challenge file of an unlabelled split (e.g. Test3).
 
         ``<split>_submission.csv`` has the columns ``FileName`` and one per
         target (the predictions, 6 decimals); file names are ``<id>.wav``,
-        rows sorted by id.
+        rows sorted by id. With ``clip=(low, high)`` the values are clipped
+        to the scale first (the Odyssey 2024 baseline clips its linear
+        outputs to 1-7 in the submission only).
 
         Parameters
         ----------
@@ -880,6 +882,8 @@ class RegressionStats:
         columns : list of str, optional
             Column name of each target, in the order of ``names`` (default:
             the names).
+        clip : tuple of float, optional
+            ``(low, high)`` bounds of the written values.
 
         Returns
         -------
@@ -896,6 +900,11 @@ class RegressionStats:
         ...     print(out.read_text().strip())
         FileName,EmoAct,EmoVal
         u1.wav,3.250000,4.000000
+        >>> stats.append(["u2"], [[7.5, 0.2]])
+        >>> with tempfile.TemporaryDirectory() as tmp:
+        ...     out = stats.write_submission(tmp, "test3", clip=(1.0, 7.0))
+        ...     print(out.read_text().strip().splitlines()[-1])
+        u2.wav,7.000000,1.000000
         """
         columns = list(self.names) if columns is None else list(columns)
         if len(columns) != len(self.names):
@@ -906,7 +915,17 @@ class RegressionStats:
             Path(os.fspath(folder)) / f"{split}_submission.csv",
             ["FileName", *columns],
             [
-                [f"{r['id']}.wav", *(r[f"pred_{n}"] for n in self.names)]
+                [
+                    f"{r['id']}.wav",
+                    *(_clipped(r[f"pred_{n}"], clip) for n in self.names),
+                ]
                 for r in self.predictions()
             ],
         )
+
+
+def _clipped(value, bounds):
+    if bounds is None:
+        return value
+    low, high = bounds
+    return min(max(value, low), high)

@@ -213,7 +213,7 @@ def check_number(hparams, key, minimum=0.0, inclusive=True):
         raise RecipeError(f"--{key} must be a number {sign} {minimum}; got {value!r}")
 
 
-def check_model_options(hparams, selection_metrics):
+def check_model_options(hparams, selection_metrics, global_waveform_norm=False):
     """Options shared by the recipes that the lobes would refuse late.
 
     Checks ``finetune``, ``output_layer``, ``num_layers``, ``pooling_type``,
@@ -227,6 +227,9 @@ def check_model_options(hparams, selection_metrics):
         :func:`preview_hparams` output.
     selection_metrics : sequence of str
         The metrics the recipe can select a checkpoint on.
+    global_waveform_norm : bool
+        Whether the recipe computes the training-set statistics of
+        ``normalize_waveform: global``.
 
     Example
     -------
@@ -255,6 +258,20 @@ def check_model_options(hparams, selection_metrics):
                 f"(0 = the transformer input); got {layer!r}"
             )
     check_int(hparams, "num_layers", minimum=1, allow_none=True)
+    check_choice(hparams, "output_norm", ("utterance", "frame", None, True, False))
+    norms = ["utterance", "off", None, True, False]
+    if global_waveform_norm:
+        norms.append("global")
+    check_choice(hparams, "normalize_waveform", norms)
+    if "apply_spec_augment" in hparams:
+        check_choice(hparams, "apply_spec_augment", (None, True, False))
+    grad_norm = hparams.get("max_grad_norm", 5.0)
+    if not isinstance(grad_norm, (int, float)) or grad_norm < 0:
+        raise RecipeError(
+            f"--max_grad_norm must be >= 0 (.inf: no clipping); got {grad_norm!r}. "
+            "SpeechBrain 1.1.2 passes a negative value to clip_grad_norm_, which "
+            "flips the sign of the gradients instead of disabling clipping"
+        )
     check_int(hparams, "number_of_epochs", minimum=1)
     check_int(hparams, "batch_size", minimum=1)
     check_int(hparams, "eval_batch_size", minimum=1)

@@ -211,7 +211,10 @@ def check_manifest_labels(path, labels, key="emo", allow_missing=False):
     return len(data)
 
 
-def audio_pipeline(sample_rate, min_samples, crop_seconds=None):
+CROP_MODES = ("first", "random")
+
+
+def audio_pipeline(sample_rate, min_samples, crop_seconds=None, crop="random"):
     """Dynamic item ``wav`` -> ``sig``: the checked waveform, maybe cropped.
 
     Arguments
@@ -221,19 +224,26 @@ def audio_pipeline(sample_rate, min_samples, crop_seconds=None):
     min_samples : int
         Shortest accepted length (the encoder's receptive field).
     crop_seconds : float or None
-        If set, a longer waveform is cut to a random window of this length
-        (training only: evaluation always sees whole utterances). The window
-        start comes from torch's RNG, which the checkpoints save.
+        If set, a longer waveform is cut to a window of this length.
+    crop : str
+        Which window: ``"first"`` (the first ``crop_seconds``, as the
+        Odyssey 2024 baseline in training and evaluation) or ``"random"``
+        (a window drawn from torch's RNG, which the checkpoints save).
 
     Example
     -------
     >>> import tempfile, numpy as np, soundfile
     >>> path = tempfile.mkdtemp() + "/a.wav"
-    >>> soundfile.write(path, np.zeros(32000, dtype="int16"), 16000)
-    >>> crop = audio_pipeline(16000, 400, crop_seconds=0.5)
-    >>> crop.func(path).shape
+    >>> soundfile.write(path, np.arange(32000, dtype="int16"), 16000)
+    >>> random_crop = audio_pipeline(16000, 400, crop_seconds=0.5)
+    >>> random_crop.func(path).shape
     torch.Size([8000])
+    >>> first = audio_pipeline(16000, 400, crop_seconds=0.5, crop="first")
+    >>> float(first.func(path)[0])  # the file's first sample
+    0.0
     """
+    if crop not in CROP_MODES:
+        raise ValueError(f"crop must be one of {CROP_MODES}, got {crop!r}.")
     crop_samples = int(round(crop_seconds * sample_rate)) if crop_seconds else None
 
     @sb.utils.data_pipeline.takes("wav")
@@ -241,7 +251,9 @@ def audio_pipeline(sample_rate, min_samples, crop_seconds=None):
     def pipeline(wav):
         sig = read_audio(wav, sample_rate=sample_rate, min_samples=min_samples)
         if crop_samples and sig.shape[0] > crop_samples:
-            start = int(torch.randint(0, sig.shape[0] - crop_samples + 1, (1,)))
+            start = 0
+            if crop == "random":
+                start = int(torch.randint(0, sig.shape[0] - crop_samples + 1, (1,)))
             sig = sig[start : start + crop_samples]
         return sig
 
@@ -462,16 +474,58 @@ def make_loader_kwargs(hparams, datasets, eval_splits, train_weights=None):
         raise ValueError(
             f"batching must be 'bucketed' or 'random', got {hparams['batching']!r}."
         )
+    eval_crop = hparams.get("eval_crop_seconds")
     eval_kwargs = {
         split: {
             "batch_sampler": DurationBucketBatchSampler.from_dataset(
-                datasets[split], hparams["eval_batch_size"], shuffle=False
+                datasets[split],
+                hparams["eval_batch_size"],
+                shuffle=False,
+                **({"max_duration": eval_crop} if eval_crop else {}),
             ),
             **workers,
         }
         for split in eval_splits
     }
     return train_sampler, train_kwargs, eval_kwargs
+
+
+def use_cuda_precision(hparams, run_opts):
+    """Mixed precision of a reference recipe on CUDA only.
+
+    ``precision_on_cuda`` (e.g. ``fp16`` for the Odyssey 2024 Task 2
+    baseline, which trains under ``torch.cuda.amp.autocast``) applies when
+    the run is on a CUDA device and ``--precision`` was not given; CPU runs
+    stay fp32.
+
+    Arguments
+    ---------
+    hparams : dict
+    run_opts : speechbrain.utils.run_opts.RunOptions or dict
+        Changed in place.
+
+    Example
+    -------
+    >>> opts = {"device": "cuda:0"}
+    >>> use_cuda_precision({"precision_on_cuda": "fp16"}, opts); opts["precision"]
+    'fp16'
+    >>> opts = {"device": "cpu"}
+    >>> use_cuda_precision({"precision_on_cuda": "fp16"}, opts); "precision" in opts
+    False
+    """
+    precision = hparams.get("precision_on_cuda")
+    overridden = getattr(run_opts, "overridden_args", None)
+    given = "precision" in (overridden if overridden is not None else run_opts)
+    if not precision or given:
+        return
+    device = run_opts.get("device") or ("cuda" if torch.cuda.is_available() else "cpu")
+    if not str(device).startswith("cuda"):
+        return
+    if overridden is None:
+        run_opts["precision"] = precision
+    else:
+        run_opts.precision = precision
+        overridden.add("precision")
 
 
 def format_results_table(results, metrics, percent=True):

@@ -78,6 +78,11 @@ logger = logging.getLogger(__name__)
 
 SUPPORTED_MODEL_TYPES = ("wav2vec2", "hubert", "wavlm")
 FINETUNE_MODES = ("frozen", "partial", "entire")
+OUTPUT_NORMS = ("utterance", "frame", None)
+WAVEFORM_NORMS = ("utterance", "global", "off")
+#: Added to the standard deviation by ``normalize_waveform="global"`` (as the
+#: Odyssey 2024 baseline's ``(x - mean) / (std + 1e-6)``).
+GLOBAL_NORM_EPS = 1e-6
 
 #: transformers versions whose internals the fast path was checked against
 #: (setup.py requires the same range).
@@ -751,13 +756,30 @@ class SSLEncoder(nn.Module):
         ``num_layers`` are those of the full model, and with ``"last"`` its
         output on stable-layer-norm models is the final layer norm applied to
         hidden state ``num_layers`` (on post-norm models, that hidden state).
-    output_norm : bool
-        Layer-normalise the output features (no learned parameters), as
-        SpeechBrain's wrapper does with ``output_norm: True``.
-    normalize_waveform : bool or None
-        Zero-mean unit-variance normalisation of each waveform over its valid
-        samples. ``None`` follows the checkpoint's feature-extractor config
-        (``do_normalize``), falling back to ``True`` for layer-norm models.
+    output_norm : str or bool or None
+        Normalisation of the output features, without learned parameters
+        (:func:`normalize_features`). ``"utterance"``: zero mean and unit
+        variance over each utterance's valid frames and all channels, which is
+        what SpeechBrain's wrapper computes with ``output_norm: True``
+        (``F.layer_norm`` over time and channels) except that padded frames
+        do not enter the statistics. ``"frame"`` (or ``True``): each frame
+        over its channels. ``None`` or ``False``: none.
+    normalize_waveform : str or bool or None
+        Normalisation of the input waveforms, over each utterance's valid
+        samples only (padding is zero). ``"utterance"`` (or ``True``): zero
+        mean and unit variance per utterance, as transformers' feature
+        extractor with ``do_normalize``. ``"global"``: ``(x - mean) / (std +
+        1e-6)`` with one mean and standard deviation for the whole training
+        set (the Odyssey 2024 baseline), set with
+        :meth:`set_waveform_stats` and kept in the state dict. ``"off"`` (or
+        ``False``): none. ``None``: the checkpoint's feature-extractor config
+        decides (``do_normalize``; without one, layer-norm models normalise).
+    apply_spec_augment : bool or None
+        SpecAugment-style time (and feature) masking of the transformer
+        input in training mode. ``None`` follows the checkpoint's config
+        (``apply_spec_augment``, ``mask_time_prob``; on for most hub
+        checkpoints, as in a plain transformers model); ``False`` turns it
+        off, as SpeechBrain's wrapper does by default.
     normalize_layers : bool
         With ``output_layer="weighted_sum"``, layer-normalise each hidden
         state before the sum.
@@ -798,9 +820,10 @@ class SSLEncoder(nn.Module):
         finetune="partial",
         output_layer="last",
         num_layers=None,
-        output_norm=False,
+        output_norm=None,
         normalize_waveform=None,
         normalize_layers=False,
+        apply_spec_augment=None,
         config_overrides=None,
         cache_dir=None,
         revision=None,
@@ -820,8 +843,16 @@ class SSLEncoder(nn.Module):
             )
         self.source = None if source is None else str(source)
         self.finetune = finetune
-        self.output_norm = output_norm
+        self.output_norm = _choice(
+            "output_norm", output_norm, OUTPUT_NORMS, {True: "frame", False: None}
+        )
         self.normalize_layers = normalize_layers
+        self.apply_spec_augment = apply_spec_augment
+        if apply_spec_augment is not None:
+            config_overrides = {
+                **(config_overrides or {}),
+                "apply_spec_augment": bool(apply_spec_augment),
+            }
 
         config = self.build_config(
             source,
@@ -864,7 +895,18 @@ class SSLEncoder(nn.Module):
                 if source is not None
                 else config.feat_extract_norm == "layer"
             )
-        self.normalize_waveform = bool(normalize_waveform)
+        self.normalize_waveform = _choice(
+            "normalize_waveform",
+            normalize_waveform,
+            WAVEFORM_NORMS,
+            {True: "utterance", False: "off"},
+        )
+        if self.normalize_waveform == "global":
+            # Training-set statistics (set_waveform_stats), saved with the
+            # model so that inference normalises exactly as training did.
+            self.register_buffer("waveform_mean", torch.zeros(()))
+            self.register_buffer("waveform_std", torch.ones(()))
+            self.register_buffer("waveform_stats_samples", torch.zeros(()))
 
         # Same parameters, faster eval-mode forward (see FAST_MODULES).
         for module in self.model.modules():
@@ -1200,8 +1242,17 @@ class SSLEncoder(nn.Module):
             )
         sample_mask = length_mask(sample_lengths, wavs.shape[1])
         wavs = wavs.float()
-        if self.normalize_waveform:
+        if self.normalize_waveform == "utterance":
             wavs = normalize_valid(wavs, sample_mask)
+        elif self.normalize_waveform == "global":
+            if float(self.waveform_stats_samples) <= 0:
+                raise ValueError(
+                    "normalize_waveform='global' needs the training set's "
+                    "statistics: call set_waveform_stats() first (the recipes do "
+                    "after the data preparation)."
+                )
+            wavs = (wavs - self.waveform_mean) / (self.waveform_std + GLOBAL_NORM_EPS)
+            wavs = wavs * sample_mask
         else:
             wavs = wavs * sample_mask
 
@@ -1233,14 +1284,96 @@ class SSLEncoder(nn.Module):
         else:
             feats = out.hidden_states[self.output_layer]
 
-        if self.output_norm:
-            feats = F.layer_norm(feats, feats.shape[-1:])
-        feats = feats * length_mask(frames, feats.shape[1])[:, :, None].to(feats.dtype)
+        frame_mask = length_mask(frames, feats.shape[1])
+        feats = normalize_features(feats, frame_mask, self.output_norm)
+        feats = feats * frame_mask[:, :, None].to(feats.dtype)
         return feats, frames.float() / feats.shape[1]
+
+    def set_waveform_stats(self, mean, std, samples):
+        """Set the training-set statistics of ``normalize_waveform="global"``.
+
+        Arguments
+        ---------
+        mean, std : float
+            Mean and standard deviation of every sample of the training audio.
+        samples : int
+            How many samples they were computed on (kept, to tell set
+            statistics from the defaults).
+
+        Example
+        -------
+        >>> import tempfile
+        >>> from sser_lobes.tiny_ssl import make_tiny_ssl
+        >>> folder = make_tiny_ssl(tempfile.mkdtemp() + "/m")
+        >>> enc = SSLEncoder(folder, normalize_waveform="global")
+        >>> enc.set_waveform_stats(0.01, 0.2, 16000)
+        >>> sorted(k for k in enc.state_dict() if k.startswith("waveform"))
+        ['waveform_mean', 'waveform_stats_samples', 'waveform_std']
+        """
+        if self.normalize_waveform != "global":
+            raise ValueError(
+                "set_waveform_stats is for normalize_waveform='global', this "
+                f"encoder uses {self.normalize_waveform!r}."
+            )
+        if not std > 0 or samples <= 0:
+            raise ValueError(f"invalid waveform statistics: std={std}, n={samples}")
+        self.waveform_mean.fill_(float(mean))
+        self.waveform_std.fill_(float(std))
+        self.waveform_stats_samples.fill_(float(samples))
 
 
 def _null():
     return contextlib.nullcontext()
+
+
+def _choice(name, value, choices, aliases):
+    """``value`` (or its alias, e.g. a bool) if it is one of ``choices``."""
+    if isinstance(value, bool) or value is None:
+        value = aliases.get(value, value)
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {choices}, got {value!r}.")
+    return value
+
+
+def normalize_features(feats, mask, mode):
+    """Normalise encoder features over valid frames only.
+
+    Arguments
+    ---------
+    feats : torch.Tensor
+        ``[batch, frames, dim]``.
+    mask : torch.Tensor
+        Bool ``[batch, frames]``, True on valid frames.
+    mode : str or None
+        ``"utterance"``: zero mean, unit variance over each utterance's
+        valid frames and all channels (SpeechBrain's ``output_norm``, which
+        takes ``F.layer_norm`` over time and channels, without the padding);
+        ``"frame"``: each frame over its channels; ``None``: unchanged.
+
+    Example
+    -------
+    >>> x = torch.randn(1, 6, 4)
+    >>> padded = torch.cat([x, torch.randn(1, 3, 4)], dim=1)
+    >>> mask = torch.tensor([[True] * 6 + [False] * 3])
+    >>> full = torch.ones(1, 6, dtype=torch.bool)
+    >>> alone = normalize_features(x, full, "utterance")
+    >>> torch.allclose(alone, F.layer_norm(x, x.shape[1:]), atol=1e-5)
+    True
+    >>> batched = normalize_features(padded, mask, "utterance")[:, :6]
+    >>> torch.allclose(batched, alone, atol=1e-5)
+    True
+    """
+    if mode is None:
+        return feats
+    if mode == "frame":
+        return F.layer_norm(feats, feats.shape[-1:])
+    weights = mask.to(feats.dtype)[:, :, None]
+    count = (weights.sum(dim=(1, 2)) * feats.shape[-1]).clamp(min=1.0)
+    mean = (feats * weights).sum(dim=(1, 2)) / count
+    centred = feats - mean[:, None, None]
+    var = ((centred * weights) ** 2).sum(dim=(1, 2)) / count
+    # eps as F.layer_norm's default
+    return centred * torch.rsqrt(var + 1e-5)[:, None, None]
 
 
 def _quiet_from_pretrained(source, **kwargs):

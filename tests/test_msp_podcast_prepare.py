@@ -152,6 +152,7 @@ def test_manifests_content(pristine, tmp_path):
         *MANIFESTS.values(),
         "prep_summary.json",
         "prepare_options.json",
+        "waveform_stats.json",
     }
 
 
@@ -554,6 +555,7 @@ def test_subset_of_splits(pristine, tmp_path):
         "train.json",
         "prep_summary.json",
         "prepare_options.json",
+        "waveform_stats.json",
     }
 
 
@@ -629,6 +631,7 @@ def test_idempotent_and_rebuild(pristine, tmp_path, caplog):
         "test1.json",
         "prep_summary.json",
         "prepare_options.json",
+        "waveform_stats.json",
     }
     state = json.loads((save / "prepare_options.json").read_text())
     assert state["complete"] is True and state["written_by"] == "msp_podcast_prepare"

@@ -25,6 +25,7 @@ FAST = [
     "--lr_ssl=0.002",
     "--head_hidden_size=64",
     "--head_dropout=0.1",
+    "--head_input_dropout=0.1",
     "--grad_accumulation_factor=2",
 ]
 

@@ -146,6 +146,9 @@ LABEL_COLUMNS = (
 TEST3_FILES = 2347
 
 SUMMARY_FILE = "prep_summary.json"
+#: Mean and std of every Train audio sample, per task (see
+#: :func:`train_waveform_statistics`).
+WAVEFORM_STATS_FILE = "waveform_stats.json"
 
 #: Reasons of skipped rows, as counted in prep_summary.json.
 SKIP_REASONS = {
@@ -158,7 +161,7 @@ SKIP_REASONS = {
 }
 
 _WRITER = "msp_podcast_prepare"
-_FORMAT_VERSION = 1
+_FORMAT_VERSION = 2  # 2: waveform_stats.json
 _MAX_EXAMPLES = 20
 _SPLIT_BY_LOWER = {s.lower(): s for s in SPLITS}
 _SPLIT_SET = frozenset(SPLITS)
@@ -1218,6 +1221,49 @@ def _log_summary(summary, save_folder):
     )
 
 
+def train_waveform_statistics(train, emotions, num_workers=4):
+    """Mean and std of all samples of the Train audio, per task.
+
+    The baseline computes them on the training utterances it loads: those
+    with one of the 8 classes for Task 1, those with attributes for Task 2
+    (O and X rows included), over whole files (before any crop).
+
+    Arguments
+    ---------
+    train : dict
+        The Train manifest (utterance id -> entry).
+    emotions : sequence of str
+        The classes of Task 1.
+    num_workers : int
+        Reading threads.
+
+    Returns
+    -------
+    dict
+        ``{"categorical": stats, "attributes": stats}`` (each
+        :func:`sser_lobes.waveform_stats.combine_sums` output, or None when no
+        utterance qualifies).
+    """
+    from sser_lobes.waveform_stats import waveform_statistics
+
+    attributes = ("arousal", "valence", "dominance")
+    groups = {
+        "categorical": {e["wav"] for e in train.values() if e["emo"] in emotions},
+        "attributes": {
+            e["wav"]
+            for e in train.values()
+            if all(e.get(a) is not None for a in attributes)
+        },
+    }
+    wanted = sorted(set().union(*groups.values()))
+    found = waveform_statistics(
+        wanted,
+        {k: v for k, v in groups.items() if v},
+        num_workers=num_workers,
+    )
+    return {name: found.get(name) for name in groups}
+
+
 def prepare_msp_podcast(
     data_folder,
     save_folder,
@@ -1237,8 +1283,9 @@ def prepare_msp_podcast(
     save_folder : str or os.PathLike
         Where the manifests (``train.json``, ``development.json``,
         ``test1.json``, ``test2.json``, ``test3.json``: those of ``splits``),
-        ``prep_summary.json`` and ``prepare_options.json`` are written
-        (created if needed).
+        ``prep_summary.json``, ``prepare_options.json`` and, when Train is
+        prepared, ``waveform_stats.json`` (:func:`train_waveform_statistics`)
+        are written (created if needed).
     splits : sequence of str
         Splits to prepare, among Train, Development, Test1, Test2, Test3
         (case-insensitive).
@@ -1301,6 +1348,8 @@ def prepare_msp_podcast(
         raise PreparationError(f"{save_folder}: save_folder exists and is not a folder")
     paths = {split: save_folder / _manifest_name(split) for split in options["splits"]}
     outputs = [*paths.values(), save_folder / SUMMARY_FILE]
+    if "Train" in paths:
+        outputs.append(save_folder / WAVEFORM_STATS_FILE)
     result = {split: os.fspath(path) for split, path in paths.items()}
 
     state = read_state(save_folder, outputs, _WRITER)
@@ -1336,6 +1385,11 @@ def prepare_msp_podcast(
     for split, path in paths.items():
         atomic_write_json(path, manifests[split])
     atomic_write_json(save_folder / SUMMARY_FILE, summary)
+    if "Train" in paths:
+        stats = train_waveform_statistics(
+            manifests["Train"], options["emotions"], num_workers
+        )
+        atomic_write_json(save_folder / WAVEFORM_STATS_FILE, stats)
     write_state(
         save_folder, _WRITER, _FORMAT_VERSION, options, complete=True, outputs=names
     )

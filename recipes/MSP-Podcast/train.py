@@ -18,6 +18,7 @@ Authors
  * sser authors 2026
 """
 
+import json
 import logging
 import sys
 from pathlib import Path
@@ -25,6 +26,7 @@ from pathlib import Path
 import speechbrain as sb
 import torch
 from msp_podcast_prepare import (
+    WAVEFORM_STATS_FILE,
     find_audio_folder,
     find_labels_file,
     find_msp_root,
@@ -44,6 +46,7 @@ from sser_lobes.preflight import (
     run_recipe_main,
 )
 from sser_lobes.recipe import (
+    CROP_MODES,
     audio_pipeline,
     categorical_label_encoder,
     check_manifest_labels,
@@ -54,6 +57,7 @@ from sser_lobes.recipe import (
     make_loader_kwargs,
     read_manifest,
     setup_experiment,
+    use_cuda_precision,
 )
 
 logger = logging.getLogger(__name__)
@@ -186,7 +190,7 @@ class MSPBrain(SERBrain):
             self.stats.write_submission(out, split)
         else:
             columns = [ATTRIBUTE_COLUMNS[n] for n in self.hparams.attributes]
-            self.stats.write_submission(out, split, columns)
+            self.stats.write_submission(out, split, columns, clip=ATTRIBUTE_RANGE)
 
 
 def manifest_path(hparams, split):
@@ -199,7 +203,8 @@ def dataio_prep(hparams):
 
     Task 1 keeps the entries with a class (O and X have none); Task 2 keeps
     the entries with the requested attributes. Training crops to
-    ``train_crop_seconds``; evaluation reads whole utterances.
+    ``train_crop_seconds`` (``train_crop``: the first or a random window);
+    evaluation to the first ``eval_crop_seconds`` (null: whole utterances).
 
     Returns
     -------
@@ -209,9 +214,17 @@ def dataio_prep(hparams):
     """
     min_samples = hparams["ssl_encoder"].min_samples
     train_audio = audio_pipeline(
-        hparams["sample_rate"], min_samples, crop_seconds=hparams["train_crop_seconds"]
+        hparams["sample_rate"],
+        min_samples,
+        crop_seconds=hparams["train_crop_seconds"],
+        crop=hparams["train_crop"],
     )
-    eval_audio = audio_pipeline(hparams["sample_rate"], min_samples)
+    eval_audio = audio_pipeline(
+        hparams["sample_rate"],
+        min_samples,
+        crop_seconds=hparams["eval_crop_seconds"],
+        crop="first",
+    )
     categorical = hparams["task"] == "categorical"
     names = hparams["attributes"]
 
@@ -330,6 +343,27 @@ def prepare_data(hparams):
             )
 
 
+def set_global_waveform_stats(hparams):
+    """Give the encoder the Train audio statistics of ``normalize_waveform:
+    global`` (computed once by the preparation, for this task's utterances).
+    """
+    encoder = hparams["ssl_encoder"]
+    if encoder.normalize_waveform != "global":
+        return
+    path = Path(hparams["manifest_folder"]) / WAVEFORM_STATS_FILE
+    try:
+        stats = json.loads(path.read_text(encoding="utf-8"))[hparams["task"]]
+    except (OSError, ValueError, KeyError) as error:
+        raise RecipeError(
+            f"{path}: cannot read the Train waveform statistics of "
+            f"normalize_waveform: global ({error}); run the preparation (without "
+            "--skip_prep) or use --normalize_waveform=utterance"
+        ) from None
+    if not stats:
+        raise RecipeError(f"{path}: no {hparams['task']} training utterance")
+    encoder.set_waveform_stats(stats["mean"], stats["std"], stats["samples"])
+
+
 def check_options(hparams):
     """Checks on the hparams preview, before the encoder is built.
 
@@ -341,7 +375,7 @@ def check_options(hparams):
         metrics = CATEGORICAL_METRICS
     else:
         metrics = ("CCC_mean", *(f"CCC_{a}" for a in hparams["attributes"]))
-    check_model_options(hparams, metrics)
+    check_model_options(hparams, metrics, global_waveform_norm=True)
     for key in ("eval_splits", "prediction_splits"):
         unknown = [s for s in hparams[key] if s not in SPLIT_NAMES]
         if unknown or "train" in hparams[key]:
@@ -355,6 +389,7 @@ def check_options(hparams):
             f"{list(hparams['eval_splits'])}"
         )
     check_choice(hparams, "class_weighting", ("inverse_frequency", "none"))
+    check_choice(hparams, "train_crop", CROP_MODES)
     if not hparams["skip_prep"]:
         root = find_msp_root(hparams["data_folder"])
         find_labels_file(root)
@@ -396,6 +431,7 @@ def main(argv=None):
         write=if_main_process(),
     )
     datasets = dataio_prep(hparams)
+    set_global_waveform_stats(hparams)
     loss_weight, sampling = training_weights(hparams, datasets)
     eval_splits = [
         split
@@ -406,6 +442,7 @@ def main(argv=None):
         hparams, datasets, eval_splits, train_weights=sampling
     )
 
+    use_cuda_precision(hparams, run_opts)
     brain = MSPBrain(
         modules=hparams["modules"],
         opt_class=hparams["opt_class"],
