@@ -32,16 +32,35 @@ class _NoTorchvisionNotice(logging.Filter):
 
 logging.getLogger("speechbrain.utils.train_logger").addFilter(_NoTorchvisionNotice())
 
-from sser_lobes.heads import LinearHead, MLPHead  # noqa: E402
-from sser_lobes.model import EmotionModel  # noqa: E402
-from sser_lobes.pooling import (  # noqa: E402
-    AttentiveStatisticsPooling,
-    MeanPooling,
-    MeanStdPooling,
-    StdPooling,
-    make_pooling,
-)
-from sser_lobes.ssl_encoder import SSLEncoder  # noqa: E402
+# The lobes are imported on first use (PEP 562): light command lines
+# (aggregate, padding_report, fuse, ...) and error messages do not pay for
+# importing transformers' model code.
+_LAZY = {
+    "LinearHead": "sser_lobes.heads",
+    "MLPHead": "sser_lobes.heads",
+    "EmotionModel": "sser_lobes.model",
+    "AttentiveStatisticsPooling": "sser_lobes.pooling",
+    "MeanPooling": "sser_lobes.pooling",
+    "MeanStdPooling": "sser_lobes.pooling",
+    "StdPooling": "sser_lobes.pooling",
+    "make_pooling": "sser_lobes.pooling",
+    "SSLEncoder": "sser_lobes.ssl_encoder",
+}
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        import importlib
+
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'sser_lobes' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_LAZY))
+
 
 __version__ = "0.1.0"
 

@@ -447,8 +447,9 @@ def user_errors():
     from sser_lobes.audio import AudioError
     from sser_lobes.manifests import PreparationError
     from sser_lobes.recipe import ManifestError
+    from sser_lobes.text import MissingTextError
 
-    return (RecipeError, AudioError, ManifestError, PreparationError)
+    return (RecipeError, AudioError, ManifestError, PreparationError, MissingTextError)
 
 
 def run_recipe_main(main, extra_errors=()):

@@ -104,6 +104,11 @@ _file_hashes = {}  # (real path, size, mtime_ns) -> sha256, per process
 # ---------------------------------------------------------------------------
 
 
+class MissingTextError(ValueError):
+    """Utterances without a transcript while ``missing_text`` is ``error``;
+    the message names the manifest and the utterances."""
+
+
 def _looks_like_path(source):
     source = os.fspath(source)
     if os.sep != "/" and os.sep in source:
@@ -880,7 +885,7 @@ def embed_manifest_texts(
             if len(without) > 1
             else ""
         )
-        raise ValueError(
+        raise MissingTextError(
             f'{path}: {len(ids)} utterance(s) have no transcript ("text" is null, '
             f"empty or absent): {shown}{others}. Set missing_text: audio_only to "
             "use them without text conditioning, or produce transcripts with an "

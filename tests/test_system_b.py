@@ -129,18 +129,17 @@ def test_msp_missing_transcripts_error_or_audio_only(
     msp_corpus, tiny_models, text_models, tmp_path
 ):
     common = [f"--text_encoder_source={text_models['tiny_bert']}"]
-    # Not a user error of run_recipe_main's kind: the command line ends with
-    # this exception's traceback (exit status 1).
-    with pytest.raises(ValueError) as info:
-        _msp(
-            "train_wavlm_large_text.yaml",
-            msp_corpus,
-            tiny_models["wavlm"],
-            tmp_path / "strict",
-            *common,
-            "--missing_text=error",
-        )
-    message = str(info.value)
+    # A user's data problem: one line (error: ...) that names the manifest.
+    message = _msp(
+        "train_wavlm_large_text.yaml",
+        msp_corpus,
+        tiny_models["wavlm"],
+        tmp_path / "strict",
+        *common,
+        "--missing_text=error",
+        expect_ok=False,
+    ).error
+    assert message.startswith("error: ")
     assert "missing_text" in message and "MSP-PODCAST_" in message
     assert ".json" in message  # names the manifest
 
