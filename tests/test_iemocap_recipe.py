@@ -302,3 +302,43 @@ def test_corrupt_audio_during_training_names_the_file(
         expect_ok=False,
     )
     assert run.error.startswith(f"error: {victim}: ")  # one line (run_recipe)
+
+
+def test_manifests_with_one_or_no_utterance(
+    iemocap_small_corpus, tiny_models, tmp_path
+):
+    """Thin data: valid and test sets of one utterance run to the end; an
+    empty training manifest is one line that names it (not an IndexError
+    inside SpeechBrain's dataset)."""
+    out = tmp_path / "thin"
+    manifests = out / "manifests"
+    _prepare_manifests(iemocap_small_corpus, manifests)
+    for split in ("valid", "test"):
+        path = manifests / f"{split}.json"
+        data = json.loads(path.read_text())
+        path.write_text(json.dumps({k: data[k] for k in sorted(data)[:1]}))
+    run = _train(
+        iemocap_small_corpus,
+        tiny_models["wavlm"],
+        out,
+        "--test_session=5",
+        "--skip_prep=True",
+        epochs=1,
+    )
+    assert run.results["test"]["n"] == 1 and run.results["valid"]["n"] == 1
+    assert json.loads((out / "test_metrics.json").read_text())["n"] == 1
+
+    empty = tmp_path / "empty"
+    _prepare_manifests(iemocap_small_corpus, empty / "manifests")
+    (empty / "manifests" / "train.json").write_text("{}")
+    run = _train(
+        iemocap_small_corpus,
+        tiny_models["wavlm"],
+        empty,
+        "--test_session=5",
+        "--skip_prep=True",
+        epochs=1,
+        expect_ok=False,
+    )
+    assert "the train split is empty" in run.error
+    assert str(empty / "manifests" / "train.json") in run.error
