@@ -340,3 +340,28 @@ def exported(iemocap_corpus, tmp_path_factory):
         assert export.main([str(run), str(out)]) == 0
     shutil.rmtree(ssl)
     return run, out
+
+
+# --------------------------------------------------------------------------
+# Encoder checks shared by test_ssl_encoder and test_ssl_fast_path
+# --------------------------------------------------------------------------
+
+#: Features of an utterance alone and padded in a batch agree to this.
+ENCODER_ATOL = 1e-4
+
+
+def alone_and_padded(encoder, seed=0):
+    """Features of a short utterance alone, and padded in a batch of longer ones."""
+    import torch
+
+    gen = torch.Generator().manual_seed(seed)
+    short = 0.1 * torch.randn(1, 7000, generator=gen) + 0.02
+    longer = 0.3 * torch.randn(2, 23000, generator=gen)
+    batch = torch.zeros(3, 23000)
+    batch[0, :7000] = short
+    batch[1:] = longer
+    lens = torch.tensor([7000 / 23000, 1.0, 1.0])
+    with torch.no_grad():
+        alone, alone_lens = encoder(short)
+        padded, padded_lens = encoder(batch, lens)
+    return alone, alone_lens, padded, padded_lens

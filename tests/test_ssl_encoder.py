@@ -2,26 +2,10 @@
 
 import pytest
 import torch
+from conftest import ENCODER_ATOL as ATOL
+from conftest import alone_and_padded
 
 from sser_lobes import SSLEncoder
-from sser_lobes.ssl_encoder import MaskedGroupNorm
-
-ATOL = 1e-4
-
-
-def _alone_and_padded(encoder, seed=0):
-    """Features of a short utterance alone, and padded in a batch of longer ones."""
-    gen = torch.Generator().manual_seed(seed)
-    short = 0.1 * torch.randn(1, 7000, generator=gen) + 0.02
-    longer = 0.3 * torch.randn(2, 23000, generator=gen)
-    batch = torch.zeros(3, 23000)
-    batch[0, :7000] = short
-    batch[1:] = longer
-    lens = torch.tensor([7000 / 23000, 1.0, 1.0])
-    with torch.no_grad():
-        alone, alone_lens = encoder(short)
-        padded, padded_lens = encoder(batch, lens)
-    return alone, alone_lens, padded, padded_lens
 
 
 @pytest.mark.parametrize(
@@ -32,7 +16,7 @@ def test_batch_invariance(tiny_models, name, finetune):
     """Alone vs padded in a batch: same frames within 1e-4, for layer-norm
     (WavLM, wav2vec2-large) and group-norm (wav2vec2-base, HuBERT-base)."""
     encoder = SSLEncoder(tiny_models[name], finetune=finetune).eval()
-    alone, _, padded, padded_lens = _alone_and_padded(encoder)
+    alone, _, padded, padded_lens = alone_and_padded(encoder)
     frames = alone.shape[1]
     assert round(float(padded_lens[0]) * padded.shape[1]) == frames
     diff = (alone[0] - padded[0, :frames]).abs().max().item()
@@ -45,7 +29,7 @@ def test_batch_invariance_of_layer_options(tiny_models, output_layer):
     encoder = SSLEncoder(
         tiny_models["wav2vec2_base"], output_layer=output_layer, output_norm=True
     ).eval()
-    alone, _, padded, _ = _alone_and_padded(encoder, seed=3)
+    alone, _, padded, _ = alone_and_padded(encoder, seed=3)
     frames = alone.shape[1]
     assert (alone[0] - padded[0, :frames]).abs().max().item() < ATOL
 
@@ -61,7 +45,7 @@ def test_unmasked_group_norm_breaks_invariance(tiny_models):
     plain.load_state_dict(first.layer_norm.state_dict())
     first.layer_norm = plain
     encoder.uses_group_norm = False
-    alone, _, padded, _ = _alone_and_padded(encoder)
+    alone, _, padded, _ = alone_and_padded(encoder)
     frames = alone.shape[1]
     assert (alone[0] - padded[0, :frames]).abs().max().item() > 100 * ATOL
 
@@ -154,13 +138,6 @@ def test_output_size_from_config(tiny_models):
     assert SSLEncoder(tiny_models["wavlm"]).output_size == 32
 
 
-def test_masked_group_norm_matches_group_norm():
-    norm = MaskedGroupNorm(3)
-    x = torch.randn(2, 3, 11)
-    masked = norm(x, valid_frames=torch.tensor([11, 11]))
-    assert torch.allclose(masked, norm(x), atol=1e-5)
-
-
 @pytest.mark.parametrize(
     "kwargs, message",
     [
@@ -214,101 +191,6 @@ def test_training_on_a_batch_shorter_than_a_mask_span(tiny_models, name):
     feats, _ = encoder(torch.randn(2, 32000))
     feats.mean().backward()
     assert encoder.model.masked_spec_embed.grad is not None
-
-
-@pytest.mark.parametrize(
-    "name", ["wavlm", "wav2vec2_large", "wav2vec2_base", "hubert_base"]
-)
-def test_eval_fast_path_equals_transformers(tiny_models, name):
-    """The eval-mode CPU path (utterance-wise time-major CNN, packed
-    feed-forward, SDPA attention, channels-last position conv) computes the
-    stock transformers model: each utterance of a padded batch equals the
-    unmodified model run on that utterance alone."""
-    from transformers import AutoModel
-
-    encoder = SSLEncoder(
-        tiny_models[name], finetune="frozen", normalize_waveform=False
-    ).eval()
-    stock = AutoModel.from_pretrained(tiny_models[name]).eval()
-    assert (
-        type(stock.encoder.layers[0].attention)
-        is not type(encoder.model.encoder.layers[0].attention)
-        or "wavlm" not in name
-    )
-    gen = torch.Generator().manual_seed(7)
-    lengths = [23000, 9000, 5200]
-    batch = torch.zeros(3, max(lengths))
-    for row, length in enumerate(lengths):
-        batch[row, :length] = 0.2 * torch.randn(length, generator=gen)
-    lens = torch.tensor(lengths) / max(lengths)
-    with torch.no_grad():
-        feats, feat_lens = encoder(batch, lens)
-        for row, length in enumerate(lengths):
-            reference = stock(batch[row : row + 1, :length]).last_hidden_state[0]
-            frames = reference.shape[0]
-            assert round(float(feat_lens[row]) * feats.shape[1]) == frames
-            diff = (feats[row, :frames] - reference).abs().max().item()
-            assert diff < ATOL, f"{name}, utterance {row}: {diff}"
-
-
-@pytest.mark.parametrize("name", ["wavlm", "wav2vec2_base"])
-def test_training_and_eval_paths_agree(tiny_models, name):
-    """The batched training-mode CNN (masked group norm) and the eval-mode
-    utterance-wise CNN give the same features (dropouts off)."""
-    encoder = SSLEncoder(
-        tiny_models[name],
-        finetune="entire",
-        config_overrides={
-            "hidden_dropout": 0.0,
-            "attention_dropout": 0.0,
-            "activation_dropout": 0.0,
-            "feat_proj_dropout": 0.0,
-            "layerdrop": 0.0,
-            "mask_time_prob": 0.0,
-            "mask_feature_prob": 0.0,
-        },
-    )
-    _, _, padded_eval, _ = _alone_and_padded(encoder.eval(), seed=5)
-    _, _, padded_train, _ = _alone_and_padded(encoder.train(), seed=5)
-    assert (padded_eval - padded_train).abs().max().item() < ATOL
-
-
-def _padded_batches(count, seed):
-    """``count`` padded batches of 1 to 4 utterances with different lengths;
-    some have no padding (the padded length is their longest utterance), the
-    others a padded tail of up to 3,000 samples."""
-    gen = torch.Generator().manual_seed(seed)
-    batches = []
-    for index in range(count):
-        size = 1 + index % 4
-        lengths = torch.randint(1200, 12000, (size,), generator=gen)
-        padded = int(lengths.max()) + (0 if index % 3 == 0 else 3000 * index // count)
-        wavs = torch.zeros(size, padded)
-        for row, length in enumerate(lengths.tolist()):
-            wavs[row, :length] = 0.2 * torch.randn(length, generator=gen)
-        batches.append((wavs, lengths.float() / padded))
-    return batches
-
-
-@pytest.mark.parametrize("name", ["wavlm", "wav2vec2_base"])
-def test_concurrent_calls_equal_sequential_calls(tiny_models, name):
-    """One eval-mode encoder shared by 4 threads (a web server's or a batch
-    job's thread pool): every call gives the features it gives alone. The
-    per-call state of the fast path (utterance-wise CNN, valid rows of the
-    feed-forward blocks, valid frames of the group norm) belongs to the call,
-    not to the shared modules."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    encoder = SSLEncoder(tiny_models[name], finetune="frozen").eval()
-    batches = _padded_batches(48, seed=11)
-    sequential = [encoder(wavs, lens)[0] for wavs, lens in batches]
-    with ThreadPoolExecutor(max_workers=4) as pool:
-        for _ in range(2):
-            concurrent = list(pool.map(lambda batch: encoder(*batch)[0], batches))
-            for index, (alone, shared) in enumerate(zip(sequential, concurrent)):
-                assert shared.shape == alone.shape, f"batch {index}"
-                diff = (shared - alone).abs().max().item()
-                assert diff < 1e-5, f"{name}, batch {index}: {diff}"
 
 
 # Stable-layer-norm (pre-norm, large-style) and post-norm (base-style) models.

@@ -1,0 +1,113 @@
+"""The faster eval path of SSLEncoder (sser_lobes.ssl_fast_path) computes
+what stock transformers computes, for the four kinds of checkpoints, and is
+safe to share between threads."""
+
+import pytest
+import torch
+from conftest import ENCODER_ATOL as ATOL
+from conftest import alone_and_padded
+
+from sser_lobes import SSLEncoder
+from sser_lobes.ssl_fast_path import MaskedGroupNorm
+
+
+def test_masked_group_norm_matches_group_norm():
+    norm = MaskedGroupNorm(3)
+    x = torch.randn(2, 3, 11)
+    masked = norm(x, valid_frames=torch.tensor([11, 11]))
+    assert torch.allclose(masked, norm(x), atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "name", ["wavlm", "wav2vec2_large", "wav2vec2_base", "hubert_base"]
+)
+def test_eval_fast_path_equals_transformers(tiny_models, name):
+    """The eval-mode CPU path (utterance-wise time-major CNN, packed
+    feed-forward, SDPA attention, channels-last position conv) computes the
+    stock transformers model: each utterance of a padded batch equals the
+    unmodified model run on that utterance alone."""
+    from transformers import AutoModel
+
+    encoder = SSLEncoder(
+        tiny_models[name], finetune="frozen", normalize_waveform=False
+    ).eval()
+    stock = AutoModel.from_pretrained(tiny_models[name]).eval()
+    assert (
+        type(stock.encoder.layers[0].attention)
+        is not type(encoder.model.encoder.layers[0].attention)
+        or "wavlm" not in name
+    )
+    gen = torch.Generator().manual_seed(7)
+    lengths = [23000, 9000, 5200]
+    batch = torch.zeros(3, max(lengths))
+    for row, length in enumerate(lengths):
+        batch[row, :length] = 0.2 * torch.randn(length, generator=gen)
+    lens = torch.tensor(lengths) / max(lengths)
+    with torch.no_grad():
+        feats, feat_lens = encoder(batch, lens)
+        for row, length in enumerate(lengths):
+            reference = stock(batch[row : row + 1, :length]).last_hidden_state[0]
+            frames = reference.shape[0]
+            assert round(float(feat_lens[row]) * feats.shape[1]) == frames
+            diff = (feats[row, :frames] - reference).abs().max().item()
+            assert diff < ATOL, f"{name}, utterance {row}: {diff}"
+
+
+@pytest.mark.parametrize("name", ["wavlm", "wav2vec2_base"])
+def test_training_and_eval_paths_agree(tiny_models, name):
+    """The batched training-mode CNN (masked group norm) and the eval-mode
+    utterance-wise CNN give the same features (dropouts off)."""
+    encoder = SSLEncoder(
+        tiny_models[name],
+        finetune="entire",
+        config_overrides={
+            "hidden_dropout": 0.0,
+            "attention_dropout": 0.0,
+            "activation_dropout": 0.0,
+            "feat_proj_dropout": 0.0,
+            "layerdrop": 0.0,
+            "mask_time_prob": 0.0,
+            "mask_feature_prob": 0.0,
+        },
+    )
+    _, _, padded_eval, _ = alone_and_padded(encoder.eval(), seed=5)
+    _, _, padded_train, _ = alone_and_padded(encoder.train(), seed=5)
+    assert (padded_eval - padded_train).abs().max().item() < ATOL
+
+
+def _padded_batches(count, seed):
+    """``count`` padded batches of 1 to 4 utterances with different lengths;
+    some have no padding (the padded length is their longest utterance), the
+    others a padded tail of up to 3,000 samples."""
+    gen = torch.Generator().manual_seed(seed)
+    batches = []
+    for index in range(count):
+        size = 1 + index % 4
+        lengths = torch.randint(1200, 12000, (size,), generator=gen)
+        padded = int(lengths.max()) + (0 if index % 3 == 0 else 3000 * index // count)
+        wavs = torch.zeros(size, padded)
+        for row, length in enumerate(lengths.tolist()):
+            wavs[row, :length] = 0.2 * torch.randn(length, generator=gen)
+        batches.append((wavs, lengths.float() / padded))
+    return batches
+
+
+@pytest.mark.parametrize("name", ["wavlm", "wav2vec2_base"])
+def test_concurrent_calls_equal_sequential_calls(tiny_models, name):
+    """One eval-mode encoder shared by 4 threads (a web server's or a batch
+    job's thread pool): every call gives the features it gives alone. The
+    per-call state of the fast path (utterance-wise CNN, valid rows of the
+    feed-forward blocks, valid frames of the group norm) belongs to the call,
+    not to the shared modules."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    encoder = SSLEncoder(tiny_models[name], finetune="frozen").eval()
+    batches = _padded_batches(48, seed=11)
+    sequential = [encoder(wavs, lens)[0] for wavs, lens in batches]
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        for _ in range(2):
+            concurrent = list(pool.map(lambda batch: encoder(*batch)[0], batches))
+            for index, (alone, shared) in enumerate(zip(sequential, concurrent)):
+                assert shared.shape == alone.shape, f"batch {index}"
+                diff = (shared - alone).abs().max().item()
+                assert diff < 1e-5, f"{name}, batch {index}: {diff}"
