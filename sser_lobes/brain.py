@@ -1,10 +1,12 @@
 """The training machinery shared by the sser recipes (a SpeechBrain ``Brain``).
 
 Each recipe's ``train.py`` subclasses :class:`SERBrain` and writes, as in any
-SpeechBrain recipe, ``compute_forward``, ``compute_objectives``,
-``on_stage_start`` and ``on_stage_end``. This class supplies what the recipes
-have in common:
+SpeechBrain recipe, ``compute_objectives``, ``on_stage_start`` and
+``on_stage_end``. This class supplies what the recipes have in common:
 
+* ``compute_forward``: the shared :class:`~sser_lobes.model.EmotionModel` on
+  the batch's waveforms, or on the encoder hidden states read from the
+  feature cache (:mod:`sser_lobes.feature_cache`);
 * two optimisers, ``ssl_opt_class`` for the SSL encoder's own weights and
   ``opt_class`` for everything else (pooling, heads, layer weights); a frozen
   encoder gets none;
@@ -65,6 +67,18 @@ class SERBrain(sb.Brain):
     ``output_folder``, ``experiment_name``, ``epoch_counter``,
     ``train_logger``.
     """
+
+    def compute_forward(self, batch, stage):
+        """Waveforms (``sig``), or cached encoder hidden states
+        (``ssl_hidden``, with ``feature_cache: True``), through the shared
+        EmotionModel."""
+        batch = batch.to(self.device)
+        inputs = self.model_inputs(batch, stage)
+        if hasattr(batch, "ssl_hidden"):
+            hidden, hidden_lens = batch.ssl_hidden
+            return self.modules.model(hidden=hidden, hidden_lens=hidden_lens, **inputs)
+        wavs, wav_lens = batch.sig
+        return self.modules.model(wavs, wav_lens, **inputs)
 
     def init_optimizers(self):
         """One optimiser for the SSL encoder's weights, one for the rest."""

@@ -258,6 +258,11 @@ def inference_yaml(hparams, run, text_files=()):
         f"    output_norm: {_j(encoder.output_norm)}",
         f"    normalize_waveform: {_j(encoder.normalize_waveform)}",
         f"    normalize_layers: {_j(encoder.normalize_layers)}",
+        *(
+            [f"    weighted_sum_layers: {_j(encoder.selected_layers)}"]
+            if getattr(encoder, "weighted_sum_layers", None) is not None
+            else []
+        ),
         "pooling: !apply:sser_lobes.make_pooling",
         f"    - {_pooling_name(model.pooling)}",
         f"    - {model.pooling.input_size}",

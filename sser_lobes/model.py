@@ -46,7 +46,16 @@ class EmotionModel(nn.Module):
         self.gender = gender
         self.text_fusion = text_fusion
 
-    def forward(self, wavs, wav_lens=None, gender=None, text=None, has_text=None):
+    def forward(
+        self,
+        wavs=None,
+        wav_lens=None,
+        gender=None,
+        text=None,
+        has_text=None,
+        hidden=None,
+        hidden_lens=None,
+    ):
         """Return a dict with ``logits``, the final ``embedding`` and, with
         gender conditioning, ``gender_logits``.
 
@@ -61,8 +70,17 @@ class EmotionModel(nn.Module):
             Text embeddings ``[batch, dim]`` (required with text fusion).
         has_text : torch.Tensor or None
             Bool ``[batch]``: False where the utterance has no transcript.
+        hidden, hidden_lens : torch.Tensor or None
+            Instead of waveforms: the encoder's hidden states ``[batch,
+            frames, layers, hidden_size]`` and their relative lengths, as
+            ``encoder.hidden_states`` computes them (read from a
+            :mod:`~sser_lobes.feature_cache`); the encoder's live part
+            (``encoder.features_from_hidden``) still runs.
         """
-        feats, feat_lens = self.encoder(wavs, wav_lens)
+        if hidden is not None:
+            feats, feat_lens = self.encoder.features_from_hidden(hidden, hidden_lens)
+        else:
+            feats, feat_lens = self.encoder(wavs, wav_lens)
         embedding = self.pooling(feats, feat_lens)
         out = {}
         if self.gender is not None:

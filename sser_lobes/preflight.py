@@ -216,10 +216,11 @@ def check_number(hparams, key, minimum=0.0, inclusive=True):
 def check_model_options(hparams, selection_metrics, global_waveform_norm=False):
     """Options shared by the recipes that the lobes would refuse late.
 
-    Checks ``finetune``, ``output_layer``, ``num_layers``, ``pooling_type``,
-    ``batching``, ``selection_metric``, the epoch count, batch sizes and
-    learning rates, and the options of the gender and text overlays when the
-    file uses them.
+    Checks ``finetune``, ``output_layer``, ``weighted_sum_layers``,
+    ``num_layers``, ``pooling_type``, ``batching``, ``selection_metric``, the
+    epoch count, batch sizes and learning rates, the feature cache's options
+    (:func:`~sser_lobes.feature_cache.check_feature_cache_options`), and the
+    options of the gender and text overlays when the file uses them.
 
     Arguments
     ---------
@@ -243,8 +244,9 @@ def check_model_options(hparams, selection_metrics, global_waveform_norm=False):
     ...
     sser_lobes.preflight.RecipeError: --selection_metric must be one of UA, WA; got 'F1'
     """
+    from sser_lobes.feature_cache import check_feature_cache_options
     from sser_lobes.pooling import POOLINGS
-    from sser_lobes.ssl_encoder import FINETUNE_MODES
+    from sser_lobes.ssl_encoder import FINETUNE_MODES, layer_selection
 
     check_choice(hparams, "finetune", FINETUNE_MODES)
     check_choice(hparams, "pooling_type", sorted(POOLINGS))
@@ -257,6 +259,17 @@ def check_model_options(hparams, selection_metrics, global_waveform_norm=False):
                 "--output_layer must be last, weighted_sum or a layer index "
                 f"(0 = the transformer input); got {layer!r}"
             )
+    layers = hparams.get("weighted_sum_layers")
+    if layers is not None:
+        if layer != "weighted_sum":
+            raise RecipeError(
+                "--weighted_sum_layers is for --output_layer=weighted_sum; got "
+                f"--output_layer={layer}"
+            )
+        try:
+            layer_selection(layers)
+        except ValueError as error:
+            raise RecipeError(f"--{error}") from None
     check_int(hparams, "num_layers", minimum=1, allow_none=True)
     check_choice(hparams, "output_norm", ("utterance", "frame", None, True, False))
     norms = ["utterance", "off", None, True, False]
@@ -279,6 +292,7 @@ def check_model_options(hparams, selection_metrics, global_waveform_norm=False):
     check_number(hparams, "lr", inclusive=False)
     if "lr_ssl" in hparams:
         check_number(hparams, "lr_ssl", inclusive=False)
+    check_feature_cache_options(hparams)
     if "gender_mode" in hparams:
         check_choice(hparams, "gender_mode", ("film", "embedding", "concat"))
         check_choice(hparams, "gender_at_evaluation", ("predicted", "label"))

@@ -150,7 +150,7 @@ class SSLEncoder(nn.Module):
           ``"last"`` on post-norm models only.
         * ``"weighted_sum"``: a learned softmax-weighted sum of
           ``hidden_states[0..num_layers]`` as for an int (SUPERB style; the
-          weights train in every mode).
+          weights train in every mode), or of ``weighted_sum_layers``.
     num_layers : int or None
         Build, load and run only the first ``num_layers`` transformer layers
         (the others are neither loaded nor computed); ``None`` keeps them
@@ -198,6 +198,14 @@ class SSLEncoder(nn.Module):
     load_weights : bool
         ``False`` builds the architecture only (random weights), for models
         whose weights are loaded afterwards from a saved state dict.
+    weighted_sum_layers : list of int or str or None
+        With ``output_layer="weighted_sum"``, sum only these hidden states
+        (indices as for an int ``output_layer``; ``"8-16"`` is the range 8
+        to 16 inclusive). ``None``: all of them.
+
+    The forward pass is two steps (:meth:`hidden_states`, then
+    :meth:`features_from_hidden`), so that the outputs of a frozen encoder
+    can be stored and fed back (:mod:`sser_lobes.feature_cache`).
 
     Example
     -------
@@ -231,6 +239,7 @@ class SSLEncoder(nn.Module):
         revision=None,
         config=None,
         load_weights=True,
+        weighted_sum_layers=None,
     ):
         super().__init__()
         check_transformers_version()
@@ -277,6 +286,19 @@ class SSLEncoder(nn.Module):
                     f"output_layer must be in 0..{self.num_layers}, got {output_layer}."
                 )
         self.output_layer = output_layer
+        if weighted_sum_layers is not None and output_layer != "weighted_sum":
+            raise ValueError(
+                "weighted_sum_layers is for output_layer='weighted_sum', got "
+                f"output_layer={output_layer!r}."
+            )
+        self.weighted_sum_layers = weighted_sum_layers
+        #: The hidden states :meth:`hidden_states` returns: ``["last"]``, or
+        #: indices into transformers' ``hidden_states``.
+        self.selected_layers = (
+            [output_layer]
+            if output_layer != "weighted_sum"
+            else layer_selection(weighted_sum_layers, self.num_layers)
+        )
 
         if load_weights:
             # Only the layers kept in the config are loaded; transformers
@@ -325,7 +347,7 @@ class SSLEncoder(nn.Module):
             first.layer_norm = masked
 
         if output_layer == "weighted_sum":
-            self.layer_weights = nn.Parameter(torch.zeros(self.num_layers + 1))
+            self.layer_weights = nn.Parameter(torch.zeros(len(self.selected_layers)))
 
         self.output_size = config.hidden_size
         self.min_samples = int(self._receptive_field())
@@ -534,6 +556,8 @@ class SSLEncoder(nn.Module):
     def forward(self, wavs, wav_lens=None):
         """Encode a padded batch of waveforms.
 
+        :meth:`hidden_states` followed by :meth:`features_from_hidden`.
+
         Arguments
         ---------
         wavs : torch.Tensor
@@ -547,6 +571,41 @@ class SSLEncoder(nn.Module):
             ``[batch, frames, output_size]`` features; padded frames are zero.
         feat_lens : torch.Tensor
             Relative lengths of the frames ``[batch]``.
+        """
+        return self.features_from_hidden(*self.hidden_states(wavs, wav_lens))
+
+    def hidden_states(self, wavs, wav_lens=None):
+        """The transformers part: waveform normalisation and the model.
+
+        For a frozen encoder this is a deterministic function of the
+        waveform (eval mode, no gradient), which
+        :mod:`sser_lobes.feature_cache` stores.
+
+        Arguments
+        ---------
+        wavs : torch.Tensor
+            ``[batch, samples]`` waveforms at the model's sample rate.
+        wav_lens : torch.Tensor or None
+            Relative lengths ``[batch]`` (SpeechBrain convention).
+
+        Returns
+        -------
+        hidden : torch.Tensor
+            ``[batch, frames, len(selected_layers), hidden_size]``: the hidden
+            states of :attr:`selected_layers`. Padded frames hold whatever the
+            model computed there.
+        hidden_lens : torch.Tensor
+            Relative lengths of the frames ``[batch]``.
+
+        Example
+        -------
+        >>> import tempfile
+        >>> from sser_lobes.tiny_ssl import make_tiny_ssl
+        >>> folder = make_tiny_ssl(tempfile.mkdtemp() + "/m")
+        >>> encoder = SSLEncoder(folder, output_layer="weighted_sum")
+        >>> hidden, lens = encoder.hidden_states(torch.randn(2, 16000))
+        >>> hidden.shape, encoder.selected_layers  # 2 layers: 3 hidden states
+        (torch.Size([2, 49, 3, 32]), [0, 1, 2])
         """
         if wavs.dim() != 2:
             raise ValueError(
@@ -596,15 +655,55 @@ class SSLEncoder(nn.Module):
             CURRENT_CALL.reset(token)
 
         if self.output_layer == "last":
-            feats = out.last_hidden_state
-        elif self.output_layer == "weighted_sum":
-            hidden = torch.stack(out.hidden_states, dim=0)
+            selected = [out.last_hidden_state]
+        else:
+            selected = [out.hidden_states[k] for k in self.selected_layers]
+        if len(selected) == 1:
+            hidden = selected[0][:, :, None]
+        else:
+            hidden = torch.stack(selected, dim=2)
+        return hidden, frames.float() / hidden.shape[1]
+
+    def features_from_hidden(self, hidden, hidden_lens):
+        """What follows the transformers model: the learned weighted sum,
+        ``normalize_layers``, ``output_norm`` and the padding mask.
+
+        Arguments
+        ---------
+        hidden : torch.Tensor
+            ``[batch, frames, len(selected_layers), hidden_size]``, as
+            :meth:`hidden_states` returns it (or as read from a feature
+            cache, zero-padded).
+        hidden_lens : torch.Tensor
+            Relative lengths of the frames ``[batch]``.
+
+        Returns
+        -------
+        feats : torch.Tensor
+            ``[batch, frames, output_size]`` features; padded frames are zero.
+        feat_lens : torch.Tensor
+            Relative lengths of the frames ``[batch]``.
+
+        Example
+        -------
+        >>> import tempfile
+        >>> from sser_lobes.tiny_ssl import make_tiny_ssl
+        >>> folder = make_tiny_ssl(tempfile.mkdtemp() + "/m")
+        >>> encoder = SSLEncoder(folder, output_layer="weighted_sum").eval()
+        >>> wavs, lens = torch.randn(2, 16000), torch.tensor([1.0, 0.6])
+        >>> hidden, hidden_lens = encoder.hidden_states(wavs, lens)
+        >>> feats, _ = encoder.features_from_hidden(hidden, hidden_lens)
+        >>> torch.equal(feats, encoder(wavs, lens)[0])
+        True
+        """
+        frames = relative_to_absolute(hidden_lens, hidden.shape[1]).to(hidden.device)
+        if self.output_layer == "weighted_sum":
             if self.normalize_layers:
                 hidden = F.layer_norm(hidden, hidden.shape[-1:])
             weights = F.softmax(self.layer_weights, dim=0).to(hidden.dtype)
-            feats = (weights[:, None, None, None] * hidden).sum(0)
+            feats = (weights[:, None] * hidden).sum(2)
         else:
-            feats = out.hidden_states[self.output_layer]
+            feats = hidden[:, :, 0]
 
         frame_mask = length_mask(frames, feats.shape[1])
         feats = normalize_features(feats, frame_mask, self.output_norm)
@@ -655,6 +754,61 @@ def _choice(name, value, choices, aliases):
     if value not in choices:
         raise ValueError(f"{name} must be one of {choices}, got {value!r}.")
     return value
+
+
+def layer_selection(layers, num_layers=None):
+    """Hidden-state indices of ``weighted_sum_layers``.
+
+    Arguments
+    ---------
+    layers : list of int, str or None
+        Indices, a range ``"A-B"`` (inclusive), or ``None`` for all.
+    num_layers : int or None
+        Transformer layers of the model (hidden states ``0..num_layers``);
+        ``None`` checks the form only (and ``layers=None`` is then ``None``).
+
+    Returns
+    -------
+    list of int or None
+        Sorted, distinct indices.
+
+    Example
+    -------
+    >>> layer_selection("8-11", 12), layer_selection(None, 2)
+    ([8, 9, 10, 11], [0, 1, 2])
+    >>> layer_selection([3, 1], 12)
+    [1, 3]
+    >>> layer_selection([1, 13], 12)
+    Traceback (most recent call last):
+    ...
+    ValueError: weighted_sum_layers: hidden states are 0..12, got [1, 13].
+    """
+    if layers is None:
+        return None if num_layers is None else list(range(num_layers + 1))
+    if isinstance(layers, str):
+        first, sep, last = layers.partition("-")
+        if not (sep and first.strip().isdigit() and last.strip().isdigit()):
+            raise ValueError(
+                f"weighted_sum_layers: a range is 'A-B' (e.g. '8-16'), got {layers!r}."
+            )
+        layers = list(range(int(first), int(last) + 1))
+    if (
+        not isinstance(layers, (list, tuple))
+        or not layers
+        or any(isinstance(k, bool) or not isinstance(k, int) for k in layers)
+        or len(set(layers)) != len(layers)
+    ):
+        raise ValueError(
+            "weighted_sum_layers must be distinct hidden-state indices (e.g. "
+            f"[8, 9, 10]) or a range 'A-B', got {layers!r}."
+        )
+    top = num_layers if num_layers is not None else float("inf")
+    if any(not 0 <= k <= top for k in layers):
+        span = f"0..{num_layers}" if num_layers is not None else ">= 0"
+        raise ValueError(
+            f"weighted_sum_layers: hidden states are {span}, got {list(layers)}."
+        )
+    return sorted(layers)
 
 
 def normalize_features(feats, mask, mode):

@@ -29,6 +29,7 @@ from iemocap_prepare import find_iemocap_root, prepare_iemocap, validate_options
 from speechbrain.utils.distributed import if_main_process, run_on_main
 
 from sser_lobes.brain import SERBrain, write_json
+from sser_lobes.feature_cache import setup_feature_cache
 from sser_lobes.metrics import ClassificationStats
 from sser_lobes.plots import plot_confusion_matrix
 from sser_lobes.preflight import RecipeError, check_model_options, run_recipe_main
@@ -51,12 +52,6 @@ SELECTION_METRICS = ("WA", "UA", "macro_F1", "micro_F1")
 
 class EmotionBrain(SERBrain):
     """Trains and evaluates an :class:`sser_lobes.EmotionModel` on 4 classes."""
-
-    def compute_forward(self, batch, stage):
-        """Waveforms -> logits, through the shared EmotionModel."""
-        batch = batch.to(self.device)
-        wavs, wav_lens = batch.sig
-        return self.modules.model(wavs, wav_lens, **self.model_inputs(batch, stage))
 
     def compute_objectives(self, predictions, batch, stage):
         """Cross-entropy in fp32 outside autocast; collects eval predictions."""
@@ -263,6 +258,8 @@ def main(argv=None):
     # Outside DDP, Brain does not call set_epoch() on a batch sampler unless
     # it is its train_sampler; under DDP it wraps it and passes set_epoch on.
     brain.train_sampler = train_sampler
+    # feature_cache: True: encoder outputs computed once, read every epoch.
+    setup_feature_cache(hparams, datasets, brain)
 
     brain.fit(
         brain.hparams.epoch_counter,

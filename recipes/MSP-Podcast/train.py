@@ -36,6 +36,7 @@ from speechbrain.utils.distributed import if_main_process, run_on_main
 
 from sser_lobes.batching import class_balanced_weights
 from sser_lobes.brain import SERBrain, write_json
+from sser_lobes.feature_cache import setup_feature_cache
 from sser_lobes.losses import class_weights, labels_counts_from_manifest
 from sser_lobes.metrics import ClassificationStats, RegressionStats
 from sser_lobes.plots import plot_confusion_matrix
@@ -86,12 +87,6 @@ class MSPBrain(SERBrain):
     @property
     def categorical(self):
         return self.hparams.task == "categorical"
-
-    def compute_forward(self, batch, stage):
-        """Waveforms -> outputs, through the shared EmotionModel."""
-        batch = batch.to(self.device)
-        wavs, wav_lens = batch.sig
-        return self.modules.model(wavs, wav_lens, **self.model_inputs(batch, stage))
 
     def compute_objectives(self, predictions, batch, stage):
         """Loss in fp32 outside autocast; collects whole-set predictions."""
@@ -459,6 +454,8 @@ def main(argv=None):
         "speaker_independent": True,
     }
     brain.train_sampler = train_sampler
+    # feature_cache: True: encoder outputs computed once, read every epoch.
+    setup_feature_cache(hparams, datasets, brain)
     valid = hparams["valid_split"]
     brain.fit(
         brain.hparams.epoch_counter,
