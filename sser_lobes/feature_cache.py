@@ -454,6 +454,19 @@ def disk_cost(hidden_size, hidden_states, dtype="float32", hours=1.0):
     return hours * 3600 * FRAMES_PER_SECOND * hidden_states * hidden_size * itemsize
 
 
+def _size(n_bytes):
+    """``"12.3 MB"``-style size.
+
+    Example
+    -------
+    >>> _size(2.5e9), _size(1234)
+    ('2.50 GB', '0.00 MB')
+    """
+    if n_bytes >= 1e9:
+        return f"{n_bytes / 1e9:.2f} GB"
+    return f"{n_bytes / 1e6:.2f} MB"
+
+
 def _temporary_name(target):
     return target.with_name(
         f".{target.name}.{os.getpid()}.{threading.get_ident()}.{uuid.uuid4().hex}.tmp"
@@ -495,10 +508,12 @@ def fill(
     batch_size=8,
     num_workers=0,
     progressbar=False,
+    max_duration=None,
 ):
     """Compute and store the entries of some utterances of a dataset.
 
-    The utterances are encoded longest first, in batches, by
+    The utterances are encoded longest first, in batches of similar lengths
+    (:func:`fill_batches`), by
     :meth:`SSLEncoder.hidden_states
     <sser_lobes.ssl_encoder.SSLEncoder.hidden_states>` on the encoder's device,
     from the dataset's own ``sig`` item (so with the recipe's crop).
@@ -517,6 +532,8 @@ def fill(
         Of the loader that reads the audio.
     progressbar : bool
         Show a tqdm bar.
+    max_duration : float or None
+        The crop of the dataset's ``sig`` (seconds), for batching.
 
     Returns
     -------
@@ -531,9 +548,13 @@ def fill(
     if not utt_ids:
         return 0
     position = {uid: i for i, uid in enumerate(dataset.data_ids)}
-    ordered = sorted(utt_ids, key=lambda uid: -_duration(dataset, uid))
-    indices = [position[uid] for uid in ordered]
-    batches = [indices[i : i + batch_size] for i in range(0, len(indices), batch_size)]
+    durations = [
+        min(_duration(dataset, uid), max_duration or np.inf) for uid in utt_ids
+    ]
+    batches = [
+        [position[utt_ids[i]] for i in batch]
+        for batch in fill_batches(durations, batch_size)
+    ]
     device = next(encoder.parameters()).device
     was_training = encoder.training
     encoder.eval()
@@ -565,6 +586,36 @@ def fill(
     finally:
         encoder.train(was_training)
     return done
+
+
+def fill_batches(durations, batch_size, min_ratio=0.75):
+    """Batches for encoding: longest first, at most ``batch_size``
+    utterances, none shorter than ``min_ratio`` of its batch's longest (so
+    that a 34 s outlier does not pad seven 10 s utterances to 34 s).
+
+    Returns
+    -------
+    list of list of int
+        Indices into ``durations``.
+
+    Example
+    -------
+    >>> fill_batches([3.0, 34.0, 10.0, 9.0, 2.9], 2)
+    [[1], [2, 3], [0, 4]]
+    """
+    order = sorted(range(len(durations)), key=lambda i: -durations[i])
+    batches = []
+    for index in order:
+        batch = batches[-1] if batches else None
+        if (
+            batch is None
+            or len(batch) >= batch_size
+            or durations[index] < min_ratio * durations[batch[0]]
+        ):
+            batches.append([index])
+        else:
+            batch.append(index)
+    return batches
 
 
 def _duration(dataset, utt_id):
@@ -714,11 +765,11 @@ def setup_feature_cache(hparams, datasets, brain):
     to_compute = sum(len(ids) for ids in missing.values())
     if if_main_process():
         logger.info(
-            "Feature cache %s: %d of %d utterances to encode (about %.2f GB); %d found",
+            "Feature cache %s: %d of %d utterances to encode (about %s); %d found",
             cache.path,
             to_compute,
             total,
-            estimate / 1e9,
+            _size(estimate),
             total - to_compute,
         )
     rank, world_size = _rank_and_world()
@@ -731,11 +782,17 @@ def setup_feature_cache(hparams, datasets, brain):
     for split, dataset in datasets.items():
         ordered = sorted(missing[split], key=lambda uid: -_duration(dataset, uid))
         share = ordered[rank::world_size]
-        computed += fill(cache, encoder, dataset, names[split], share, **options)
+        crop = crop_seconds(hparams, split)
+        computed += fill(
+            cache, encoder, dataset, names[split], share, max_duration=crop, **options
+        )
     ddp_barrier()
     for split, dataset in datasets.items():
         still = cache.missing(names[split])
-        computed += fill(cache, encoder, dataset, names[split], still, **options)
+        crop = crop_seconds(hparams, split)
+        computed += fill(
+            cache, encoder, dataset, names[split], still, max_duration=crop, **options
+        )
 
     for split, dataset in datasets.items():
         read_from_cache(dataset, cache, names[split])
@@ -753,11 +810,12 @@ def setup_feature_cache(hparams, datasets, brain):
     }
     if if_main_process():
         logger.info(
-            "Feature cache %s: encoded %s of the %d utterances (per process); %d "
-            "were already cached",
+            "Feature cache %s: encoded %s of the %d utterances%s; %d were already "
+            "cached",
             cache.path,
             " + ".join(map(str, per_process)),
             total,
+            " (per process)" if world_size > 1 else "",
             total - to_compute,
         )
     return summary

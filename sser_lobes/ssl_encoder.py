@@ -701,7 +701,9 @@ class SSLEncoder(nn.Module):
             if self.normalize_layers:
                 hidden = F.layer_norm(hidden, hidden.shape[-1:])
             weights = F.softmax(self.layer_weights, dim=0).to(hidden.dtype)
-            feats = (weights[:, None] * hidden).sum(2)
+            # [layers] @ [batch, frames, layers, dim]: no [.., layers, dim]
+            # temporary, in the forward or the backward pass.
+            feats = torch.matmul(weights, hidden)
         else:
             feats = hidden[:, :, 0]
 
