@@ -36,7 +36,8 @@ reader never sees half an entry, and two runs or DDP processes that write the
 same entry at once both leave a complete file. A change of weights, layer,
 dtype, crop or audio (touched, rewritten, resized) changes the path, so the
 entry is computed again; the old one stays on disk until the folder is
-deleted (never while a run uses it).
+deleted, which is safe whenever no run uses it. A process killed while it
+writes leaves a hidden ``.*.tmp`` file, never an entry.
 """
 
 import hashlib
