@@ -2,6 +2,7 @@
 what stock transformers computes, for the four kinds of checkpoints, and is
 safe to share between threads."""
 
+import numpy as np
 import pytest
 import torch
 from conftest import ENCODER_ATOL as ATOL
@@ -169,3 +170,48 @@ def test_training_gradients_equal_stock_transformers(tiny_models, name, finetune
         assert diff <= 1e-4 * scale + 1e-6, f"{name} {finetune} {key}: {diff} / {scale}"
         compared += 1
     assert compared > 10
+
+
+@pytest.mark.parametrize("finetune", ["partial", "entire"])
+@pytest.mark.parametrize("name", ["wavlm", "wav2vec2_base"])
+def test_gradient_checkpointing_gives_the_same_gradients(tiny_models, name, finetune):
+    """Dropout and layerdrop on: the recompute restores the random state and
+    the call state (valid rows, group-norm frames), so the gradients equal
+    those of a run that stores the activations."""
+    grads = []
+    for checkpointing in (False, True):
+        torch.manual_seed(0)
+        encoder = SSLEncoder(
+            tiny_models[name],
+            finetune=finetune,
+            gradient_checkpointing=checkpointing,
+            config_overrides={"layerdrop": 0.5, "hidden_dropout": 0.2},
+        ).train()
+        gen = torch.Generator().manual_seed(3)
+        batch = 0.2 * torch.randn(3, 15000, generator=gen)
+        batch[1, 9000:] = 0.0
+        batch[2, 4000:] = 0.0
+        torch.manual_seed(1)  # the same dropout masks in both runs
+        np.random.seed(1)  # and SpecAugment masks (drawn with numpy)
+        feats, _ = encoder(batch, torch.tensor([1.0, 0.6, 4000 / 15000]))
+        (feats * torch.randn(feats.shape, generator=gen)).sum().backward()
+        grads.append(
+            {
+                k: p.grad.clone()
+                for k, p in encoder.named_parameters()
+                if p.grad is not None
+            }
+        )
+    assert grads[0].keys() == grads[1].keys() and len(grads[0]) > 10
+    for key, value in grads[0].items():
+        assert torch.allclose(value, grads[1][key], atol=1e-6, rtol=1e-4), key
+
+
+def test_gradient_checkpointing_under_bf16_autocast(tiny_models):
+    encoder = SSLEncoder(tiny_models["wavlm"], gradient_checkpointing=True).train()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        feats, _ = encoder(torch.randn(2, 12000), torch.tensor([1.0, 0.5]))
+        loss = feats.float().pow(2).mean()
+    loss.backward()
+    grads = [p.grad for p in encoder.parameters() if p.requires_grad]
+    assert all(g is not None and torch.isfinite(g).all() for g in grads)
