@@ -222,7 +222,13 @@ class DurationBucketBatchSampler(torch.utils.data.Sampler):
     **use shuffle=False for validation and test loaders.**
 
     With ``max_duration`` the durations are first capped at that value (what
-    training that crops long utterances actually computes). With ``weights``
+    training that crops long utterances actually computes). With
+    ``max_batch_seconds`` the batches are cut from the sorted order by
+    padded audio instead of by count (as SpeechBrain's
+    ``DynamicBatchSampler``): a batch takes the next utterances while
+    ``len(batch) * longest <= max_batch_seconds`` (and at most
+    ``batch_size`` of them), so memory per batch stays bounded, short
+    utterances fill a batch and a long one gets a batch of its own. With ``weights``
     (training only) each epoch first draws ``len(durations)`` item indices
     with replacement, with probabilities proportional to ``weights``, from
     the same ``(seed, epoch)`` generator; those draws are then bucketed as
@@ -265,6 +271,11 @@ class DurationBucketBatchSampler(torch.utils.data.Sampler):
         Non-negative sampling weight of each item (e.g.
         :func:`class_balanced_weights`); requires ``shuffle=True``.
         ``None``: every item exactly once per epoch.
+    max_batch_seconds : float, optional
+        Budget of padded audio per batch (utterances x longest duration, in
+        the unit of ``durations``, after the ``max_duration`` cap);
+        ``batch_size`` is then the largest number of utterances per batch.
+        ``None``: batches of ``batch_size``. Not with ``drop_last``.
 
     Example
     -------
@@ -276,6 +287,11 @@ class DurationBucketBatchSampler(torch.utils.data.Sampler):
     [0, 1, 2, 3, 4]
     >>> list(DurationBucketBatchSampler([3.0, 1.0, 2.0, 8.0], 2, shuffle=False))
     [[1, 2], [0, 3]]
+    >>> dynamic = DurationBucketBatchSampler(
+    ...     [1.0, 1.0, 1.0, 2.0, 8.0], 16, shuffle=False, max_batch_seconds=6.0
+    ... )
+    >>> list(dynamic)  # 4 x 2 s would be 8 s of padded audio
+    [[0, 1, 2], [3], [4]]
     """
 
     def __init__(
@@ -288,6 +304,7 @@ class DurationBucketBatchSampler(torch.utils.data.Sampler):
         drop_last=False,
         max_duration=None,
         weights=None,
+        max_batch_seconds=None,
     ):
         super().__init__()
         self.durations = _as_durations(durations)
@@ -320,6 +337,11 @@ class DurationBucketBatchSampler(torch.utils.data.Sampler):
             raise ValueError(
                 f"drop_last=True with {len(self.durations)} utterances and "
                 f"batch_size={self.batch_size} would give no batch at all"
+            )
+        self.max_batch_seconds = _check_max_duration(max_batch_seconds)
+        if self.max_batch_seconds is not None and self.drop_last:
+            raise ValueError(
+                "drop_last is for fixed batch sizes, not max_batch_seconds"
             )
         self.epoch = 0
         self._epoch_was_set = False
@@ -427,7 +449,7 @@ class DurationBucketBatchSampler(torch.utils.data.Sampler):
             order = np.argsort(d, kind="stable")
             if self.drop_last:
                 order = order[: (n // bs) * bs]
-            return [order[i : i + bs].tolist() for i in range(0, len(order), bs)]
+            return self._cut(order)
 
         rng = np.random.default_rng([self.seed, epoch])
         if self.weights is not None:
@@ -439,7 +461,7 @@ class DurationBucketBatchSampler(torch.utils.data.Sampler):
                 draws = draws[: (n // bs) * bs]
             noise = np.exp(rng.uniform(-self.jitter, self.jitter, size=len(draws)))
             order = draws[np.argsort(d[draws] * noise, kind="stable")]
-            batches = [order[i : i + bs].tolist() for i in range(0, len(order), bs)]
+            batches = self._cut(order)
             return [batches[j] for j in rng.permutation(len(batches))]
 
         noise = np.exp(rng.uniform(-self.jitter, self.jitter, size=n))
@@ -447,8 +469,29 @@ class DurationBucketBatchSampler(torch.utils.data.Sampler):
         if self.drop_last and n % bs:
             dropped = rng.choice(n, size=n % bs, replace=False)
             order = order[~np.isin(order, dropped)]
-        batches = [order[i : i + bs].tolist() for i in range(0, len(order), bs)]
+        batches = self._cut(order)
         return [batches[j] for j in rng.permutation(len(batches))]
+
+    def _cut(self, order):
+        """Consecutive batches of the sorted ``order``: ``batch_size`` items,
+        or as many as ``max_batch_seconds`` of padded audio allows."""
+        bs = self.batch_size
+        if self.max_batch_seconds is None:
+            return [order[i : i + bs].tolist() for i in range(0, len(order), bs)]
+        d = self.capped_durations
+        batches, batch, longest = [], [], 0.0
+        for index in order.tolist():
+            widest = max(longest, float(d[index]))
+            if batch and (
+                len(batch) == bs or (len(batch) + 1) * widest > self.max_batch_seconds
+            ):
+                batches.append(batch)
+                batch, widest = [], float(d[index])
+            batch.append(index)
+            longest = widest
+        if batch:
+            batches.append(batch)
+        return batches
 
     def __iter__(self):
         """Yield the batches of the current epoch, as lists of int indices."""
@@ -471,6 +514,8 @@ class DurationBucketBatchSampler(torch.utils.data.Sampler):
 
     def __len__(self):
         """Return the number of batches per epoch."""
+        if self.max_batch_seconds is not None:
+            return len(self.epoch_batches())
         n = len(self.durations)
         if self.drop_last:
             return n // self.batch_size

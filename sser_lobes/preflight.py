@@ -289,6 +289,10 @@ def check_model_options(hparams, selection_metrics, global_waveform_norm=False):
     check_int(hparams, "batch_size", minimum=1)
     check_int(hparams, "eval_batch_size", minimum=1)
     check_int(hparams, "num_workers", minimum=0)
+    if hparams.get("max_batch_seconds") is not None:
+        check_number(hparams, "max_batch_seconds", inclusive=False)
+        if hparams.get("batching") != "bucketed":
+            raise RecipeError("--max_batch_seconds needs --batching=bucketed")
     check_number(hparams, "lr", inclusive=False)
     if "lr_ssl" in hparams:
         check_number(hparams, "lr_ssl", inclusive=False)

@@ -459,6 +459,8 @@ def make_loader_kwargs(hparams, datasets, eval_splits, train_weights=None):
         crop = hparams.get("train_crop_seconds")
         if crop:
             options["max_duration"] = crop
+        if hparams.get("max_batch_seconds"):
+            options["max_batch_seconds"] = hparams["max_batch_seconds"]
         if train_weights is not None:
             options["weights"] = train_weights
         train_sampler = DurationBucketBatchSampler.from_dataset(

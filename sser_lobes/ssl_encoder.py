@@ -43,6 +43,7 @@ from sser_lobes.ssl_fast_path import (
     EncoderCall,
     MaskedGroupNorm,
     check_transformers_version,
+    enable_checkpointing,
 )
 
 logger = logging.getLogger(__name__)
@@ -182,6 +183,12 @@ class SSLEncoder(nn.Module):
         (``apply_spec_augment``, ``mask_time_prob``; on for most hub
         checkpoints, as in a plain transformers model); ``False`` turns it
         off, as SpeechBrain's wrapper does by default.
+    gradient_checkpointing : bool
+        Recompute the activations of each transformer layer (and of the CNN
+        when it trains) in the backward pass instead of storing them: less
+        memory for about one more forward pass; the gradients are the same
+        (the random state is restored for the recompute). For ``partial``
+        and ``entire`` fine-tuning; a frozen encoder stores nothing anyway.
     normalize_layers : bool
         With ``output_layer="weighted_sum"``, layer-normalise each hidden
         state before the sum.
@@ -234,6 +241,7 @@ class SSLEncoder(nn.Module):
         normalize_waveform=None,
         normalize_layers=False,
         apply_spec_augment=None,
+        gradient_checkpointing=False,
         config_overrides=None,
         cache_dir=None,
         revision=None,
@@ -351,6 +359,10 @@ class SSLEncoder(nn.Module):
 
         self.output_size = config.hidden_size
         self.min_samples = int(self._receptive_field())
+
+        self.gradient_checkpointing = bool(gradient_checkpointing)
+        if self.gradient_checkpointing:
+            enable_checkpointing(self.model)
 
         if finetune == "frozen":
             for param in self.model.parameters():

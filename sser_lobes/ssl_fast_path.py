@@ -37,6 +37,7 @@ feed-forward blocks' ``intermediate_dense`` / ``intermediate_act_fn`` /
 ``.layer_norm`` / ``.activation``.
 """
 
+import contextlib
 import contextvars
 import logging
 import math
@@ -159,6 +160,52 @@ class EncoderCall(NamedTuple):
 CURRENT_CALL = contextvars.ContextVar("sser_ssl_encoder_call", default=None)
 
 
+def checkpoint_contexts():
+    """``context_fn`` of ``torch.utils.checkpoint``: the recompute of a
+    checkpointed layer (in the backward pass, outside
+    :meth:`SSLEncoder.forward`) sees the call state of the forward pass.
+
+    Returns
+    -------
+    tuple
+        (context of the forward pass, context of the recompute).
+
+    Example
+    -------
+    >>> forward, recompute = checkpoint_contexts()
+    >>> with recompute:
+    ...     CURRENT_CALL.get() is None  # no call state outside a forward
+    True
+    """
+    call = CURRENT_CALL.get()
+
+    @contextlib.contextmanager
+    def replay():
+        token = CURRENT_CALL.set(call)
+        try:
+            yield
+        finally:
+            CURRENT_CALL.reset(token)
+
+    return contextlib.nullcontext(), replay()
+
+
+def enable_checkpointing(model):
+    """Gradient (activation) checkpointing of a transformers model's layers,
+    non-reentrant, with the call state replayed in the recompute.
+
+    Activations of each transformer layer (and of a trained CNN's layers) are
+    recomputed in the backward pass instead of being stored; the random state
+    is restored for the recompute, so dropout masks are the same and the
+    gradients equal those of a run without checkpointing.
+    """
+    kwargs = {"use_reentrant": False, "context_fn": checkpoint_contexts}
+    if hasattr(model, "activation_checkpointing_enable"):
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
+    else:  # transformers before the activation_checkpointing_* names
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
+
+
 class MaskedGroupNorm(nn.GroupNorm):
     """Per-channel group norm whose statistics ignore padded frames.
 
@@ -232,7 +279,7 @@ class MaskedGroupNorm(nn.GroupNorm):
 
 
 class FastWavLMAttention(WavLMAttention):
-    """transformers' WavLM attention with a faster evaluation path.
+    """transformers' WavLM attention through ``scaled_dot_product_attention``.
 
     transformers runs WavLM's self-attention through
     ``F.multi_head_attention_forward`` on a time-major view of the hidden
@@ -242,13 +289,16 @@ class FastWavLMAttention(WavLMAttention):
     of that non-contiguous view become one small matrix product per frame
     (torch only folds them into one product when the weights need a
     gradient), and the explicit attention weights cost a softmax pass and
-    copies. In eval mode this class projects the contiguous
-    ``[batch, time, dim]`` tensor instead and calls
-    ``F.scaled_dot_product_attention`` with the gated position bias (padded
-    keys set to ``-inf``) as the mask: the same function, about twice as
-    fast on a CPU batch of 8 (base size). Training mode (attention dropout)
-    runs the original code. Parameters and state-dict keys are unchanged:
-    :class:`SSLEncoder` switches the class of the model's attention modules.
+    copies (in training too: transformers asks for the averaged attention
+    weights, ``need_weights=True``, which keeps torch on its slow path).
+    This class projects the contiguous ``[batch, time, dim]`` tensor instead
+    and calls ``F.scaled_dot_product_attention`` with the gated position bias
+    (padded keys set to ``-inf``) as the mask, and the attention dropout as
+    its ``dropout_p`` in training: the same function, about twice as fast on
+    a CPU batch of 8 in eval mode (base size), with the same gradients
+    (checked against stock transformers with dropout off). Parameters and
+    state-dict keys are unchanged: :class:`SSLEncoder` switches the class of
+    the model's attention modules.
 
     Example
     -------
@@ -275,15 +325,11 @@ class FastWavLMAttention(WavLMAttention):
     ):
         """Attention with the gated relative position bias.
 
-        In eval mode the gate is projected from the contiguous hidden states
-        (transformers projects a permuted view, which frozen weights turn
-        into one small product per head and utterance) and padded keys are
-        masked in the gated bias itself.
+        The gate is projected from the contiguous hidden states (transformers
+        projects a permuted view, which frozen weights turn into one small
+        product per head and utterance) and padded keys are masked in the
+        gated bias itself.
         """
-        if self.training:
-            return super().forward(
-                hidden_states, attention_mask, position_bias, index, **kwargs
-            )
         batch, length, _ = hidden_states.shape
         heads = self.num_heads
         if position_bias is None:
@@ -308,10 +354,6 @@ class FastWavLMAttention(WavLMAttention):
         self, hidden_states, attention_mask, gated_position_bias
     ):
         """Self-attention of ``[batch, time, dim]`` states (see the class doc)."""
-        if self.training:
-            return super().torch_multi_head_self_attention(
-                hidden_states, attention_mask, gated_position_bias
-            )
         batch, length, dim = hidden_states.shape
         shape = (batch, length, self.num_heads, self.head_dim)
 
@@ -328,22 +370,23 @@ class FastWavLMAttention(WavLMAttention):
         if attention_mask is not None and not bool(attention_mask.bool().all()):
             padded = ~attention_mask.bool()[:, None, None, :]
             bias = bias.masked_fill(padded, float("-inf"))
+        dropout = float(self.dropout) if self.training else 0.0
         context = F.scaled_dot_product_attention(
-            query, key, value, attn_mask=bias.to(query.dtype)
+            query, key, value, attn_mask=bias.to(query.dtype), dropout_p=dropout
         )
         context = context.transpose(1, 2).reshape(batch, length, dim)
         return F.linear(context, self.out_proj.weight, self.out_proj.bias), None
 
 
 class _ChannelsLastPositionalConv:
-    """Eval-mode forward of the convolutional position embedding of
-    wav2vec 2.0 / HuBERT / WavLM with a channels-last convolution.
+    """Forward of the convolutional position embedding of wav2vec 2.0 /
+    HuBERT / WavLM with a channels-last convolution.
 
     The embedding is a grouped convolution with a long kernel (128) over
     ``[batch, dim, time]``, the transpose of contiguous hidden states: as a
     2-D convolution on that layout (no copy) oneDNN runs it about twice as
     fast as transformers' 1-D call, with the same weights (weight norm
-    included) and result.
+    included), result and gradients (training and eval mode).
 
     Example
     -------
@@ -360,7 +403,7 @@ class _ChannelsLastPositionalConv:
 
     def forward(self, hidden_states):
         """Position embeddings ``[batch, time, dim]`` of ``hidden_states``."""
-        if self.training or getattr(self, "batch_norm", None) is not None:
+        if getattr(self, "batch_norm", None) is not None:
             return super().forward(hidden_states)
         conv = self.conv
         x = hidden_states.transpose(1, 2)[:, :, None, :]
@@ -409,13 +452,14 @@ def _activate(activation, x):
 
 
 class _PackedFeedForward:
-    """Eval-mode forward of a transformer layer's feed-forward block that
-    skips padded frames.
+    """Forward of a transformer layer's feed-forward block that skips padded
+    frames, in training and in eval mode.
 
     The feed-forward block is two thirds of a transformer layer's matrix
     products and works frame by frame; padded frames never reach a valid one
-    (attention masks them out as keys), so only the valid frames are
-    computed (padded rows get zeros). Their flat indices are passed as
+    (attention masks them out as keys) nor the loss, so only the valid frames
+    are computed (padded rows get zeros) and the gradients are those of the
+    full block. Their flat indices are passed as
     ``valid_rows`` or, when transformers calls the block inside
     :meth:`SSLEncoder.forward`, read from that call's state
     (:class:`EncoderCall`).
@@ -441,8 +485,6 @@ class _PackedFeedForward:
         ``[batch * time]``) defaults to those of the running
         :meth:`SSLEncoder.forward` call; ``None`` there: every frame.
         """
-        if self.training:
-            return super().forward(hidden_states)
         rows = valid_rows
         if rows is None:
             call = CURRENT_CALL.get()
@@ -451,25 +493,28 @@ class _PackedFeedForward:
         flat = hidden_states.reshape(-1, hidden_states.shape[-1])
         if rows is not None:
             flat = flat.index_select(0, rows)
-        # Eval mode: the dropouts are identities.
         inner = _activate(self.intermediate_act_fn, self.intermediate_dense(flat))
+        if self.training:  # the dropouts are identities in eval mode
+            inner = self.intermediate_dropout(inner)
         out = self.output_dense(inner)
+        if self.training:
+            out = self.output_dropout(out)
         if rows is None:
             return out.view(hidden_states.shape)
         packed = out.new_zeros(hidden_states.shape[:-1].numel(), out.shape[-1])
-        return packed.index_copy_(0, rows, out).view(hidden_states.shape)
+        return packed.index_copy(0, rows, out).view(hidden_states.shape)
 
 
 class FastWavLMFeedForward(_PackedFeedForward, WavLMFeedForward):
-    """WavLM's feed-forward block, valid frames only in eval mode."""
+    """WavLM's feed-forward block, on valid frames only."""
 
 
 class FastWav2Vec2FeedForward(_PackedFeedForward, Wav2Vec2FeedForward):
-    """wav2vec 2.0's feed-forward block, valid frames only in eval mode."""
+    """wav2vec 2.0's feed-forward block, on valid frames only."""
 
 
 class FastHubertFeedForward(_PackedFeedForward, HubertFeedForward):
-    """HuBERT's feed-forward block, valid frames only in eval mode."""
+    """HuBERT's feed-forward block, on valid frames only."""
 
 
 class UtteranceWiseFeatureEncoder:

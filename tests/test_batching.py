@@ -689,3 +689,31 @@ def test_cli_max_duration(tmp_path, capsys):
     assert report["max_duration_s"] == 12.0 and report["n_cropped"] > 0
     assert main(["--iemocap-profile", "--max-duration", "-1"]) == 2
     assert "max_duration must be finite and > 0" in capsys.readouterr().err
+
+
+def test_max_batch_seconds_bounds_padded_audio():
+    """Dynamic batches: every batch holds at most max_batch_seconds of padded
+    audio (a longer utterance gets a batch of its own), each utterance comes
+    once per epoch, short utterances fill big batches, and the batches change
+    between epochs."""
+    durations = np.random.default_rng(3).uniform(0.5, 12.0, size=200)
+    durations[7] = 30.0  # longer than the budget
+    sampler = DurationBucketBatchSampler(
+        durations, batch_size=64, seed=1, max_batch_seconds=20.0
+    )
+    epochs = []
+    for epoch in (1, 2):
+        sampler.set_epoch(epoch)
+        batches = list(sampler)
+        assert len(batches) == len(sampler)
+        assert sorted(i for b in batches for i in b) == list(range(200))
+        for batch in batches:
+            padded = len(batch) * max(durations[i] for i in batch)
+            assert padded <= 20.0 or batch == [7]
+            assert len(batch) <= 64
+        epochs.append(batches)
+    assert epochs[0] != epochs[1]
+    sizes = {len(b): max(durations[i] for i in b) for b in epochs[0]}
+    assert max(sizes) >= 10  # many short utterances in one batch
+    with pytest.raises(ValueError, match="drop_last"):
+        DurationBucketBatchSampler(durations, 4, drop_last=True, max_batch_seconds=9)

@@ -42,7 +42,8 @@ def test_ddp_two_processes_with_unused_and_frozen_parameters(
     iemocap_corpus, tiny_models, tmp_path, finetune
 ):
     """output_layer=1 leaves the last transformer layer unused and frozen mode
-    leaves the whole encoder without gradients: neither crashes DDP."""
+    leaves the whole encoder without gradients: neither crashes DDP. The
+    partial run also checkpoints the transformer layers' activations."""
     out = tmp_path / f"ddp_{finetune}"
     proc = _torchrun(
         iemocap_corpus,
@@ -50,6 +51,7 @@ def test_ddp_two_processes_with_unused_and_frozen_parameters(
         out,
         f"--finetune={finetune}",
         "--output_layer=1",
+        f"--gradient_checkpointing={finetune == 'partial'}",
     )
     # The training batches are shared between the two processes.
     n_train = len(json.loads((out / "manifests/train.json").read_text()))

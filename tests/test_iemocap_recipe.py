@@ -342,3 +342,23 @@ def test_manifests_with_one_or_no_utterance(
     )
     assert "the train split is empty" in run.error
     assert str(empty / "manifests" / "train.json") in run.error
+
+
+def test_memory_options_run_through_the_recipe(
+    iemocap_small_corpus, tiny_models, tmp_path
+):
+    """gradient_checkpointing and max_batch_seconds (dynamic batches) from
+    the command line: the run trains and evaluates; the options reach the
+    encoder and the sampler."""
+    run = _train(
+        iemocap_small_corpus,
+        tiny_models["wavlm"],
+        tmp_path / "memory",
+        "--gradient_checkpointing=True",
+        "--max_batch_seconds=4.0",
+        "--batch_size=16",
+        epochs=1,
+    )
+    assert run.results["test"]["n"] > 0
+    saved = (tmp_path / "memory" / "hyperparams.yaml").read_text()
+    assert "max_batch_seconds: 4.0" in saved and "gradient_checkpointing: true" in saved

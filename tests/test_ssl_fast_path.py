@@ -2,6 +2,7 @@
 what stock transformers computes, for the four kinds of checkpoints, and is
 safe to share between threads."""
 
+import numpy as np
 import pytest
 import torch
 from conftest import ENCODER_ATOL as ATOL
@@ -111,3 +112,106 @@ def test_concurrent_calls_equal_sequential_calls(tiny_models, name):
                 assert shared.shape == alone.shape, f"batch {index}"
                 diff = (shared - alone).abs().max().item()
                 assert diff < 1e-5, f"{name}, batch {index}: {diff}"
+
+
+NO_DROPOUT = {
+    "hidden_dropout": 0.0,
+    "attention_dropout": 0.0,
+    "activation_dropout": 0.0,
+    "feat_proj_dropout": 0.0,
+    "layerdrop": 0.0,
+    "mask_time_prob": 0.0,
+    "mask_feature_prob": 0.0,
+}
+
+
+@pytest.mark.parametrize("finetune", ["partial", "entire"])
+@pytest.mark.parametrize(
+    "name", ["wavlm", "wav2vec2_large", "wav2vec2_base", "hubert_base"]
+)
+def test_training_gradients_equal_stock_transformers(tiny_models, name, finetune):
+    """In training mode too (SDPA attention, feed-forward blocks on valid
+    frames, channels-last position conv, utterance-wise frozen CNN), the
+    gradients of a padded batch equal those of stock transformers run on each
+    utterance alone (dropouts off, so that both compute the same function)."""
+    from transformers import AutoModel
+
+    encoder = SSLEncoder(
+        tiny_models[name],
+        finetune=finetune,
+        normalize_waveform=False,
+        config_overrides=NO_DROPOUT,
+    ).train()
+    stock = AutoModel.from_pretrained(tiny_models[name], **NO_DROPOUT).train()
+    if finetune == "partial":
+        for param in stock.feature_extractor.parameters():
+            param.requires_grad = False
+    gen = torch.Generator().manual_seed(11)
+    lengths = [21000, 9000, 5200]
+    batch = torch.zeros(3, max(lengths))
+    for row, length in enumerate(lengths):
+        batch[row, :length] = 0.2 * torch.randn(length, generator=gen)
+    feats, _ = encoder(batch, torch.tensor(lengths) / max(lengths))
+    weights = torch.randn(feats.shape, generator=gen)
+    (feats * weights).sum().backward()
+    total = 0.0
+    for row, length in enumerate(lengths):
+        alone = stock(batch[row : row + 1, :length]).last_hidden_state[0]
+        total = total + (alone * weights[row, : alone.shape[0]]).sum()
+    total.backward()
+    ours = dict(encoder.model.named_parameters())
+    compared = 0
+    for key, param in stock.named_parameters():
+        if param.grad is None:
+            assert ours[key].grad is None or not ours[key].grad.any(), key
+            continue
+        scale = float(param.grad.abs().max()) + 1e-6
+        diff = float((ours[key].grad - param.grad).abs().max())
+        assert diff <= 1e-4 * scale + 1e-6, f"{name} {finetune} {key}: {diff} / {scale}"
+        compared += 1
+    assert compared > 10
+
+
+@pytest.mark.parametrize("finetune", ["partial", "entire"])
+@pytest.mark.parametrize("name", ["wavlm", "wav2vec2_base"])
+def test_gradient_checkpointing_gives_the_same_gradients(tiny_models, name, finetune):
+    """Dropout and layerdrop on: the recompute restores the random state and
+    the call state (valid rows, group-norm frames), so the gradients equal
+    those of a run that stores the activations."""
+    grads = []
+    for checkpointing in (False, True):
+        torch.manual_seed(0)
+        encoder = SSLEncoder(
+            tiny_models[name],
+            finetune=finetune,
+            gradient_checkpointing=checkpointing,
+            config_overrides={"layerdrop": 0.5, "hidden_dropout": 0.2},
+        ).train()
+        gen = torch.Generator().manual_seed(3)
+        batch = 0.2 * torch.randn(3, 15000, generator=gen)
+        batch[1, 9000:] = 0.0
+        batch[2, 4000:] = 0.0
+        torch.manual_seed(1)  # the same dropout masks in both runs
+        np.random.seed(1)  # and SpecAugment masks (drawn with numpy)
+        feats, _ = encoder(batch, torch.tensor([1.0, 0.6, 4000 / 15000]))
+        (feats * torch.randn(feats.shape, generator=gen)).sum().backward()
+        grads.append(
+            {
+                k: p.grad.clone()
+                for k, p in encoder.named_parameters()
+                if p.grad is not None
+            }
+        )
+    assert grads[0].keys() == grads[1].keys() and len(grads[0]) > 10
+    for key, value in grads[0].items():
+        assert torch.allclose(value, grads[1][key], atol=1e-6, rtol=1e-4), key
+
+
+def test_gradient_checkpointing_under_bf16_autocast(tiny_models):
+    encoder = SSLEncoder(tiny_models["wavlm"], gradient_checkpointing=True).train()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        feats, _ = encoder(torch.randn(2, 12000), torch.tensor([1.0, 0.5]))
+        loss = feats.float().pow(2).mean()
+    loss.backward()
+    grads = [p.grad for p in encoder.parameters() if p.requires_grad]
+    assert all(g is not None and torch.isfinite(g).all() for g in grads)
