@@ -519,16 +519,25 @@ def matmul_gflops(size=2048, seconds=1.0):
 
 
 # --------------------------------------------------------------- machine
+#: CPU features that decide the int8 and bf16 kernels (from /proc/cpuinfo).
+CPU_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_int8", "amx_bf16")
+
+
 def machine_info():
-    """CPU model, core count, load average and date of this run."""
+    """CPU model and features, core count, load average and date of this run."""
     model = platform.processor() or platform.machine()
+    flags = set()
     with contextlib.suppress(OSError):
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
                 model = line.split(":", 1)[1].strip()
+            elif line.startswith("flags"):
+                flags = set(line.split(":", 1)[1].split())
+            if flags and model:
                 break
     return {
         "cpu": model,
+        "cpu_flags": [flag for flag in CPU_FLAGS if flag in flags],
         "cores": os.cpu_count(),
         "load_average_1min": _load(),
         "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
@@ -562,7 +571,8 @@ def _versions():
 def time_systems(systems, paths, repeats, log=print):
     """Run every mode of ``systems`` on ``paths`` in interleaved rounds.
 
-    A warm-up pass on a few files comes first. In round ``r`` the modes run
+    Written files are flushed to disk and a warm-up pass on a few files
+    comes first. In round ``r`` the modes run
     in their order rotated by ``r``, so that no mode always follows the same
     one.
 
@@ -575,6 +585,10 @@ def time_systems(systems, paths, repeats, log=print):
         round.
     """
     names = list(systems.modes)
+    # The set-up wrote the models (several hundred MB): flush them now, so
+    # that the kernel's write-back does not compete with the first round.
+    if hasattr(os, "sync"):
+        os.sync()
     warm = paths[: max(2, min(systems.batch_size, len(paths)))]
     for mode in names:
         getattr(systems, f"run_{mode}")(warm)

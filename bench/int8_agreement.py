@@ -143,6 +143,8 @@ def compare(model, run, batch_size=8):
         "fp32_WA": float(np.mean(p32.argmax(1) == truth)),
         "int8_WA": float(np.mean(p8.argmax(1) == truth)),
         "fp32_top_probability_median": float(np.median(p32.max(1))),
+        # The closest call of fp32: top-1 minus top-2 probability.
+        "fp32_min_top2_margin": float(np.min(np.diff(np.sort(p32, 1)[:, -2:], 1))),
         "target": TARGET_AGREEMENT,
         "target_met": agreement >= TARGET_AGREEMENT,
     }
@@ -229,7 +231,8 @@ def format_report(report):
             f"{100 * result['target']:.0f} %: "
             f"{'met' if result['target_met'] else 'NOT met'}); max |dp| "
             f"{result['max_abs_probability_diff']:.3f}, mean "
-            f"{result['mean_abs_probability_diff']:.4f}; WA fp32 "
+            f"{result['mean_abs_probability_diff']:.4f}; closest fp32 call: "
+            f"top-2 margin {result['fp32_min_top2_margin']:.3f}; WA fp32 "
             f"{100 * result['fp32_WA']:.1f} %, int8 {100 * result['int8_WA']:.1f} %"
         )
     machine = report["machine"]

@@ -76,7 +76,9 @@ class EmotionRecognizer(Pretrained):
 
     Load with ``EmotionRecognizer.from_hparams(source=FOLDER_OR_REPO_ID,
     savedir=...)`` (checked loading, see :meth:`from_hparams`);
-    ``run_opts={"device": "cuda"}`` picks the device.
+    ``run_opts={"device": "cuda"}`` picks the device; ``quantize="int8"``
+    runs the SSL encoder's linear layers in int8 on the CPU
+    (:mod:`sser_lobes.quantize`).
 
     Categorical models: :meth:`classify_file`, :meth:`classify_batch`,
     :meth:`predict_files`. Attribute (arousal / valence / dominance) models:
