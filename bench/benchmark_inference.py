@@ -925,6 +925,22 @@ def format_report(report):
     return "\n".join(rows)
 
 
+def machine_cell(machine):
+    """``2-core <CPU> with AMX, load 0.94``: the machine column of the tables.
+
+    Example
+    -------
+    >>> machine_cell({"cores": 2, "cpu": "Xeon", "cpu_flags": ["amx_int8"],
+    ...               "load_average_1min": 0.94})
+    '2-core Xeon with AMX, load 0.94'
+    """
+    amx = " with AMX" if "amx_int8" in machine.get("cpu_flags", ()) else ""
+    return (
+        f"{machine['cores']}-core {machine['cpu']}{amx}, load "
+        f"{machine['load_average_1min']}"
+    )
+
+
 def markdown_row(report):
     """One row of the fp32 table of ``bench/README.md``.
 
@@ -937,8 +953,8 @@ def markdown_row(report):
         return f"{m[name]['audio_seconds_per_second']:.1f}"
 
     return (
-        f"| {machine['date'][:10]} | {machine['cpu']}, load "
-        f"{machine['load_average_1min']} | {report['settings']['threads']} | "
+        f"| {machine['date'][:10]} | {machine_cell(machine)} | "
+        f"{report['settings']['threads']} | "
         f"{rate('sser_batched')} / {rate('sser_single')} | "
         f"{rate('pipeline_batched')} / {rate('pipeline_single')} | "
         f"{rate('speechbrain_batched')} / {rate('speechbrain_single')} | "

@@ -319,13 +319,13 @@ def markdown_row(report):
         return f"{m[name]['audio_seconds_per_second']:.1f}"
 
     def ratio(name):
-        flag = "" if targets[name]["met"] else " (not met)"
+        flag = " (met)" if targets[name]["met"] else " (not met)"
         return f"**{splits[name]['headline']:.2f}x**{flag}"
 
     peer = splits["fp32_vs_best_pytorch_peer"]["best_peer"]
     return (
-        f"| {machine['date'][:10]} | {machine['cpu']}, load "
-        f"{machine['load_average_1min']} | {report['settings']['threads']} | "
+        f"| {machine['date'][:10]} | {base.machine_cell(machine)} | "
+        f"{report['settings']['threads']} | "
         f"{rate('sser_int8_batched')} / {rate('sser_int8_single')} | "
         f"{rate('sser_batched')} / {rate('sser_single')} | "
         f"{rate(peer)} ({peer}) | "

@@ -246,7 +246,8 @@ def format_report(report):
 
 def markdown_rows(report):
     """Rows of the agreement table of ``bench/README.md``: date, model, test
-    files, top-1 agreement, max / mean |dp|, WA fp32 / int8."""
+    files, top-1 agreement, max / mean |dp|, the smallest fp32 top-2
+    margin, WA fp32 / int8."""
     rows = []
     for result in report["models"].values():
         rows.append(
@@ -256,6 +257,7 @@ def markdown_rows(report):
             f"({result['disagreements']} differ) | "
             f"{result['max_abs_probability_diff']:.3f} / "
             f"{result['mean_abs_probability_diff']:.4f} | "
+            f"{result['fp32_min_top2_margin']:.3f} | "
             f"{100 * result['fp32_WA']:.1f} / {100 * result['int8_WA']:.1f} |"
         )
     return "\n".join(rows)

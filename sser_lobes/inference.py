@@ -139,7 +139,7 @@ class EmotionRecognizer(Pretrained):
             the YAML, only for your own hand-written files.
         quantize : str or None
             ``"int8"``: dynamic int8 quantization of the SSL encoder's linear
-            layers and CNN convolutions for CPU inference
+            layers for CPU inference
             (:func:`sser_lobes.quantize.quantize_int8`). It runs on the CPU
             (the default device then, whatever accelerator the machine has);
             a ``run_opts`` device other than a CPU is refused with a

@@ -15,7 +15,10 @@ classes]`` (categorical models; ``attributes`` on the corpus scale for
 attribute models), ``logits``, and ``gender_probabilities`` for
 gender-conditioned models. The labels, sample rate, window and task are in
 the file's metadata (:data:`METADATA_KEYS`), so the file alone is enough to
-run it.
+run it. The graph does not check lengths: an utterance shorter than
+``min_samples`` (the receptive field of one frame, in the metadata) gives
+meaningless outputs, where :class:`OnnxEmotionRecognizer` (like the PyTorch
+model) refuses it with an error naming the file.
 
 It computes the function of the PyTorch model, exported with the fast eval
 modules of :mod:`sser_lobes.ssl_fast_path` switched off: their

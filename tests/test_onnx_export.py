@@ -150,3 +150,40 @@ def test_traceable_group_norm_equals_the_masked_one():
         out = norm(x, valid_frames=frames)
     assert np.abs((out - reference).numpy()).max() < 1e-5
     assert out[1, :, 17:].abs().max() == 0 and out[2, :, 3:].abs().max() == 0
+
+
+def test_gender_conditioned_attribute_model(tiny_models, tmp_path):
+    """An attribute model (arousal / valence / dominance on the corpus scale)
+    with gender conditioning exports too: the graph predicts the gender
+    itself, and its outputs equal PyTorch's (the export checks them)."""
+    from sser_lobes import EmotionModel, LinearHead, SSLEncoder
+    from sser_lobes.gender import GenderConditioning
+    from sser_lobes.onnx_export import OnnxEmotionRecognizer, export_onnx
+    from sser_lobes.pooling import AttentiveStatisticsPooling
+
+    torch.manual_seed(0)
+    encoder = SSLEncoder(tiny_models["hubert_base"], finetune="frozen")
+    pooling = AttentiveStatisticsPooling(encoder.output_size)
+    gender = GenderConditioning(pooling.output_size, mode="film")
+    with torch.no_grad():
+        gender.table.weight.normal_()
+    head = LinearHead(pooling.output_size, 3, output_activation="sigmoid")
+    model = EmotionModel(encoder, pooling, head, gender=gender).eval()
+    meta = {
+        "task": "attributes",
+        "labels": ["arousal", "valence", "dominance"],
+        "sample_rate": 16000,
+        "window_seconds": 10.0,
+        "chunk_hop_seconds": 5.0,
+        "eval_crop_seconds": None,
+        "min_samples": encoder.min_samples,
+    }
+    path = tmp_path / "model.onnx"
+    report = export_onnx(model, path, meta, task="attributes", attribute_range=(1, 7))
+    assert list(report) == ["attributes", "logits", "gender_probabilities"]
+    onnx = OnnxEmotionRecognizer(path)
+    wavs = 0.1 * torch.randn(2, 12000)
+    out = onnx.run(wavs.numpy(), np.array([1.0, 0.6], np.float32))
+    assert out["attributes"].shape == (2, 3)
+    assert ((out["attributes"] >= 1) & (out["attributes"] <= 7)).all()
+    assert out["gender_probabilities"].sum(1) == pytest.approx([1.0, 1.0], abs=1e-5)
