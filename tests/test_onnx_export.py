@@ -35,16 +35,25 @@ def _test_paths(run):
     return [entry["wav"] for entry in manifest.values()]
 
 
-def test_onnx_predictions_equal_pytorch(onnx_export):
+def test_onnx_predictions_equal_pytorch(onnx_export, tmp_path):
     """OnnxEmotionRecognizer on the test files (sorted, padded batches of 8,
-    and one at a time) gives EmotionRecognizer's probabilities."""
+    and one at a time), and on a file longer than the window (chunked and
+    pooled), gives EmotionRecognizer's probabilities."""
+    import soundfile
+
     from sser_lobes.inference import EmotionRecognizer
     from sser_lobes.onnx_export import ATOL, OnnxEmotionRecognizer
 
     run, out = onnx_export
-    paths = _test_paths(run)
-    torch_results = EmotionRecognizer.from_hparams(str(out)).predict_files(paths)
     onnx = OnnxEmotionRecognizer(out, threads=1)
+    paths = _test_paths(run)
+    wav, rate = soundfile.read(paths[0], dtype="float32")
+    repeats = int(2.3 * onnx.window_seconds * rate / len(wav)) + 1
+    long_file = tmp_path / "long.wav"
+    soundfile.write(long_file, np.tile(wav, repeats), rate)
+    paths.append(str(long_file))
+    torch_results = EmotionRecognizer.from_hparams(str(out)).predict_files(paths)
+    assert torch_results[-1]["chunks"] >= 3
     assert onnx.labels == ["neu", "hap", "sad", "ang"]
     assert onnx.output_names == ["probabilities", "logits"]
     for batch_size in (8, 1):
