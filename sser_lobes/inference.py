@@ -43,6 +43,7 @@ from speechbrain.utils.fetching import FetchConfig, LocalStrategy, fetch
 
 from sser_lobes.audio import AudioError, load_audio_any
 from sser_lobes.chunking import pool_chunk_scores, split_into_chunks, timeline
+from sser_lobes.quantize import QUANTIZE_CHOICES, check_int8_device, quantize_int8
 from sser_lobes.safe_hparams import UnsafeHparamsError, load_checked_hparams
 
 logger = logging.getLogger(__name__)
@@ -75,7 +76,9 @@ class EmotionRecognizer(Pretrained):
 
     Load with ``EmotionRecognizer.from_hparams(source=FOLDER_OR_REPO_ID,
     savedir=...)`` (checked loading, see :meth:`from_hparams`);
-    ``run_opts={"device": "cuda"}`` picks the device.
+    ``run_opts={"device": "cuda"}`` picks the device; ``quantize="int8"``
+    runs the SSL encoder's linear layers in int8 on the CPU
+    (:mod:`sser_lobes.quantize`).
 
     Categorical models: :meth:`classify_file`, :meth:`classify_batch`,
     :meth:`predict_files`. Attribute (arousal / valence / dominance) models:
@@ -97,6 +100,7 @@ class EmotionRecognizer(Pretrained):
         local_strategy=None,
         fetch_config=None,
         trust_hparams=False,
+        quantize=None,
         **kwargs,
     ):
         """Load from a local folder or a Hub repository id.
@@ -133,6 +137,13 @@ class EmotionRecognizer(Pretrained):
         trust_hparams : bool
             Skip the check of ``hyperparams.yaml``: this runs code named in
             the YAML, only for your own hand-written files.
+        quantize : str or None
+            ``"int8"``: dynamic int8 quantization of the SSL encoder's linear
+            layers for CPU inference
+            (:func:`sser_lobes.quantize.quantize_int8`). It runs on the CPU
+            (the default device then, whatever accelerator the machine has);
+            a ``run_opts`` device other than a CPU is refused with a
+            one-line error. ``None``: the fp32 model.
         **kwargs : dict
             Passed to the constructor, e.g. ``run_opts={"device": "cuda"}``.
 
@@ -145,7 +156,20 @@ class EmotionRecognizer(Pretrained):
         sser_lobes.safe_hparams.UnsafeHparamsError
             If the file names anything an exported model does not use; the
             message names the file, line and tag.
+        sser_lobes.quantize.QuantizationError
+            If ``quantize="int8"`` is asked for on a device other than a CPU.
         """
+        if quantize not in QUANTIZE_CHOICES:
+            raise ValueError(
+                f"quantize must be one of {QUANTIZE_CHOICES}, got {quantize!r}."
+            )
+        if quantize == "int8":
+            # CPU unless a device is named (not the accelerator that
+            # SpeechBrain would pick by default); any other device is refused.
+            run_opts = dict(kwargs.get("run_opts") or {})
+            run_opts["device"] = run_opts.get("device") or "cpu"
+            check_int8_device(run_opts["device"])
+            kwargs["run_opts"] = run_opts
         overrides = dict(overrides or {})
         # The source is remembered so that optional files (the text encoder
         # of text-fused models) are fetched from it only when first needed.
@@ -194,6 +218,9 @@ class EmotionRecognizer(Pretrained):
                 f"{weights_path}: cannot load the weights of the model of "
                 f"{hparams_path}: {summary}"
             ) from None
+        if quantize == "int8":
+            modules["model"].eval()
+            quantize_int8(modules["model"])
         hparams["savedir"] = savedir
         return cls(modules=modules, hparams=hparams, **kwargs)
 

@@ -1,7 +1,8 @@
 """Command line inference with a trained sser model.
 
     sser-predict --model DIR_OR_REPO FILES_OR_FOLDERS... [--output out.jsonl|out.csv]
-                 [--batch-size N] [--device cpu|cuda] [--trust-hparams]
+                 [--batch-size N] [--device cpu|cuda] [--quantize int8]
+                 [--trust-hparams]
 
 Folders are searched recursively for audio files. One result per file
 (label, score, all probabilities; or the attributes of an attribute model);
@@ -9,6 +10,8 @@ a file that cannot be read gets an error naming it and the others go on. The
 exit status is 1 if any file failed, 2 if nothing could be run at all
 (e.g. a model whose ``hyperparams.yaml`` names code an exported sser model
 never uses: it is refused, see :mod:`sser_lobes.safe_hparams`).
+``--quantize int8`` runs the SSL encoder in dynamic int8 on the CPU
+(:mod:`sser_lobes.quantize`); with ``--device cuda`` it is refused.
 """
 
 import argparse
@@ -89,6 +92,11 @@ def main(argv=None):
     parser.add_argument("--output", help="out.jsonl or out.csv (default: stdout)")
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument(
+        "--quantize",
+        choices=["int8"],
+        help="int8: dynamic int8 SSL encoder, faster on CPU (CPU only)",
+    )
     parser.add_argument("--savedir", help="where to keep a downloaded model")
     parser.add_argument(
         "--trust-hparams",
@@ -110,6 +118,7 @@ def main(argv=None):
             savedir=args.savedir,
             run_opts={"device": args.device},
             trust_hparams=args.trust_hparams,
+            quantize=args.quantize,
         )
     except (OSError, ValueError) as error:
         message = " ".join(str(error).split())

@@ -358,8 +358,9 @@ class FastWavLMAttention(WavLMAttention):
         shape = (batch, length, self.num_heads, self.head_dim)
 
         def project(layer):
-            out = F.linear(hidden_states, layer.weight, layer.bias)
-            return out.view(shape).transpose(1, 2)
+            # A module call, not F.linear on its weight: a dynamically
+            # quantized Linear (sser_lobes.quantize) has no float weight.
+            return layer(hidden_states).view(shape).transpose(1, 2)
 
         query, key, value = (
             project(self.q_proj),
@@ -375,7 +376,7 @@ class FastWavLMAttention(WavLMAttention):
             query, key, value, attn_mask=bias.to(query.dtype), dropout_p=dropout
         )
         context = context.transpose(1, 2).reshape(batch, length, dim)
-        return F.linear(context, self.out_proj.weight, self.out_proj.bias), None
+        return self.out_proj(context), None
 
 
 class _ChannelsLastPositionalConv:

@@ -1,46 +1,78 @@
-"""The inference benchmark runs end to end (tiny model) and its outputs agree."""
+"""The benchmarks of bench/ run end to end (tiny model) and their outputs
+agree: bench/benchmark_inference.py (fp32, like for like) and
+bench/benchmark_int8.py (int8 and ONNX Runtime). The scripts are not part
+of the package: they are loaded by path."""
 
+import doctest
+import importlib.util
 import json
+import sys
 
 import pytest
 import torch
+from conftest import ROOT
 
-from sser_lobes import benchmark_inference
+BENCH = ROOT / "bench"
+
+
+def _load(name):
+    """``bench/<name>.py`` as the module ``name`` (as ``python bench/...``
+    would import it; benchmark_int8 imports benchmark_inference by name)."""
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, BENCH / f"{name}.py")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[name]
+
+
+def _run_main(module, out, *extra):
+    threads = torch.get_num_threads()
+    with torch.random.fork_rng(devices=[]):
+        status = module.main(
+            ["--tiny", "--threads", str(threads), "--json", str(out), *extra]
+        )
+    torch.set_num_threads(threads)
+    return status, json.loads(out.read_text())
 
 
 @pytest.fixture(scope="module")
 def report(tmp_path_factory):
     out = tmp_path_factory.mktemp("bench") / "report.json"
-    threads = torch.get_num_threads()
-    with torch.random.fork_rng(devices=[]):
-        status = benchmark_inference.main(
-            ["--tiny", "--threads", str(threads), "--json", str(out)]
-        )
-    torch.set_num_threads(threads)
+    status, report = _run_main(_load("benchmark_inference"), out)
     assert status == 0
-    return json.loads(out.read_text())
+    return report
 
 
-def test_report_fields(report):
+def test_report_fields(report, capsys):
+    bench = _load("benchmark_inference")
     assert report["settings"]["tiny"] and report["settings"]["utterances"] == 4
     assert report["model"]["hidden_size"] == 32
     assert report["model"]["num_layers"] == 2
-    assert set(report["modes"]) == set(benchmark_inference.MODES)
+    assert set(report["modes"]) == set(bench.MODES)
     for mode in report["modes"].values():
         assert mode["utterances_per_second"] > 0
         assert mode["audio_seconds_per_second"] > 0
         assert 0.0 <= mode["padding_share"] < 1.0
         assert len(mode["all_seconds"]) == report["settings"]["repeats"]
-    assert report["modes"]["sser_single"]["padding_share"] == 0.0
-    assert report["modes"]["sser_single"]["model_calls"] == 4
-    assert report["best_peer"] not in benchmark_inference.OURS
-    assert report["speedup_vs_best_peer"] > 0
+    modes = report["modes"]
+    for single in ("sser_single", "pipeline_single", "speechbrain_single"):
+        assert modes[single]["padding_share"] == 0.0
+        assert modes[single]["model_calls"] == 4
+    # Every batched system sees the same length-sorted batches.
+    batched = [m for m in modes.values() if m["kind"] == "batched"]
+    assert len({round(m["padding_share"], 9) for m in batched}) == 1
+    assert all(m["model_calls"] == 1 for m in batched)
+    split = report["split"]
+    assert report["best_peer"] not in bench.OURS
+    assert split["headline"] == pytest.approx(
+        split["code_path"] * split["batching"], rel=1e-9
+    )
     assert report["target_met"] == (
         report["speedup_vs_best_peer"] >= report["target_speedup"]
     )
     assert report["gflop_per_audio_second"] > 0
-    for key in ("brief_audio_seconds_per_second", "measured_peak_gflops"):
-        assert report["roofline"][key] > 0
+    assert report["machine"]["cores"] >= 1 and report["machine"]["date"]
 
 
 def test_same_probabilities_as_the_pipeline(report):
@@ -52,6 +84,41 @@ def test_same_probabilities_as_the_pipeline(report):
     assert report["modes"]["speechbrain_single"]["max_abs_diff_vs_pipeline"] < 1e-5
 
 
+def test_markdown_row(report):
+    row = _load("benchmark_inference").markdown_row(report)
+    assert row.startswith("| ") and row.endswith(" |")
+    assert row.count(" | ") == 9
+    assert f"{report['split']['headline']:.2f}x" in row
+
+
+def test_int8_benchmark(tmp_path):
+    pytest.importorskip("onnxruntime")
+    bench = _load("benchmark_int8")
+    status, report = _run_main(bench, tmp_path / "int8.json")
+    assert status == 0
+    assert set(report["modes"]) == set(bench.Int8Systems.modes)
+    assert set(report["targets"]) == set(bench.TARGETS)
+    for name, target in report["targets"].items():
+        assert target["ratio"] == report["splits"][name]["headline"]
+        assert target["met"] == (target["ratio"] >= target["target"])
+    assert report["splits"]["int8_vs_best_onnxruntime"]["best_peer"].startswith(
+        "onnxruntime"
+    )
+    agreement = report["agreement"]
+    # ONNX Runtime runs sser's graph: the pipeline's probabilities.
+    assert agreement["onnxruntime_vs_pipeline_max_abs_diff"] < 1e-5
+    assert 0 < agreement["int8_vs_fp32_sser"]["max_abs_probability_diff"] < 0.05
+    row = bench.markdown_row(report)
+    assert row.count(" | ") == 10
+
+
+def test_bench_doctests():
+    for name in ("benchmark_inference", "benchmark_int8", "int8_agreement"):
+        result = doctest.testmod(_load(name), optionflags=doctest.ELLIPSIS)
+        assert result.failed == 0, name
+    assert doctest.testmod(_load("benchmark_inference")).attempted >= 5
+
+
 def test_folded_head_is_the_hf_head():
     """sser's mean pooling + one linear layer = HF's projector, masked mean
     and classifier, also over padded frames."""
@@ -59,9 +126,10 @@ def test_folded_head_is_the_hf_head():
 
     from sser_lobes import MeanPooling
 
-    config = benchmark_inference.base_config(tiny=True)
+    bench = _load("benchmark_inference")
+    config = bench.base_config(tiny=True)
     hf = WavLMForSequenceClassification(config).eval()
-    weight, bias = benchmark_inference.fold_linear_head(hf.projector, hf.classifier)
+    weight, bias = bench.fold_linear_head(hf.projector, hf.classifier)
     feats = torch.randn(2, 7, config.hidden_size)
     feats[1, 4:] = 0.0
     lens = torch.tensor([1.0, 4 / 7])
