@@ -66,6 +66,7 @@ from sser_lobes.manifests import (
     read_state,
     write_state,
 )
+from sser_lobes.row_report import problem_list
 
 logger = logging.getLogger(__name__)
 
@@ -519,13 +520,10 @@ def _collect(root, options):
                     "text": text,
                 }
     if problems:
-        listed = "\n".join(f"  - {p}" for p in problems[:_MAX_LISTED_PROBLEMS])
-        more = len(problems) - _MAX_LISTED_PROBLEMS
-        tail = f"\n  ... and {more} more" if more > 0 else ""
         raise PreparationError(
             f"{len(problems)} audio file(s) under {root} are missing or unusable "
             f"(expected {options['sample_rate']} Hz mono, at least 400 samples):\n"
-            f"{listed}{tail}"
+            f"{problem_list(problems, _MAX_LISTED_PROBLEMS)}"
         )
     if missing_text:
         logger.warning(

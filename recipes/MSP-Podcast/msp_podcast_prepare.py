@@ -94,7 +94,7 @@ import json
 import logging
 import os
 import sys
-from collections import Counter, defaultdict
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -118,6 +118,7 @@ from sser_lobes.manifests import (
     read_state,
     write_state,
 )
+from sser_lobes.row_report import RowReport, log_summary
 
 logger = logging.getLogger(__name__)
 
@@ -887,14 +888,6 @@ def _manifest_name(split):
     return f"{split.lower()}.json"
 
 
-def _report(problems, reason_counts, reason, message):
-    """Record a skipped row: count it, keep the first examples, log at debug."""
-    reason_counts[reason] += 1
-    if len(problems[reason]) < _MAX_EXAMPLES:
-        problems[reason].append(message)
-    logger.debug("skipped: %s", message)
-
-
 def _inspect_all(items, options, num_workers):
     """Check the audio headers and read the transcripts of ``items``.
 
@@ -930,17 +923,14 @@ def _collect(root, labels_path, options, num_workers):
     """Build the manifests and the summary (nothing is written here)."""
     audio_dir = find_audio_folder(root)
     table = read_labels(labels_path)
-    counts = Counter()
-    examples = defaultdict(list)
-    for reason, message in table.problems:
-        _report(examples, counts, reason, message)
+    report = RowReport(SKIP_REASONS, _MAX_EXAMPLES)
+    report.extend(table.problems)
 
     partitions_path = root / "Partitions.txt"
     partitions = {}
     if partitions_path.is_file():
         partitions, partition_problems = read_partitions(partitions_path)
-        for reason, message in partition_problems:
-            _report(examples, counts, reason, message)
+        report.extend(partition_problems)
     elif "Test3" in options["splits"]:
         raise PreparationError(
             f"{partitions_path}: file not found; it lists the Test3 files (lines "
@@ -997,9 +987,7 @@ def _collect(root, labels_path, options, num_workers):
     for split, utt, row, where in candidates:
         wav_name = _wav_name(row.file_name if row else utt)
         if wav_name not in wavs:
-            _report(
-                examples,
-                counts,
+            report.skip(
                 "missing_audio",
                 f"{where}: audio file {audio_dir / wav_name} not found; skipped",
             )
@@ -1024,7 +1012,7 @@ def _collect(root, labels_path, options, num_workers):
         present, items, results
     ):
         if isinstance(info, AudioError):
-            _report(examples, counts, "bad_audio", f"{where}: {info}; skipped")
+            report.skip("bad_audio", f"{where}: {info}; skipped")
             continue
         if row is None:
             entry = {
@@ -1066,7 +1054,7 @@ def _collect(root, labels_path, options, num_workers):
         table,
         manifests,
         raw_classes,
-        {r: {"count": counts[r], "examples": examples[r]} for r in counts},
+        report.summary(),
         {
             "disagreements": {"count": n_disagree, "examples": disagreements},
             "labelled_files_not_listed": not_listed if partitions else None,
@@ -1145,7 +1133,7 @@ def _summary(
             "total": sum(dropped.values()),
             "classes": {c: dropped[c] for c in KNOWN_CLASSES if dropped[c]},
         },
-        "skipped": {r: skipped[r] for r in SKIP_REASONS if r in skipped},
+        "skipped": skipped,
         "partitions": partition_info,
         "missing_transcripts": {
             "count": len(no_text),
@@ -1160,13 +1148,7 @@ def _summary(
 
 
 def _log_summary(summary, save_folder):
-    for reason, info in summary["skipped"].items():
-        shown = "\n".join(f"  - {m}" for m in info["examples"][:10])
-        more = info["count"] - min(10, len(info["examples"]))
-        tail = f"\n  ... and {more} more (see {SUMMARY_FILE})" if more > 0 else ""
-        logger.warning(
-            "%d skipped (%s):\n%s%s", info["count"], SKIP_REASONS[reason], shown, tail
-        )
+    log_summary(summary["skipped"], SUMMARY_FILE, logger)
     disagree = summary["partitions"]["disagreements"]
     if disagree["count"]:
         logger.warning(
