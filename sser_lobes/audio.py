@@ -545,6 +545,96 @@ def load_audio_any(path, sample_rate=16000, min_samples=400, silence_threshold=1
     )
 
 
+def load_audio_segment(
+    path,
+    start=None,
+    end=None,
+    sample_rate=16000,
+    min_samples=400,
+    silence_threshold=None,
+):
+    """Load a segment ``[start, end)`` (in seconds) of any audio file.
+
+    Only the segment's frames are read. The file's own rate and channels are
+    converted to mono at ``sample_rate`` with the same downmix and resampler
+    as :func:`load_audio_any` (which inference uses), so a model sees the
+    same waveform in training and at inference.
+
+    Arguments
+    ---------
+    path : str or os.PathLike
+        Audio file (any format and rate libsndfile reads).
+    start, end : float or None
+        Segment bounds in seconds (None: the start / the end of the file).
+    sample_rate : int
+        Rate of the returned waveform.
+    min_samples : int
+        Minimum number of samples after resampling.
+    silence_threshold : float or None
+        As :func:`load_audio_any` (default None: not checked).
+
+    Returns
+    -------
+    torch.Tensor
+        Waveform ``[num_samples]``, float32, at ``sample_rate``.
+
+    Raises
+    ------
+    AudioError
+        Naming the file: unreadable, a segment outside the file, empty, too
+        short, non-finite.
+
+    Example
+    -------
+    >>> import tempfile, numpy as np, soundfile
+    >>> path = tempfile.mkdtemp() + "/talk.wav"
+    >>> noise = np.random.default_rng(0).uniform(-0.5, 0.5, (44100, 2))
+    >>> soundfile.write(path, noise, 44100)  # 1 s, stereo, 44.1 kHz
+    >>> load_audio_segment(path, 0.25, 0.75).shape  # 0.5 s at 16 kHz
+    torch.Size([8000])
+    >>> load_audio_segment(path, 0.5, 2.0)
+    Traceback (most recent call last):
+    ...
+    sser_lobes.audio.AudioError: ...talk.wav: segment 0.500-2.000 s ends after...
+    """
+    sample_rate, min_samples = _check_options(
+        sample_rate, min_samples, silence_threshold
+    )
+    path = os.fspath(path)
+    if start is None and end is None:
+        return load_audio_any(path, sample_rate, min_samples, silence_threshold)
+    info = audio_info(path)
+    rate = info.sample_rate
+    first = 0 if start is None else int(round(float(start) * rate))
+    stop = info.num_frames if end is None else int(round(float(end) * rate))
+    span = f"segment {float(start or 0):.3f}-{stop / rate:.3f} s"
+    if first < 0 or stop <= first:
+        raise AudioError(path, f"{span}: invalid bounds (0 <= start < end needed)")
+    if stop > info.num_frames:
+        raise AudioError(
+            path, f"{span} ends after the end of the file ({info.duration:.3f} s)"
+        )
+    try:
+        data, _ = soundfile.read(
+            path, start=first, stop=stop, dtype="float32", always_2d=True
+        )
+    except (soundfile.SoundFileError, RuntimeError, OSError) as exc:
+        raise AudioError(
+            path,
+            f"cannot read the audio, the file is corrupt, truncated or not audio "
+            f"({_soundfile_problem(exc)})",
+        ) from None
+    return _prepare(
+        f"{path} ({span})",
+        data,
+        rate,
+        sample_rate,
+        min_samples,
+        silence_threshold,
+        "audio segment",
+    )
+
+
 def _as_frames_by_channels(name, array, channels_first):
     """Return ``array`` as a float32 numpy array ``[frames, channels]``."""
     if isinstance(array, torch.Tensor):
