@@ -344,8 +344,10 @@ class FeatureCache:
 
         Arguments
         ---------
-        items : list of (str, str, int or None)
-            ``(utterance id, audio path, crop samples)``.
+        items : list of tuple
+            ``(utterance id, audio path, crop samples)``, optionally with a
+            fourth element, the ``(start, end)`` segment of the file (part
+            of the key: another segment of the same file is another entry).
         workers : int
             Threads that hash the audio files.
         progressbar : bool
@@ -359,8 +361,11 @@ class FeatureCache:
         from tqdm import tqdm
 
         def name_of(item):
-            utt_id, path, crop = item
-            return utt_id, self.entry_name(utt_id, crop, audio_signature(path))
+            utt_id, path, crop, *segment = item
+            signature = audio_signature(path)
+            if segment and segment[0] is not None:
+                signature = (*signature, "segment", *segment[0])
+            return utt_id, self.entry_name(utt_id, crop, signature)
 
         with ThreadPoolExecutor(max(1, workers)) as pool:
             names = dict(
@@ -619,6 +624,14 @@ def fill_batches(durations, batch_size, min_ratio=0.75):
     return batches
 
 
+def _segment(dataset, utt_id):
+    """``(start, end)`` of a manifest entry that is a segment of its file, or None."""
+    entry = dataset.data[utt_id]
+    if entry.get("start") is None and entry.get("end") is None:
+        return None
+    return (entry.get("start"), entry.get("end"))
+
+
 def _duration(dataset, utt_id):
     return float(dataset.data[utt_id].get("duration", 0.0))
 
@@ -747,7 +760,10 @@ def setup_feature_cache(hparams, datasets, brain):
         crop = crop_seconds(hparams, split)
         crop_samples = int(round(crop * sample_rate)) if crop else None
         with dataset.output_keys_as(["id", "wav"]):
-            items = [(item["id"], item["wav"], crop_samples) for item in dataset]
+            items = [
+                (item["id"], item["wav"], crop_samples, _segment(dataset, item["id"]))
+                for item in dataset
+            ]
         names[split] = cache.index(items, progressbar=progressbar)
     # Nobody writes before every process has listed what is missing.
     ddp_barrier()

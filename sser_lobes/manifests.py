@@ -47,13 +47,17 @@ sser_lobes.manifests.PreparationError: ...: it was not written by other_prepare;
 from __future__ import annotations
 
 import json
+import logging
 import os
 import uuid
 from pathlib import Path
 
+logger = logging.getLogger(__name__)
+
 __all__ = [
     "OPTIONS_FILE",
     "PreparationError",
+    "absent_classes",
     "atomic_write",
     "atomic_write_json",
     "changed_options",
@@ -332,3 +336,53 @@ def write_state(
         state["outputs"] = list(outputs)
     atomic_write_json(Path(save_folder) / options_file, state)
     return state
+
+
+def absent_classes(records, splits, emotions, protocol):
+    """Classes without utterances per split: an error for train (a model
+    cannot learn them), a warning for valid and test (UA then averages over
+    the classes present, see sser_lobes.metrics).
+
+    Arguments
+    ---------
+    records : dict
+        Utterance id -> entry with an ``emo`` class.
+    splits : dict
+        Split name -> utterance ids.
+    emotions : sequence of str
+        The classes of the model.
+    protocol : str
+        Description of the split, for the error message.
+
+    Returns
+    -------
+    dict
+        ``{split: [classes]}`` for the splits that miss some.
+
+    Example
+    -------
+    >>> records = {"u1": {"emo": "ang"}, "u2": {"emo": "neu"}}
+    >>> absent_classes(records, {"train": ["u1", "u2"], "test": ["u2"]},
+    ...                ["ang", "neu"], "demo")
+    {'test': ['ang']}
+    """
+    absent = {}
+    for split, ids in splits.items():
+        present = {records[u]["emo"] for u in ids}
+        missing = [e for e in emotions if e not in present]
+        if missing:
+            absent[split] = missing
+    if "train" in absent:
+        raise PreparationError(
+            f"class(es) {', '.join(absent['train'])} have no training utterance in "
+            f"this fold ({protocol}); a model cannot learn them. Drop them from "
+            "emotions or check the corpus"
+        )
+    for split, missing in absent.items():
+        logger.warning(
+            "The %s split has no utterance of class(es) %s: its UA and macro-F1 "
+            "average over the other classes only.",
+            split,
+            ", ".join(missing),
+        )
+    return absent

@@ -24,7 +24,7 @@ import numpy as np
 import speechbrain as sb
 import torch
 
-from sser_lobes.audio import read_audio
+from sser_lobes.audio import load_audio_segment, read_audio
 from sser_lobes.batching import DurationBucketBatchSampler
 from sser_lobes.gender import gender_index
 from sser_lobes.hparams import load_hparams
@@ -256,6 +256,34 @@ def audio_pipeline(sample_rate, min_samples, crop_seconds=None, crop="random"):
                 start = int(torch.randint(0, sig.shape[0] - crop_samples + 1, (1,)))
             sig = sig[start : start + crop_samples]
         return sig
+
+    return pipeline
+
+
+def segment_audio_pipeline(sample_rate, min_samples):
+    """Dynamic item ``wav``, ``start``, ``end`` -> ``sig``, as inference reads audio.
+
+    For corpora that are not 16 kHz mono files (``recipes/Custom``): the
+    segment ``[start, end)`` (seconds; None: the whole file) of a file at any
+    sample rate and channel count, downmixed and resampled to ``sample_rate``
+    by :func:`~sser_lobes.audio.load_audio_segment`, the conversion the
+    inference interface applies to a user's file.
+
+    Example
+    -------
+    >>> import tempfile, numpy as np, soundfile
+    >>> path = tempfile.mkdtemp() + "/a.flac"
+    >>> soundfile.write(path, np.full((44100, 2), 0.1), 44100)
+    >>> segment_audio_pipeline(16000, 400).func(path, 0.5, None).shape
+    torch.Size([8000])
+    """
+
+    @sb.utils.data_pipeline.takes("wav", "start", "end")
+    @sb.utils.data_pipeline.provides("sig")
+    def pipeline(wav, start, end):
+        return load_audio_segment(
+            wav, start, end, sample_rate=sample_rate, min_samples=min_samples
+        )
 
     return pipeline
 

@@ -60,6 +60,7 @@ except ImportError:  # running from a source checkout without installing sser
     from sser_lobes.audio import AudioError, check_audio_info
 from sser_lobes.manifests import (
     PreparationError,
+    absent_classes,
     atomic_write_json,
     changed_options,
     is_up_to_date,
@@ -633,35 +634,6 @@ def _split(records, options):
     return splits, protocol
 
 
-def _absent_classes(records, splits, emotions, protocol):
-    """Classes without utterances per split: an error for train (a model
-    cannot learn them), a warning for valid and test (UA then averages over
-    the classes present, see sser_lobes.metrics).
-
-    Returns ``{split: [classes]}`` for the splits that miss some.
-    """
-    absent = {}
-    for split, ids in splits.items():
-        present = {records[u]["emo"] for u in ids}
-        missing = [e for e in emotions if e not in present]
-        if missing:
-            absent[split] = missing
-    if "train" in absent:
-        raise PreparationError(
-            f"class(es) {', '.join(absent['train'])} have no training utterance in "
-            f"this fold ({protocol}); a model cannot learn them. Drop them from "
-            "emotions or check the corpus under the data folder"
-        )
-    for split, missing in absent.items():
-        logger.warning(
-            "The %s split has no utterance of class(es) %s: its UA and macro-F1 "
-            "average over the other classes only.",
-            split,
-            ", ".join(missing),
-        )
-    return absent
-
-
 def prepare_iemocap(
     data_folder,
     save_folder,
@@ -781,7 +753,7 @@ def prepare_iemocap(
     records = _collect(root, options)
     full_release = _check_counts(records, options)
     splits, protocol = _split(records, options)
-    absent = _absent_classes(records, splits, options["emotions"], protocol)
+    absent = absent_classes(records, splits, options["emotions"], protocol)
 
     save_folder.mkdir(parents=True, exist_ok=True)
     write_state(save_folder, _WRITER, _FORMAT_VERSION, options, complete=False)

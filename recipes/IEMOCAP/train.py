@@ -19,131 +19,25 @@ Authors
 """
 
 import json
-import os
 import sys
 from pathlib import Path
 
-import speechbrain as sb
-import torch
 from iemocap_prepare import find_iemocap_root, prepare_iemocap, validate_options
 from speechbrain.utils.distributed import if_main_process, run_on_main
 
-from sser_lobes.brain import SERBrain, write_json
-from sser_lobes.feature_cache import setup_feature_cache
-from sser_lobes.metrics import ClassificationStats
-from sser_lobes.plots import plot_confusion_matrix
-from sser_lobes.preflight import RecipeError, check_model_options, run_recipe_main
-from sser_lobes.recipe import (
-    audio_pipeline,
-    categorical_label_encoder,
-    check_manifest_labels,
-    conditioning_items,
-    finish_distributed,
-    format_results_table,
-    label_pipeline,
-    make_loader_kwargs,
-    require_entries,
-    setup_experiment,
+from sser_lobes.emotion_brain import (
+    SELECTION_METRICS,
+    EmotionBrain,
+    categorical_datasets,
+    train_and_evaluate,
 )
-
-REPORTED_METRICS = ("WA", "UA", "macro_F1")
-SELECTION_METRICS = ("WA", "UA", "macro_F1", "micro_F1")
-
-
-class EmotionBrain(SERBrain):
-    """Trains and evaluates an :class:`sser_lobes.EmotionModel` on 4 classes."""
-
-    def compute_objectives(self, predictions, batch, stage):
-        """Cross-entropy in fp32 outside autocast; collects eval predictions."""
-        logits = predictions["logits"]
-        targets = batch.emo_encoded.data.squeeze(-1)
-        with self.outside_autocast():
-            loss = self.hparams.compute_cost(logits.float(), targets)
-        if stage != sb.Stage.TRAIN:
-            self.stats.append(batch.id, torch.softmax(logits.float(), dim=-1), targets)
-        return loss + self.gender_loss(predictions, batch, stage)
-
-    def on_stage_start(self, stage, epoch=None):
-        """Sampler epoch; fresh whole-set statistics for evaluation stages."""
-        super().on_stage_start(stage, epoch)
-        if stage != sb.Stage.TRAIN:
-            self.stats = ClassificationStats(self.hparams.emotions)
-
-    def on_stage_end(self, stage, stage_loss, epoch=None):
-        """Whole-set metrics, LR annealing, checkpointing and reports."""
-        if stage == sb.Stage.TRAIN:
-            self.train_loss = stage_loss
-            return
-        metrics = {**self.stats.summarize(), **self.gender_metrics()}
-        reported = [k for k in (*REPORTED_METRICS, "gender_accuracy") if k in metrics]
-        stats = {"loss": stage_loss, **{k: metrics[k] for k in reported}}
-        stats["error_rate"] = 1.0 - metrics["WA"]
-
-        if stage == sb.Stage.VALID:
-            # NewBob on the validation error rate, as the reference recipe.
-            lrs = self.anneal_learning_rates(stats["error_rate"])
-            curves = {"loss": stage_loss, **{k: metrics[k] for k in reported}}
-            self.end_of_validation(epoch, stats, curves, lrs)
-
-        if stage == sb.Stage.TEST:
-            self.hparams.train_logger.log_stats(
-                {
-                    "split": self.eval_split,
-                    "epoch loaded": self.hparams.epoch_counter.current,
-                },
-                test_stats=stats,
-            )
-            self.last_eval_metrics = {**metrics, "loss": float(stage_loss)}
-            if if_main_process():
-                self._write_eval_outputs(metrics, stage_loss)
-
-    def _write_eval_outputs(self, metrics, loss):
-        """<split>_metrics.json, <split>_predictions.csv, confusion PNG."""
-        out = Path(self.hparams.output_folder)
-        split = self.eval_split
-        write_json(
-            out / f"{split}_metrics.json", self.run_record(split, loss, **metrics)
-        )
-        self.stats.write_predictions(out / f"{split}_predictions.csv")
-        plot_confusion_matrix(
-            metrics["confusion_matrix"],
-            metrics["labels"],
-            out / f"{split}_confusion_matrix.png",
-            title=f"{self.hparams.experiment_name} {split} ({self.hparams.fold})",
-        )
+from sser_lobes.preflight import RecipeError, check_model_options, run_recipe_main
+from sser_lobes.recipe import setup_experiment
 
 
 def dataio_prep(hparams):
-    """Build the train / valid / test ``DynamicItemDataset`` s from the manifests.
-
-    Returns
-    -------
-    datasets : dict
-        ``{"train", "valid", "test"}`` -> DynamicItemDataset with outputs
-        ``id``, ``sig``, ``emo_encoded``.
-    label_encoder : speechbrain.dataio.encoder.CategoricalEncoder
-        Index order = ``hparams["emotions"]`` (saved in the save folder).
-    """
-    audio = audio_pipeline(hparams["sample_rate"], hparams["ssl_encoder"].min_samples)
-    label_encoder = categorical_label_encoder(hparams["emotions"])
-    labels = label_pipeline(label_encoder, key="emo")
-    manifests = [hparams[f"{split}_annotation"] for split in ("train", "valid", "test")]
-    conditioning, conditioning_keys = conditioning_items(hparams, manifests)
-
-    datasets = {}
-    for split in ("train", "valid", "test"):
-        manifest = hparams[f"{split}_annotation"]
-        require_entries(manifest, split)
-        check_manifest_labels(manifest, hparams["emotions"], key="emo")
-        datasets[split] = sb.dataio.dataset.DynamicItemDataset.from_json(
-            json_path=manifest,
-            dynamic_items=[audio, labels, *conditioning],
-            output_keys=["id", "sig", "emo_encoded", *conditioning_keys],
-        )
-    if if_main_process():
-        os.makedirs(hparams["save_folder"], exist_ok=True)
-        label_encoder.save(os.path.join(hparams["save_folder"], "label_encoder.txt"))
-    return datasets, label_encoder
+    """The train / valid / test datasets of the manifests (16 kHz mono files)."""
+    return categorical_datasets(hparams)
 
 
 def protocol_options(hparams):
@@ -243,50 +137,7 @@ def main(argv=None):
         write=if_main_process(),
     )
     datasets, _ = dataio_prep(hparams)
-    train_sampler, train_kwargs, eval_kwargs = make_loader_kwargs(
-        hparams, datasets, ("valid", "test")
-    )
-
-    brain = EmotionBrain(
-        modules=hparams["modules"],
-        opt_class=hparams["opt_class"],
-        hparams=hparams,
-        run_opts=run_opts,
-        checkpointer=hparams["checkpointer"],
-    )
-    brain.split_info = split_info
-    # Outside DDP, Brain does not call set_epoch() on a batch sampler unless
-    # it is its train_sampler; under DDP it wraps it and passes set_epoch on.
-    brain.train_sampler = train_sampler
-    # feature_cache: True: encoder outputs computed once, read every epoch.
-    setup_feature_cache(hparams, datasets, brain)
-
-    brain.fit(
-        brain.hparams.epoch_counter,
-        datasets["train"],
-        datasets["valid"],
-        train_loader_kwargs=train_kwargs,
-        valid_loader_kwargs=eval_kwargs["valid"],
-    )
-
-    results = {}
-    for split in ("valid", "test"):
-        brain.eval_split = split
-        brain.evaluate(
-            datasets[split],
-            max_key=hparams["selection_metric"],
-            test_loader_kwargs=eval_kwargs[split],
-        )
-        results[split] = brain.last_eval_metrics
-    if if_main_process():
-        print(f"\nResults ({split_info['protocol']}, fold {hparams['fold']}):")
-        columns = [
-            m for m in (*REPORTED_METRICS, "gender_accuracy") if m in results["test"]
-        ]
-        print(format_results_table(results, columns))
-        print(f"Outputs in {hparams['output_folder']}")
-    finish_distributed()
-    return results
+    return train_and_evaluate(EmotionBrain, hparams, run_opts, datasets, split_info)
 
 
 if __name__ == "__main__":

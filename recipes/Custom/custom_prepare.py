@@ -1,0 +1,783 @@
+#!/usr/bin/env python3
+"""Prepare the manifests of any labelled speech corpus described by a CSV file.
+
+    python custom_prepare.py --csv_file corpus.csv --save_folder prep \
+        [--split_mode speaker_kfold|given|random] [--num_folds 5] [--test_fold 1] \
+        [--emotions neu,hap,sad,ang] [--label_map exc:hap] \
+        [--test_csv other.csv --test_label_map calm:neu]
+
+The CSV (or JSON lines) format is that of :mod:`sser_lobes.corpus_csv`:
+``wav`` and ``emotion`` columns, ``speaker`` for speaker-independent folds,
+optionally ``id``, ``gender``, ``text``, ``split``, ``start`` / ``end``
+(segments of longer recordings); other columns are kept. Any sample rate and
+channel count is accepted: the recipe reads the audio as 16 kHz mono with the
+inference interface's conversion.
+
+Protocols (``split_mode``):
+
+* ``speaker_kfold`` (default): the speakers are grouped into ``num_folds``
+  folds, stratified by class as far as the speakers allow; fold
+  ``test_fold`` (from 1) is the test set; with fewer speakers than folds,
+  each speaker is a fold (leave-one-speaker-out). Validation speakers are
+  drawn from the training side (``valid_ratio`` of its utterances, whole
+  speakers, so that valid is speaker-disjoint from train too; with one
+  training speaker, or ``valid_split: utterances``, a stratified share of its
+  utterances: then valid is not speaker-disjoint from train).
+* ``given``: the CSV's ``split`` column (train / valid / test); without valid
+  rows, valid is drawn from train as above.
+* ``random``: a seeded, class-stratified utterance split (``test_ratio``,
+  ``valid_ratio``): speaker-DEPENDENT, labelled so everywhere.
+
+With ``test_csv``, another corpus is the test set (cross-corpus): the whole
+``csv_file`` is train + valid (as its protocol draws valid), the test rows'
+classes go through ``test_label_map`` and rows of classes the model does not
+have are dropped and counted.
+
+Classes: every class of the CSV (after ``label_map``), sorted, or
+``emotions`` (which picks and orders them); rows of other classes are dropped
+and counted. Bad rows (missing value, missing / unreadable audio, segment
+outside its file, duplicate id, ...) are skipped and listed with file and
+line, the rest is prepared. Outputs in ``save_folder``: ``train.json``,
+``valid.json``, ``test.json``, ``split_info.json`` (the protocol, folds,
+speakers and counts), ``prep_summary.json`` (rows read, kept, skipped with
+reasons, dropped classes) and ``prepare_options.json``; a re-run with the
+same options and the same CSV is skipped.
+
+Authors
+ * sser authors 2026
+"""
+
+import argparse
+import hashlib
+import logging
+import os
+import random
+import sys
+from collections import Counter
+from pathlib import Path
+
+try:
+    import sser_lobes  # noqa: F401
+except ImportError:  # running from a source checkout without installing sser
+    _REPO = Path(__file__).resolve().parents[2]
+    if not (_REPO / "sser_lobes" / "corpus_csv.py").is_file():
+        raise
+    sys.path.insert(0, str(_REPO))
+from sser_lobes.corpus_csv import (
+    CorpusError,
+    parse_class_list,
+    parse_label_map,
+    read_corpus,
+    read_table,
+    require_columns,
+)
+from sser_lobes.manifests import (
+    PreparationError,
+    absent_classes,
+    atomic_write_json,
+    changed_options,
+    is_up_to_date,
+    read_state,
+    write_state,
+)
+from sser_lobes.row_report import log_summary
+
+logger = logging.getLogger(__name__)
+
+SPLITS = ("train", "valid", "test")
+SPLIT_MODES = ("speaker_kfold", "given", "random")
+VALID_SPLITS = ("speakers", "utterances")
+SPLIT_INFO_FILE = "split_info.json"
+SUMMARY_FILE = "prep_summary.json"
+_WRITER = "custom_prepare"
+_FORMAT_VERSION = 1
+
+
+def file_sha256(path):
+    """Content hash of a file (the corpus CSV is part of the options).
+
+    Example
+    -------
+    >>> import tempfile
+    >>> path = tempfile.mkdtemp() + "/c.csv"
+    >>> _ = open(path, "w").write("wav,emotion\\n")
+    >>> file_sha256(path)[:12]
+    '2b9c018696f8'
+    """
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def validate_options(
+    split_mode="speaker_kfold",
+    num_folds=5,
+    test_fold=1,
+    valid_ratio=0.1,
+    test_ratio=0.1,
+    valid_split="speakers",
+    seed=1993,
+    emotions=None,
+    label_map=None,
+    test_label_map=None,
+):
+    """Check the protocol options; a ``ValueError`` names the bad one.
+
+    Returns the normalised options (``emotions`` a list or None, the label
+    maps as dicts).
+
+    Example
+    -------
+    >>> validate_options(num_folds=5, test_fold=6)
+    Traceback (most recent call last):
+    ...
+    ValueError: test_fold must be between 1 and num_folds (5), got 6
+    """
+    if split_mode not in SPLIT_MODES:
+        raise ValueError(
+            f"split_mode must be one of {', '.join(SPLIT_MODES)}, got {split_mode!r}"
+        )
+    if valid_split not in VALID_SPLITS:
+        raise ValueError(
+            f"valid_split must be one of {', '.join(VALID_SPLITS)}, got {valid_split!r}"
+        )
+    if isinstance(num_folds, bool) or not isinstance(num_folds, int) or num_folds < 0:
+        raise ValueError(
+            f"num_folds must be an integer >= 2 (0: one fold per speaker), got "
+            f"{num_folds!r}"
+        )
+    if num_folds == 1:
+        raise ValueError("num_folds must be >= 2 (0: one fold per speaker), got 1")
+    if isinstance(test_fold, bool) or not isinstance(test_fold, int) or test_fold < 1:
+        raise ValueError(f"test_fold counts from 1, got {test_fold!r}")
+    if num_folds and test_fold > num_folds:
+        raise ValueError(
+            f"test_fold must be between 1 and num_folds ({num_folds}), got {test_fold}"
+        )
+    for name, ratio in (("valid_ratio", valid_ratio), ("test_ratio", test_ratio)):
+        if isinstance(ratio, bool) or not isinstance(ratio, (int, float)):
+            raise ValueError(f"{name} must be a number in (0, 1), got {ratio!r}")
+        if not 0 < ratio < 1:
+            raise ValueError(f"{name} must be in (0, 1), got {ratio}")
+    if split_mode == "random" and valid_ratio + test_ratio >= 1:
+        raise ValueError(
+            f"valid_ratio + test_ratio must be below 1, got {valid_ratio + test_ratio}"
+        )
+    return {
+        "split_mode": split_mode,
+        "num_folds": num_folds,
+        "test_fold": test_fold if split_mode == "speaker_kfold" else None,
+        "valid_ratio": valid_ratio,
+        "test_ratio": test_ratio if split_mode == "random" else None,
+        "valid_split": valid_split,
+        "seed": seed,
+        "emotions": parse_class_list(emotions),
+        "label_map": parse_label_map(label_map),
+        "test_label_map": parse_label_map(test_label_map, "test_label_map"),
+    }
+
+
+def corpus_classes(csv_file, label_map=None, emotions=None):
+    """The classes a run on ``csv_file`` trains: ``emotions`` or all, sorted.
+
+    Reads only the CSV's ``emotion`` column (no audio): the recipe calls it
+    before the model is built, to size the classifier.
+
+    Example
+    -------
+    >>> import tempfile
+    >>> path = tempfile.mkdtemp() + "/c.csv"
+    >>> _ = open(path, "w").write("wav,emotion\\na,sad\\nb,exc\\nc,ang\\n")
+    >>> corpus_classes(path, label_map={"exc": "hap"})
+    ['ang', 'hap', 'sad']
+    >>> corpus_classes(path, emotions=["sad", "fru"])
+    Traceback (most recent call last):
+    ...
+    sser_lobes.corpus_csv.CorpusError: ...c.csv: class fru of emotions has no row ...
+    """
+    columns, rows = read_table(csv_file)
+    require_columns(csv_file, columns, ("wav", "emotion"))
+    label_map = label_map or {}
+    found = Counter(
+        label_map.get(values["emotion"], values["emotion"])
+        for _, values, _ in rows
+        if values is not None and values.get("emotion")
+    )
+    if not emotions:
+        if not found:
+            raise CorpusError(f"{csv_file}: no row has an emotion")
+        return sorted(found)
+    missing = [c for c in emotions if c not in found]
+    if missing:
+        raise CorpusError(
+            f"{csv_file}: class {', '.join(missing)} of emotions has no row "
+            f"(classes in the file: {', '.join(sorted(found)) or 'none'})"
+        )
+    return list(emotions)
+
+
+def count_folds(csv_file, num_folds):
+    """Number of folds of ``speaker_kfold`` on this CSV (fewer speakers: one each)."""
+    columns, rows = read_table(csv_file)
+    require_columns(csv_file, columns, ("wav", "emotion", "speaker"))
+    speakers = {v["speaker"] for _, v, _ in rows if v is not None and v.get("speaker")}
+    return min(num_folds, len(speakers)) if num_folds else len(speakers)
+
+
+def speaker_folds(speaker_counts, classes, num_folds, seed):
+    """Group speakers into folds, stratified by class as far as they allow.
+
+    Speakers are placed one at a time, those with the most utterances first
+    (ties in a seeded order), each into the fold where the folds' class
+    shares and sizes stay closest to ``1 / num_folds``; no fold stays empty.
+
+    Arguments
+    ---------
+    speaker_counts : dict
+        Speaker -> ``Counter`` of classes.
+    classes : list of str
+    num_folds : int
+        At most the number of speakers.
+    seed : int
+
+    Returns
+    -------
+    list of list of str
+        The speakers of each fold (sorted within a fold).
+
+    Example
+    -------
+    >>> from collections import Counter
+    >>> counts = {s: Counter(a=5, b=5) for s in "pqrs"}
+    >>> counts["t"] = Counter(a=9, b=1)
+    >>> [len(fold) for fold in speaker_folds(counts, ["a", "b"], 2, seed=1)]
+    [3, 2]
+    """
+    speakers = sorted(speaker_counts)
+    random.Random(seed).shuffle(speakers)
+    speakers.sort(key=lambda s: -sum(speaker_counts[s].values()))
+    totals = {c: sum(speaker_counts[s][c] for s in speakers) or 1 for c in classes}
+    grand = sum(sum(speaker_counts[s].values()) for s in speakers) or 1
+    folds = [Counter() for _ in range(num_folds)]
+    members = [[] for _ in range(num_folds)]
+    target = 1.0 / num_folds
+
+    def cost(candidate):
+        trial = [
+            folds[f] + (speaker_counts[s_now] if f == candidate else Counter())
+            for f in range(num_folds)
+        ]
+        spread = sum(
+            (trial[f][c] / totals[c] - target) ** 2
+            for f in range(num_folds)
+            for c in classes
+        )
+        sizes = sum(
+            (sum(trial[f].values()) / grand - target) ** 2 for f in range(num_folds)
+        )
+        return spread + len(classes) * sizes
+
+    for position, s_now in enumerate(speakers):
+        empty = [f for f in range(num_folds) if not members[f]]
+        remaining = len(speakers) - position
+        allowed = empty if remaining <= len(empty) else range(num_folds)
+        best = min(allowed, key=lambda f: (cost(f), len(members[f]), f))
+        folds[best] += speaker_counts[s_now]
+        members[best].append(s_now)
+    return [sorted(fold) for fold in members]
+
+
+def _stratified_share(ids, classes_of, ratio, rng):
+    """A class-stratified ``ratio`` share of ``ids`` (at least one per class
+    that has two or more utterances) and the rest."""
+    chosen, rest = [], []
+    by_class = {}
+    for uid in ids:
+        by_class.setdefault(classes_of[uid], []).append(uid)
+    for cls in sorted(by_class):
+        members = sorted(by_class[cls])
+        rng.shuffle(members)
+        n = len(members)
+        take = 0 if n < 2 else min(n - 1, max(1, round(n * ratio)))
+        chosen += members[:take]
+        rest += members[take:]
+    return sorted(chosen), sorted(rest)
+
+
+def _draw_valid(ids, records, options, rng):
+    """Split the training side into (valid, train, speaker_disjoint)."""
+    speakers = sorted({records[u]["speaker"] for u in ids} - {None})
+    classes_of = {u: records[u]["emo"] for u in ids}
+    by_speaker = len(speakers) >= 2 and options["valid_split"] == "speakers"
+    if by_speaker and all(records[u]["speaker"] is not None for u in ids):
+        order = list(speakers)
+        rng.shuffle(order)
+        wanted = options["valid_ratio"] * len(ids)
+        chosen, count = [], 0
+        sizes = Counter(records[u]["speaker"] for u in ids)
+        for speaker in order[:-1]:  # at least one speaker stays in train
+            if count >= wanted:
+                break
+            chosen.append(speaker)
+            count += sizes[speaker]
+        valid = sorted(u for u in ids if records[u]["speaker"] in chosen)
+        train = sorted(u for u in ids if records[u]["speaker"] not in chosen)
+        return valid, train, True
+    valid, train = _stratified_share(ids, classes_of, options["valid_ratio"], rng)
+    return valid, train, False
+
+
+def _split(records, options, corpus_name):
+    """``({split: ids}, info)`` for the options' protocol."""
+    ids = sorted(records)
+    rng = random.Random(options["seed"])
+    mode = options["split_mode"]
+    cross = options.get("test_csv") is not None
+    info = {"valid_drawn_from_train": False, "folds": None}
+    if cross:
+        side = [u for u in ids if mode != "given" or records[u]["split"] != "test"]
+        valid, train, disjoint = _draw_valid(side, records, options, rng)
+        if mode == "given" and any(records[u]["split"] == "valid" for u in side):
+            valid = sorted(u for u in side if records[u]["split"] == "valid")
+            train = sorted(u for u in side if records[u]["split"] == "train")
+            disjoint = None
+        splits = {"train": train, "valid": valid, "test": []}
+        description = f"train and valid on {corpus_name}, test on another corpus"
+        return splits, {**info, "valid_speaker_disjoint": disjoint}, description
+    if mode == "speaker_kfold":
+        counts = {}
+        for uid in ids:
+            counts.setdefault(records[uid]["speaker"], Counter())[
+                records[uid]["emo"]
+            ] += 1
+        if len(counts) < 2:
+            raise PreparationError(
+                f"split_mode=speaker_kfold needs at least 2 speakers, the corpus has "
+                f"{len(counts)}; use split_mode=random (speaker-DEPENDENT) or given"
+            )
+        k = (
+            min(options["num_folds"], len(counts))
+            if options["num_folds"]
+            else len(counts)
+        )
+        if options["test_fold"] > k:
+            raise PreparationError(
+                f"test_fold {options['test_fold']} but the corpus' {len(counts)} "
+                f"speakers make {k} folds (test_fold 1..{k})"
+            )
+        folds = speaker_folds(
+            counts, sorted({r["emo"] for r in records.values()}), k, options["seed"]
+        )
+        test_speakers = set(folds[options["test_fold"] - 1])
+        test = [u for u in ids if records[u]["speaker"] in test_speakers]
+        side = [u for u in ids if records[u]["speaker"] not in test_speakers]
+        valid, train, disjoint = _draw_valid(side, records, options, rng)
+        loso = k == len(counts)
+        info = {
+            **info,
+            "folds": folds,
+            "num_folds": k,
+            "leave_one_speaker_out": loso,
+            "valid_speaker_disjoint": disjoint,
+        }
+        description = (
+            f"{corpus_name}: speaker-independent "
+            + ("leave-one-speaker-out" if loso else f"{k}-fold by speaker")
+            + f", test = fold {options['test_fold']} (speakers "
+            f"{', '.join(sorted(test_speakers))}); valid = "
+            + (
+                f"whole training-side speakers (~{options['valid_ratio'] * 100:g} %)"
+                if disjoint
+                else f"{options['valid_ratio'] * 100:g} % of the training speakers' "
+                "utterances, stratified (not speaker-disjoint from train)"
+            )
+            + f", seed {options['seed']}"
+        )
+        return {"train": train, "valid": valid, "test": test}, info, description
+    if mode == "given":
+        by_split = {s: [u for u in ids if records[u]["split"] == s] for s in SPLITS}
+        train, valid, test = by_split["train"], by_split["valid"], by_split["test"]
+        disjoint = None
+        if not valid:
+            valid, train, disjoint = _draw_valid(train, records, options, rng)
+            info["valid_drawn_from_train"] = True
+        description = f"{corpus_name}: the CSV's split column" + (
+            " (valid drawn from train)" if info["valid_drawn_from_train"] else ""
+        )
+        info["valid_speaker_disjoint"] = disjoint
+        return {"train": train, "valid": valid, "test": test}, info, description
+    classes_of = {u: records[u]["emo"] for u in ids}
+    test, rest = _stratified_share(ids, classes_of, options["test_ratio"], rng)
+    share = options["valid_ratio"] / (1 - options["test_ratio"])
+    valid, train = _stratified_share(rest, classes_of, share, rng)
+    description = (
+        f"{corpus_name}: random utterance split (test "
+        f"{options['test_ratio'] * 100:g} %, valid {options['valid_ratio'] * 100:g} "
+        f"%, stratified, seed {options['seed']}): speaker-DEPENDENT, the same "
+        "speakers are in train, valid and test"
+    )
+    return (
+        {"train": train, "valid": valid, "test": test},
+        {**info, "valid_speaker_disjoint": False},
+        description,
+    )
+
+
+def _keep_classes(rows, emotions, dropped, what):
+    """Rows whose class is one of ``emotions``; the others counted in ``dropped``."""
+    kept = []
+    for row in rows:
+        if row.emotion in emotions:
+            kept.append(row)
+        else:
+            dropped[row.emotion] += 1
+    if not kept:
+        raise PreparationError(
+            f"{what}: no row of the classes {', '.join(emotions)} is left"
+        )
+    return kept
+
+
+def _speakers_missing_classes(records, emotions):
+    seen = {}
+    for entry in records.values():
+        if entry["speaker"] is not None:
+            seen.setdefault(entry["speaker"], set()).add(entry["emo"])
+    return {
+        speaker: [c for c in emotions if c not in classes]
+        for speaker, classes in sorted(seen.items())
+        if any(c not in classes for c in emotions)
+    }
+
+
+def prepare_custom(
+    csv_file,
+    save_folder,
+    split_mode="speaker_kfold",
+    num_folds=5,
+    test_fold=1,
+    valid_ratio=0.1,
+    test_ratio=0.1,
+    valid_split="speakers",
+    seed=1993,
+    emotions=None,
+    label_map=None,
+    test_csv=None,
+    test_label_map=None,
+    num_workers=4,
+):
+    """Prepare train / valid / test manifests of a corpus CSV for one fold.
+
+    Arguments
+    ---------
+    csv_file : str or os.PathLike
+        The corpus (see :mod:`sser_lobes.corpus_csv`).
+    save_folder : str or os.PathLike
+        Where the manifests and reports are written.
+    split_mode, num_folds, test_fold, valid_ratio, test_ratio, valid_split, seed
+        The protocol (module docstring).
+    emotions : list of str or str, optional
+        Classes to keep, in this order (default: all, sorted).
+    label_map : dict or str, optional
+        ``{"exc": "hap"}`` or ``"exc:hap,calm:neu"``: merges / renames.
+    test_csv : str or os.PathLike, optional
+        A second corpus used as the test set (cross-corpus evaluation).
+    test_label_map : dict or str, optional
+        Label map of ``test_csv``.
+    num_workers : int
+        Threads reading audio headers.
+
+    Returns
+    -------
+    dict
+        ``{"train": path, "valid": path, "test": path}``.
+
+    Example
+    -------
+    >>> import tempfile, json, logging
+    >>> from sser_lobes.synthetic.csv_corpus import make_csv_corpus
+    >>> logging.disable(logging.WARNING)
+    >>> tmp = tempfile.TemporaryDirectory()
+    >>> csv_file = make_csv_corpus(tmp.name, speakers=4, per_class=2)
+    >>> paths = prepare_custom(csv_file, tmp.name + "/prep", num_folds=2)
+    >>> info = json.load(open(tmp.name + "/prep/split_info.json"))
+    >>> info["num_folds"], info["speaker_independent"], len(info["folds"][0])
+    (2, True, 2)
+    >>> logging.disable(logging.NOTSET)
+    >>> tmp.cleanup()
+    """
+    options = validate_options(
+        split_mode,
+        num_folds,
+        test_fold,
+        valid_ratio,
+        test_ratio,
+        valid_split,
+        seed,
+        emotions,
+        label_map,
+        test_label_map,
+    )
+    csv_file = Path(os.path.abspath(os.fspath(csv_file)))
+    if not csv_file.is_file():
+        raise CorpusError(f"{csv_file}: corpus file not found")
+    options["csv_file"] = os.fspath(csv_file)
+    options["csv_sha256"] = file_sha256(csv_file)
+    options["test_csv"] = None
+    options["test_csv_sha256"] = None
+    if test_csv is not None:
+        test_csv = Path(os.path.abspath(os.fspath(test_csv)))
+        if not test_csv.is_file():
+            raise CorpusError(f"{test_csv}: test corpus file not found")
+        options["test_csv"] = os.fspath(test_csv)
+        options["test_csv_sha256"] = file_sha256(test_csv)
+
+    save_folder = Path(os.path.abspath(os.fspath(save_folder)))
+    if save_folder.exists() and not save_folder.is_dir():
+        raise PreparationError(f"{save_folder}: save_folder exists and is not a folder")
+    paths = {split: save_folder / f"{split}.json" for split in SPLITS}
+    outputs = [
+        *paths.values(),
+        save_folder / SPLIT_INFO_FILE,
+        save_folder / SUMMARY_FILE,
+    ]
+    result = {split: os.fspath(path) for split, path in paths.items()}
+    state = read_state(save_folder, outputs, _WRITER)
+    if state is not None:
+        if is_up_to_date(state, options, outputs, _FORMAT_VERSION):
+            logger.info(
+                "%s: manifests already prepared with the same options and "
+                "corpus file, skipping",
+                save_folder,
+            )
+            return result
+        changed = changed_options(state, options)
+        logger.info(
+            "%s: rebuilding the manifests (%s)",
+            save_folder,
+            f"changed: {', '.join(changed)}" if changed else "previous run incomplete",
+        )
+
+    mode = options["split_mode"]
+    need = ["wav", "emotion"]
+    if mode == "speaker_kfold" and test_csv is None:
+        need.append("speaker")
+    if mode == "given":
+        need.append("split")
+    classes = corpus_classes(csv_file, options["label_map"], options["emotions"])
+    rows, report = read_corpus(
+        csv_file, options["label_map"], tuple(need), num_workers=num_workers
+    )
+    dropped = Counter()
+    rows = _keep_classes(rows, classes, dropped, os.fspath(csv_file))
+    records = {row.id: row.manifest_entry() for row in rows}
+    corpus_name = csv_file.stem
+    splits, info, description = _split(records, options, corpus_name)
+    test_records = {}
+    test_report = None
+    test_dropped = Counter()
+    if test_csv is not None:
+        test_rows, test_report = read_corpus(
+            test_csv,
+            options["test_label_map"],
+            ("wav", "emotion"),
+            num_workers=num_workers,
+        )
+        test_rows = _keep_classes(test_rows, classes, test_dropped, os.fspath(test_csv))
+        test_records = {row.id: row.manifest_entry() for row in test_rows}
+        splits["test"] = sorted(test_records)
+        description += f" ({test_csv.stem})"
+    for name, ids in splits.items():
+        if not ids:
+            raise PreparationError(
+                f"the {name} split is empty ({description}); {csv_file} has "
+                f"{len(records)} usable rows of the classes {', '.join(classes)}"
+            )
+    every = {**records, **test_records}
+    absent = absent_classes(every, splits, classes, description)
+
+    save_folder.mkdir(parents=True, exist_ok=True)
+    write_state(save_folder, _WRITER, _FORMAT_VERSION, options, complete=False)
+    for split, ids in splits.items():
+        source = test_records if (split == "test" and test_csv is not None) else records
+        atomic_write_json(paths[split], {u: source[u] for u in ids})
+
+    speakers = {
+        split: sorted({every[u]["speaker"] for u in ids} - {None})
+        for split, ids in splits.items()
+    }
+    has_speakers = all(
+        every[u]["speaker"] is not None for ids in splits.values() for u in ids
+    )
+    if mode == "random" and test_csv is None:
+        independent = False
+    elif test_csv is not None:
+        independent = True  # another corpus: other speakers by construction
+    elif has_speakers:
+        independent = not (set(speakers["test"]) & set(speakers["train"]))
+    else:
+        independent = None
+    split_info = {
+        "corpus": corpus_name,
+        "csv_file": options["csv_file"],
+        "csv_sha256": options["csv_sha256"],
+        "split_mode": mode,
+        "protocol": f"{corpus_name} {mode}"
+        + (f" -> {test_csv.stem}" if test_csv is not None else ""),
+        "split_description": description,
+        "speaker_independent": independent,
+        **info,
+        "test_fold": options["test_fold"] if test_csv is None else None,
+        "seed": options["seed"],
+        "valid_ratio": options["valid_ratio"],
+        "test_ratio": options["test_ratio"],
+        "emotions": classes,
+        "label_map": options["label_map"],
+        "test_corpus": None
+        if test_csv is None
+        else {
+            "corpus": test_csv.stem,
+            "csv_file": options["test_csv"],
+            "csv_sha256": options["test_csv_sha256"],
+            "label_map": options["test_label_map"],
+        },
+        "counts": {
+            split: {
+                "total": len(ids),
+                **{c: sum(every[u]["emo"] == c for u in ids) for c in classes},
+            }
+            for split, ids in splits.items()
+        },
+        "speakers": speakers,
+    }
+    if absent:
+        split_info["absent_classes"] = absent
+    if mode == "random" and test_csv is None:
+        split_info["warning"] = (
+            "speaker-DEPENDENT split: test speakers are also in train; do not "
+            "compare with speaker-independent results"
+        )
+    missing_classes = _speakers_missing_classes(records, classes)
+    summary = {
+        "csv_file": options["csv_file"],
+        "rows_kept": len(records),
+        "skipped": report.summary(),
+        "dropped_classes": dict(sorted(dropped.items())),
+        "speakers_missing_classes": missing_classes,
+    }
+    if test_csv is not None:
+        summary["test_csv"] = {
+            "csv_file": options["test_csv"],
+            "rows_kept": len(test_records),
+            "skipped": test_report.summary(),
+            "dropped_classes": dict(sorted(test_dropped.items())),
+        }
+    atomic_write_json(save_folder / SPLIT_INFO_FILE, split_info)
+    atomic_write_json(save_folder / SUMMARY_FILE, summary)
+    write_state(save_folder, _WRITER, _FORMAT_VERSION, options, complete=True)
+
+    log_summary(report.summary(), save_folder / SUMMARY_FILE, logger)
+    if test_report is not None:
+        log_summary(test_report.summary(), save_folder / SUMMARY_FILE, logger)
+    for what, counter in (("", dropped), ("test corpus: ", test_dropped)):
+        if counter:
+            logger.info(
+                "%sdropped %d row(s) of classes outside %s: %s",
+                what,
+                sum(counter.values()),
+                ", ".join(classes),
+                ", ".join(f"{c} {n}" for c, n in sorted(counter.items())),
+            )
+    if missing_classes:
+        logger.warning(
+            "%d speaker(s) have no utterance of some class (folds cannot be fully "
+            "stratified), e.g. %s",
+            len(missing_classes),
+            "; ".join(
+                f"{s}: no {', '.join(c)}" for s, c in list(missing_classes.items())[:5]
+            ),
+        )
+    if mode == "random" and test_csv is None:
+        logger.warning(
+            "split_mode=random is speaker-DEPENDENT: the same speakers are in "
+            "train, valid and test"
+        )
+    logger.info(
+        "%s: wrote %s (%s)",
+        save_folder,
+        ", ".join(f"{s} {len(ids)}" for s, ids in splits.items()),
+        description,
+    )
+    return result
+
+
+def main(argv=None):
+    """Command line; returns the exit status (0 ok, 1 error).
+
+    Example
+    -------
+    >>> import contextlib, io, tempfile
+    >>> err = io.StringIO()
+    >>> with contextlib.redirect_stderr(err):
+    ...     main(["--csv_file", "/no.csv", "--save_folder", tempfile.mkdtemp()])
+    1
+    >>> err.getvalue().strip()
+    'error: /no.csv: corpus file not found'
+    """
+    parser = argparse.ArgumentParser(
+        description="Prepare train/valid/test manifests of a labelled speech "
+        "corpus described by a CSV file."
+    )
+    parser.add_argument("--csv_file", required=True)
+    parser.add_argument("--save_folder", help="where the manifests are written")
+    parser.add_argument("--split_mode", choices=SPLIT_MODES, default="speaker_kfold")
+    parser.add_argument("--num_folds", type=int, default=5)
+    parser.add_argument("--test_fold", type=int, default=1)
+    parser.add_argument("--valid_ratio", type=float, default=0.1)
+    parser.add_argument("--test_ratio", type=float, default=0.1)
+    parser.add_argument("--valid_split", choices=VALID_SPLITS, default="speakers")
+    parser.add_argument("--seed", type=int, default=1993)
+    parser.add_argument("--emotions", help="classes to keep, e.g. neu,hap,sad,ang")
+    parser.add_argument("--label_map", help="e.g. exc:hap,calm:neu")
+    parser.add_argument("--test_csv", help="another corpus as the test set")
+    parser.add_argument("--test_label_map", help="label map of --test_csv")
+    parser.add_argument(
+        "--print_num_folds",
+        action="store_true",
+        help="only print the number of speaker_kfold folds of the CSV",
+    )
+    args = parser.parse_args(argv)
+    try:
+        if args.print_num_folds:
+            print(count_folds(args.csv_file, args.num_folds))
+            return 0
+        if not args.save_folder:
+            parser.error("--save_folder is required")
+        paths = prepare_custom(
+            args.csv_file,
+            args.save_folder,
+            split_mode=args.split_mode,
+            num_folds=args.num_folds,
+            test_fold=args.test_fold,
+            valid_ratio=args.valid_ratio,
+            test_ratio=args.test_ratio,
+            valid_split=args.valid_split,
+            seed=args.seed,
+            emotions=args.emotions,
+            label_map=args.label_map,
+            test_csv=args.test_csv,
+            test_label_map=args.test_label_map,
+        )
+    except (ValueError, OSError) as exc:  # PreparationError, CorpusError included
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    for split, path in paths.items():
+        print(f"{split}: {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s: %(message)s")
+    sys.exit(main())

@@ -1,0 +1,448 @@
+"""The generic recipe (recipes/Custom): a user's CSV corpus, end to end.
+
+The corpus is what a user has (sser_lobes.synthetic.csv_corpus): files at 16,
+22.05 and 44.1 kHz, some stereo, WAV and FLAC, relative paths, and one
+speaker's utterances cut from a long recording (start / end segments).
+"""
+
+import csv
+import json
+import os
+import shutil
+import sys
+
+import pytest
+import soundfile
+import torch
+from conftest import FAST_TRAINING, RECIPES, run_recipe, run_script
+
+CUSTOM = RECIPES / "Custom"
+HPARAMS = CUSTOM / "hparams"
+if str(CUSTOM) not in sys.path:
+    sys.path.append(str(CUSTOM))
+
+import custom_prepare  # noqa: E402
+
+from sser_lobes.corpus_csv import read_corpus  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def csv_corpus(tmp_path_factory):
+    """6 speakers x 4 classes x 4 utterances; the last speaker in segments."""
+    from sser_lobes.synthetic.csv_corpus import make_csv_corpus
+
+    return make_csv_corpus(tmp_path_factory.mktemp("own_data"), speakers=6, per_class=4)
+
+
+def _rows(path):
+    with open(path, newline="", encoding="utf-8") as handle:
+        return list(csv.DictReader(handle))
+
+
+def _write(path, rows, fields=None):
+    fields = fields or list(rows[0])
+    with open(path, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=fields)
+        writer.writeheader()
+        writer.writerows(rows)
+    return path
+
+
+def _copy_corpus(csv_corpus, tmp_path):
+    """A private copy (folder and CSV) that a test may break."""
+    target = tmp_path / "corpus"
+    shutil.copytree(csv_corpus.parent, target)
+    return target / csv_corpus.name
+
+
+def _argv(csv_file, model, out, *extra, hparams="train_wavlm_large.yaml", epochs=2):
+    names = {arg.split("=", 1)[0] for arg in extra}
+    fast = [a for a in FAST_TRAINING if a.split("=", 1)[0] not in names]
+    return [
+        HPARAMS / hparams,
+        f"--csv_file={csv_file}",
+        f"--ssl_source={model}",
+        f"--output_folder={out}",
+        f"--number_of_epochs={epochs}",
+        *fast,
+        *extra,
+    ]
+
+
+def _manifest(folder, split):
+    return json.loads((folder / f"{split}.json").read_text())
+
+
+# --------------------------------------------------------------------------
+# Preparation: protocols
+# --------------------------------------------------------------------------
+
+
+def test_speaker_folds_cover_every_speaker_once_and_are_stratified(
+    csv_corpus, tmp_path
+):
+    speakers_per_fold = []
+    for fold in (1, 2, 3):
+        out = tmp_path / f"f{fold}"
+        custom_prepare.prepare_custom(csv_corpus, out, num_folds=3, test_fold=fold)
+        splits = {s: _manifest(out, s) for s in ("train", "valid", "test")}
+        speakers = {s: {e["speaker"] for e in m.values()} for s, m in splits.items()}
+        # Speaker-independent: test, valid and train speakers are disjoint.
+        assert not speakers["test"] & speakers["train"]
+        assert not speakers["test"] & speakers["valid"]
+        assert not speakers["valid"] & speakers["train"]
+        info = json.loads((out / "split_info.json").read_text())
+        assert info["speaker_independent"] is True
+        assert info["valid_speaker_disjoint"] is True
+        assert info["num_folds"] == 3 and info["test_fold"] == fold
+        assert sorted(info["folds"][fold - 1]) == sorted(speakers["test"])
+        # Stratified: every class in the test fold, equally (balanced corpus).
+        counts = info["counts"]["test"]
+        assert len({counts[c] for c in ("ang", "hap", "neu", "sad")}) == 1
+        speakers_per_fold.append(speakers["test"])
+    every = [s for fold in speakers_per_fold for s in fold]
+    assert sorted(every) == [f"spk{i:02d}" for i in range(1, 7)]
+
+
+def test_speaker_folds_are_stratified_when_speakers_lack_classes():
+    from collections import Counter
+
+    # Two speakers without "sad": they must not both land in one fold with
+    # the rich speakers elsewhere; every fold gets some sad utterances.
+    counts = {
+        "a": Counter(ang=4, sad=0, neu=4),
+        "b": Counter(ang=4, sad=0, neu=4),
+        "c": Counter(ang=4, sad=4, neu=4),
+        "d": Counter(ang=4, sad=4, neu=4),
+    }
+    folds = custom_prepare.speaker_folds(counts, ["ang", "neu", "sad"], 2, seed=3)
+    for fold in folds:
+        assert sum(counts[s]["sad"] for s in fold) == 4, folds
+
+
+def test_few_speakers_give_leave_one_speaker_out(csv_corpus, tmp_path):
+    rows = [r for r in _rows(csv_corpus) if r["speaker"] in ("spk01", "spk02", "spk03")]
+    small = _write(csv_corpus.parent / "three_speakers.csv", rows)
+    out = tmp_path / "loso"
+    custom_prepare.prepare_custom(small, out, num_folds=5, test_fold=3)
+    info = json.loads((out / "split_info.json").read_text())
+    assert info["num_folds"] == 3 and info["leave_one_speaker_out"] is True
+    assert len(info["speakers"]["test"]) == 1
+    with pytest.raises(Exception, match="test_fold 4 but .* 3 folds"):
+        custom_prepare.prepare_custom(small, tmp_path / "x", num_folds=5, test_fold=4)
+
+
+def test_one_training_speaker_gives_utterance_valid_labelled_not_disjoint(
+    csv_corpus, tmp_path
+):
+    rows = [r for r in _rows(csv_corpus) if r["speaker"] in ("spk01", "spk02")]
+    two = _write(csv_corpus.parent / "two_speakers.csv", rows)
+    out = tmp_path / "two"
+    custom_prepare.prepare_custom(two, out, num_folds=2, test_fold=1)
+    info = json.loads((out / "split_info.json").read_text())
+    assert info["valid_speaker_disjoint"] is False
+    assert info["speaker_independent"] is True  # test vs train still disjoint
+    assert info["speakers"]["valid"] == info["speakers"]["train"]
+
+
+def test_given_split_and_valid_drawn_from_train(csv_corpus, tmp_path):
+    rows = _rows(csv_corpus)
+    for row in rows:
+        row["split"] = "test" if row["speaker"] == "spk01" else "TRAIN"
+    given = _write(csv_corpus.parent / "given.csv", rows)
+    out = tmp_path / "given"
+    custom_prepare.prepare_custom(given, out, split_mode="given")
+    info = json.loads((out / "split_info.json").read_text())
+    assert info["valid_drawn_from_train"] is True
+    assert info["speakers"]["test"] == ["spk01"]
+    assert "spk01" not in info["speakers"]["train"] + info["speakers"]["valid"]
+    assert info["speaker_independent"] is True
+
+
+def test_random_split_is_labelled_speaker_dependent(csv_corpus, tmp_path):
+    out = tmp_path / "random"
+    custom_prepare.prepare_custom(csv_corpus, out, split_mode="random", seed=5)
+    info = json.loads((out / "split_info.json").read_text())
+    assert info["speaker_independent"] is False
+    assert "speaker-DEPENDENT" in info["split_description"]
+    assert "warning" in info
+    ids = [set(_manifest(out, s)) for s in ("train", "valid", "test")]
+    assert not (ids[0] & ids[1] or ids[0] & ids[2] or ids[1] & ids[2])
+    assert sum(map(len, ids)) == len(_rows(csv_corpus))
+
+
+# --------------------------------------------------------------------------
+# Preparation: labels, bad rows, idempotence
+# --------------------------------------------------------------------------
+
+
+def test_label_map_and_emotions_select_merge_and_count_dropped(csv_corpus, tmp_path):
+    out = tmp_path / "map"
+    custom_prepare.prepare_custom(
+        csv_corpus,
+        out,
+        num_folds=3,
+        emotions="neu,hap,sad",
+        label_map="ang:hap",
+    )
+    info = json.loads((out / "split_info.json").read_text())
+    summary = json.loads((out / "prep_summary.json").read_text())
+    assert info["emotions"] == ["neu", "hap", "sad"]
+    assert info["label_map"] == {"ang": "hap"}
+    assert summary["dropped_classes"] == {}
+    train = _manifest(out, "train")
+    merged = [e for e in train.values() if e["emotion_as_written"] == "ang"]
+    assert merged and all(e["emo"] == "hap" for e in merged)
+
+    out2 = tmp_path / "select"
+    custom_prepare.prepare_custom(
+        csv_corpus, out2, num_folds=3, emotions=["neu", "sad"]
+    )
+    summary = json.loads((out2 / "prep_summary.json").read_text())
+    assert summary["dropped_classes"] == {"ang": 24, "hap": 24}
+    assert summary["rows_kept"] == 48
+
+
+def test_bad_rows_are_reported_with_file_and_line_and_the_rest_prepared(
+    csv_corpus, tmp_path
+):
+    corpus = _copy_corpus(csv_corpus, tmp_path)
+    rows = _rows(corpus)
+    n_good = len(rows)
+    (corpus.parent / "broken.wav").write_bytes(b"RIFF....not audio")
+    soundfile.write(corpus.parent / "empty.wav", [], 16000)
+    extra = [
+        {**rows[0], "wav": "audio/nowhere.wav"},  # missing file
+        {**rows[0], "wav": "broken.wav"},  # unreadable
+        {**rows[0], "wav": "empty.wav"},  # empty
+        {**rows[1], "id": "", "start": "0.1", "end": "99"},  # segment outside
+        {**rows[2], "emotion": ""},  # no label
+        {**rows[3], "speaker": ""},  # no speaker (speaker folds need it)
+        {**rows[4], "gender": "x"},  # unknown gender
+    ]
+    rows = [{**r, "id": f"u{i}"} for i, r in enumerate(rows)]
+    rows.append({**rows[5]})  # duplicate id
+    bad = _write(corpus, rows + [{**r, "id": f"bad{i}"} for i, r in enumerate(extra)])
+    out = tmp_path / "prep"
+    custom_prepare.prepare_custom(bad, out, num_folds=3)
+    summary = json.loads((out / "prep_summary.json").read_text())
+    skipped = {reason: info["count"] for reason, info in summary["skipped"].items()}
+    assert skipped == {
+        "missing_audio": 1,
+        "bad_audio": 2,
+        "bad_segment": 1,
+        "missing_value": 2,
+        "bad_gender": 1,
+        "duplicate_id": 1,
+    }
+    assert summary["rows_kept"] == n_good
+    examples = [m for info in summary["skipped"].values() for m in info["examples"]]
+    line_of_missing = n_good + 3  # header, the good rows, the duplicate
+    assert any(
+        m.startswith(f"{bad}, line {line_of_missing}: ") and "nowhere.wav" in m
+        for m in examples
+    ), examples
+    assert any("ends after the end of the file" in m for m in examples)
+
+
+def test_missing_column_and_unknown_class_are_one_clear_error(csv_corpus, tmp_path):
+    rows = [{k: v for k, v in r.items() if k != "speaker"} for r in _rows(csv_corpus)]
+    no_speaker = _write(csv_corpus.parent / "no_speaker.csv", rows)
+    with pytest.raises(Exception, match=r"no_speaker.csv: missing column\(s\) speaker"):
+        custom_prepare.prepare_custom(no_speaker, tmp_path / "a")
+    with pytest.raises(Exception, match="class fru of emotions has no row"):
+        custom_prepare.prepare_custom(csv_corpus, tmp_path / "b", emotions="ang,fru")
+
+
+def test_preparation_is_idempotent_and_rebuilds_when_the_csv_changes(
+    csv_corpus, tmp_path
+):
+    corpus = _copy_corpus(csv_corpus, tmp_path)
+    out = tmp_path / "prep"
+    custom_prepare.prepare_custom(corpus, out, num_folds=3)
+    first = {p.name: p.read_bytes() for p in out.iterdir()}
+    custom_prepare.prepare_custom(corpus, out, num_folds=3)
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == first
+    rows = _rows(corpus)
+    _write(corpus, rows[:-4])  # the CSV changed: the manifests follow
+    custom_prepare.prepare_custom(corpus, out, num_folds=3)
+    total = sum(len(_manifest(out, s)) for s in ("train", "valid", "test"))
+    assert total == len(rows) - 4
+    # A folder the preparation did not write is never overwritten.
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    (foreign / "train.json").write_text("{}")
+    with pytest.raises(Exception, match="not written by custom_prepare"):
+        custom_prepare.prepare_custom(corpus, foreign, num_folds=3)
+
+
+def test_training_reads_any_file_as_inference_does(csv_corpus):
+    """The recipe's audio item and the inference loader give the same waveform."""
+    from sser_lobes.audio import load_audio_any
+    from sser_lobes.recipe import segment_audio_pipeline
+
+    rows, _ = read_corpus(csv_corpus, require=("wav", "emotion", "speaker"))
+    item = segment_audio_pipeline(16000, 400)
+    rates = set()
+    for row in rows:
+        rates.add(soundfile.info(row.wav).samplerate)
+        wav = item.func(row.wav, row.start, row.end)
+        assert abs(wav.numel() / 16000 - row.duration) < 1e-3
+        if row.start is None:
+            assert torch.equal(wav, load_audio_any(row.wav, silence_threshold=None))
+    assert rates == {16000, 22050, 44100}
+    assert any(row.start is not None for row in rows)
+
+
+# --------------------------------------------------------------------------
+# Training, cross-corpus, fold loop, export and sser-predict
+# --------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def custom_run(csv_corpus, tiny_models, tmp_path_factory):
+    out = tmp_path_factory.mktemp("custom") / "run"
+    argv = _argv(
+        csv_corpus,
+        tiny_models["wavlm"],
+        out,
+        "--num_folds=3",
+        "--test_fold=2",
+        epochs=4,
+    )
+    return out, run_recipe(CUSTOM, argv)
+
+
+def test_kfold_run_trains_speaker_independent_and_records_the_protocol(custom_run):
+    out, run = custom_run
+    metrics = json.loads((out / "test_metrics.json").read_text())
+    assert metrics["fold"] == "fold2of3"
+    assert metrics["speaker_independent"] is True
+    assert metrics["labels"] == ["ang", "hap", "neu", "sad"]
+    assert "3-fold by speaker" in metrics["split_description"]
+    assert sum(map(sum, metrics["confusion_matrix"])) == 32  # the whole test fold
+    history = json.loads((out / "history.json").read_text())
+    losses = [history[epoch]["train_loss"] for epoch in sorted(history, key=int)]
+    assert losses[-1] < losses[0]  # it learns
+    assert (out / "test_confusion_matrix.png").is_file()
+    info = json.loads((out / "manifests" / "split_info.json").read_text())
+    assert info["corpus"] == "corpus"
+
+
+def test_another_fold_in_the_same_folder_is_refused(
+    custom_run, csv_corpus, tiny_models
+):
+    out, _ = custom_run  # fold 2 of 3 trained there; now fold 1, same folder
+    argv = _argv(
+        csv_corpus, tiny_models["wavlm"], out, "--num_folds=3", "--test_fold=1"
+    )
+    run = run_recipe(CUSTOM, argv, expect_ok=False)
+    assert run.error is not None and "trained on another split" in run.error
+
+
+def test_user_mistakes_are_one_line_before_the_model_is_built(
+    csv_corpus, tmp_path, tiny_models
+):
+    cases = {
+        "--test_fold=9": "test_fold",
+        "--split_mode=loso": "split_mode",
+        "--emotions=[ang,fru]": "fru",
+        "--label_map=ang=hap": "label_map",
+    }
+    for option, word in cases.items():
+        argv = _argv(csv_corpus, "/nonexistent/model", tmp_path / "x", option)
+        run = run_recipe(CUSTOM, argv, expect_ok=False)
+        assert run.error is not None and word in run.error, (option, run.error)
+    run = run_recipe(
+        CUSTOM,
+        _argv(tmp_path / "none.csv", tiny_models["wavlm"], tmp_path / "y"),
+        expect_ok=False,
+    )
+    assert "none.csv: corpus file not found" in run.error
+
+
+def test_cross_corpus_run_records_both_corpora_and_the_mapping(
+    csv_corpus, tiny_models, tmp_path
+):
+    from sser_lobes.synthetic.csv_corpus import make_csv_corpus
+
+    other = make_csv_corpus(
+        tmp_path / "other",
+        speakers=2,
+        per_class=2,
+        classes=("ang", "exc", "neu", "fea"),
+        seed=3,
+        csv_name="other.csv",
+    )
+    out = tmp_path / "cross"
+    argv = _argv(
+        csv_corpus,
+        tiny_models["wavlm"],
+        out,
+        f"--test_csv={other}",
+        "--test_label_map=exc:hap",
+        epochs=1,
+    )
+    run_recipe(CUSTOM, argv)
+    metrics = json.loads((out / "test_metrics.json").read_text())
+    assert metrics["fold"] == "cross_other"
+    info = json.loads((out / "manifests" / "split_info.json").read_text())
+    assert info["test_corpus"]["corpus"] == "other"
+    assert info["test_corpus"]["label_map"] == {"exc": "hap"}
+    summary = json.loads((out / "manifests" / "prep_summary.json").read_text())
+    assert summary["test_csv"]["dropped_classes"] == {"fea": 4}
+    assert sum(map(sum, metrics["confusion_matrix"])) == 12  # ang, exc->hap, neu
+    test = json.loads((out / "manifests" / "test.json").read_text())
+    assert {e["emo"] for e in test.values()} == {"ang", "hap", "neu"}
+
+
+def test_fold_loop_runs_every_fold_and_aggregates(csv_corpus, tiny_models, tmp_path):
+    work = tmp_path / "work"
+    work.mkdir()
+    env = {"NUM_FOLDS": "3", "PYTHON": sys.executable}
+    run_script(
+        [
+            CUSTOM / "run_folds.sh",
+            os.path.relpath(HPARAMS / "train_wavlm_large.yaml", work),
+            csv_corpus,
+            f"--ssl_source={tiny_models['wavlm']}",
+            "--number_of_epochs=1",
+            *FAST_TRAINING,
+        ],
+        cwd=work,
+        env=env,
+    )
+    summary = json.loads((work / "results/Custom/summary.json").read_text())
+    (experiment,) = summary["experiments"]
+    assert experiment["n_runs"] == 3
+    assert sorted(f["fold"] for f in experiment["per_fold"]) == [
+        "fold1of3",
+        "fold2of3",
+        "fold3of3",
+    ]
+    runs = work / "results/Custom/corpus/wavlm_large_partial/speaker_kfold/seed_1993"
+    tested = []
+    for fold in ("fold1of3", "fold2of3", "fold3of3"):
+        info = json.loads((runs / fold / "manifests/split_info.json").read_text())
+        tested += info["speakers"]["test"]
+    assert sorted(tested) == [f"spk{i:02d}" for i in range(1, 7)]
+
+
+def test_export_and_sser_predict_on_a_custom_run(custom_run, tmp_path):
+    from sser_lobes.export import main as export_main
+    from sser_lobes.inference import EmotionRecognizer
+
+    out, _ = custom_run
+    model = tmp_path / "model"
+    assert export_main([str(out), str(model)]) in (0, None)
+    recognizer = EmotionRecognizer.from_hparams(model)
+    assert recognizer.labels == ["ang", "hap", "neu", "sad"]
+    predictions = {
+        r["id"]: r for r in csv.DictReader(open(out / "test_predictions.csv"))
+    }
+    test = json.loads((out / "manifests" / "test.json").read_text())
+    for utt_id, entry in list(test.items())[:6]:
+        if entry["start"] is not None:
+            continue
+        _, _, _, label = recognizer.classify_file(entry["wav"])
+        assert label == predictions[utt_id]["prediction"]
