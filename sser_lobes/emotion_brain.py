@@ -18,8 +18,10 @@ import speechbrain as sb
 import torch
 from speechbrain.utils.distributed import if_main_process
 
+from sser_lobes.batching import class_balanced_weights
 from sser_lobes.brain import SERBrain, write_json
 from sser_lobes.feature_cache import setup_feature_cache
+from sser_lobes.losses import class_weights, labels_counts_from_manifest
 from sser_lobes.metrics import ClassificationStats
 from sser_lobes.plots import plot_confusion_matrix
 from sser_lobes.recipe import (
@@ -39,14 +41,22 @@ SELECTION_METRICS = ("WA", "UA", "macro_F1", "micro_F1")
 
 
 class EmotionBrain(SERBrain):
-    """Trains and evaluates an :class:`sser_lobes.EmotionModel` on 4 classes."""
+    """Trains and evaluates an :class:`sser_lobes.EmotionModel` on classes.
+
+    ``class_weight`` (a tensor, set by :func:`train_and_evaluate` when
+    ``class_weighting`` asks for it) weights the cross-entropy.
+    """
+
+    class_weight = None
 
     def compute_objectives(self, predictions, batch, stage):
         """Cross-entropy in fp32 outside autocast; collects eval predictions."""
         logits = predictions["logits"]
         targets = batch.emo_encoded.data.squeeze(-1)
         with self.outside_autocast():
-            loss = self.hparams.compute_cost(logits.float(), targets)
+            loss = self.hparams.compute_cost(
+                logits.float(), targets, weight=self.class_weight
+            )
         if stage != sb.Stage.TRAIN:
             self.stats.append(batch.id, torch.softmax(logits.float(), dim=-1), targets)
         return loss + self.gender_loss(predictions, batch, stage)
@@ -146,6 +156,49 @@ def categorical_datasets(hparams, audio=None):
     return datasets, label_encoder
 
 
+CLASS_WEIGHTINGS = ("inverse_frequency", "none")
+
+
+def training_weights(hparams, datasets, train_manifest):
+    """Class weights of the loss and per-utterance sampling weights.
+
+    Arguments
+    ---------
+    hparams : dict
+        ``emotions``; ``class_weighting`` (``inverse_frequency``: ``w_c = N /
+        (C count_c)``, the Odyssey 2024 baseline's; ``none``) and
+        ``class_balanced_sampling`` (draw training utterances with
+        probability ``1 / count(class)``). A recipe without these keys
+        (IEMOCAP, as its reference) uses neither.
+    datasets : dict
+        With the ``train`` dataset (its ``emo`` values).
+    train_manifest : str
+        The training manifest (its class counts).
+
+    Returns
+    -------
+    loss_weight : list of float or None
+    sampling : numpy.ndarray or None
+    """
+    weighting = hparams.get("class_weighting", "none")
+    if weighting not in CLASS_WEIGHTINGS:
+        raise ValueError(
+            f"class_weighting must be one of {', '.join(CLASS_WEIGHTINGS)}, got "
+            f"{weighting!r}."
+        )
+    loss_weight = None
+    if weighting == "inverse_frequency":
+        counts = labels_counts_from_manifest(train_manifest, hparams["emotions"])
+        loss_weight = class_weights(counts)
+    sampling = None
+    if hparams.get("class_balanced_sampling", False):
+        with datasets["train"].output_keys_as(["emo"]):
+            sampling = class_balanced_weights(
+                [item["emo"] for item in datasets["train"]]
+            )
+    return loss_weight, sampling
+
+
 def train_and_evaluate(brain_class, hparams, run_opts, datasets, split_info):
     """Train on ``train``, select on ``valid``, evaluate ``valid`` and ``test``.
 
@@ -165,8 +218,11 @@ def train_and_evaluate(brain_class, hparams, run_opts, datasets, split_info):
     dict
         ``{"valid": metrics, "test": metrics}`` of the selected checkpoint.
     """
+    loss_weight, sampling = training_weights(
+        hparams, datasets, hparams["train_annotation"]
+    )
     train_sampler, train_kwargs, eval_kwargs = make_loader_kwargs(
-        hparams, datasets, ("valid", "test")
+        hparams, datasets, ("valid", "test"), train_weights=sampling
     )
     brain = brain_class(
         modules=hparams["modules"],
@@ -176,6 +232,10 @@ def train_and_evaluate(brain_class, hparams, run_opts, datasets, split_info):
         checkpointer=hparams["checkpointer"],
     )
     brain.split_info = split_info
+    if loss_weight is not None:
+        brain.class_weight = torch.as_tensor(loss_weight, dtype=torch.float32).to(
+            brain.device
+        )
     # Outside DDP, Brain does not call set_epoch() on a batch sampler unless
     # it is its train_sampler; under DDP it wraps it and passes set_epoch on.
     brain.train_sampler = train_sampler

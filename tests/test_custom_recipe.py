@@ -348,6 +348,7 @@ def test_user_mistakes_are_one_line_before_the_model_is_built(
         "--split_mode=loso": "split_mode",
         "--emotions=[ang,fru]": "fru",
         "--label_map=ang=hap": "label_map",
+        "--class_weighting=balanced": "class_weighting",
     }
     for option, word in cases.items():
         argv = _argv(csv_corpus, "/nonexistent/model", tmp_path / "x", option)
@@ -446,3 +447,54 @@ def test_export_and_sser_predict_on_a_custom_run(custom_run, tmp_path):
             continue
         _, _, _, label = recognizer.classify_file(entry["wav"])
         assert label == predictions[utt_id]["prediction"]
+
+
+def test_class_weights_and_balanced_sampling_follow_the_training_counts(tmp_path):
+    from sser_lobes.emotion_brain import training_weights
+
+    manifest = tmp_path / "train.json"
+    entries = {f"u{i}": {"emo": "neu"} for i in range(6)}
+    entries.update({f"v{i}": {"emo": "ang"} for i in range(2)})
+    manifest.write_text(json.dumps(entries))
+
+    class Dataset:  # what training_weights reads of a DynamicItemDataset
+        def output_keys_as(self, keys):
+            import contextlib
+
+            return contextlib.nullcontext()
+
+        def __iter__(self):
+            return iter(entries.values())
+
+    hparams = {"emotions": ["ang", "neu"], "class_weighting": "inverse_frequency"}
+    weights, sampling = training_weights(hparams, {"train": Dataset()}, manifest)
+    assert weights == pytest.approx([8 / (2 * 2), 8 / (2 * 6)])
+    assert sampling is None
+    hparams = {"emotions": ["ang", "neu"], "class_balanced_sampling": True}
+    weights, sampling = training_weights(hparams, {"train": Dataset()}, manifest)
+    assert weights is None
+    assert list(sampling) == pytest.approx([1 / 6] * 6 + [1 / 2] * 2)
+
+
+def test_weighted_run_trains(csv_corpus, tiny_models, tmp_path):
+    rows = [
+        r for r in _rows(csv_corpus) if r["emotion"] != "sad" or r["text"][0] == "t"
+    ]
+    imbalanced = _write(
+        tmp_path / "imbalanced.csv",
+        [{**r, "wav": os.path.join(csv_corpus.parent, r["wav"])} for r in rows],
+    )
+    out = tmp_path / "weighted"
+    argv = _argv(
+        imbalanced,
+        tiny_models["wavlm"],
+        out,
+        "--num_folds=3",
+        "--class_weighting=inverse_frequency",
+        "--class_balanced_sampling=True",
+        epochs=1,
+    )
+    run_recipe(CUSTOM, argv)
+    info = json.loads((out / "manifests" / "split_info.json").read_text())
+    assert info["counts"]["train"]["sad"] < info["counts"]["train"]["ang"]
+    assert (out / "test_metrics.json").is_file()

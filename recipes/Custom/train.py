@@ -33,12 +33,18 @@ from custom_prepare import (
 from speechbrain.utils.distributed import if_main_process, run_on_main
 
 from sser_lobes.emotion_brain import (
+    CLASS_WEIGHTINGS,
     SELECTION_METRICS,
     EmotionBrain,
     categorical_datasets,
     train_and_evaluate,
 )
-from sser_lobes.preflight import RecipeError, check_model_options, run_recipe_main
+from sser_lobes.preflight import (
+    RecipeError,
+    check_choice,
+    check_model_options,
+    run_recipe_main,
+)
 from sser_lobes.recipe import segment_audio_pipeline, setup_experiment
 
 SPLITS = ("train", "valid", "test")
@@ -101,6 +107,8 @@ def check_options(hparams):
     define the split (for the run folder's split guard).
     """
     check_model_options(hparams, SELECTION_METRICS)
+    check_choice(hparams, "class_weighting", CLASS_WEIGHTINGS)
+    check_choice(hparams, "class_balanced_sampling", (True, False))
     options = protocol_options(hparams)
     csv_file = hparams["csv_file"]
     test_csv = hparams["test_csv"]

@@ -34,10 +34,9 @@ from msp_podcast_prepare import (
 )
 from speechbrain.utils.distributed import if_main_process, run_on_main
 
-from sser_lobes.batching import class_balanced_weights
 from sser_lobes.brain import SERBrain, write_json
+from sser_lobes.emotion_brain import training_weights
 from sser_lobes.feature_cache import setup_feature_cache
-from sser_lobes.losses import class_weights, labels_counts_from_manifest
 from sser_lobes.metrics import ClassificationStats, RegressionStats
 from sser_lobes.plots import plot_confusion_matrix
 from sser_lobes.preflight import (
@@ -292,28 +291,11 @@ def _empty_split(hparams, split, reason):
     print(f"warning: skipping the {split} split: {reason}", file=sys.stderr)
 
 
-def training_weights(hparams, datasets):
-    """Class weights of the loss and sampling weights, from the training set."""
+def categorical_weights(hparams, datasets):
+    """Class weights of the loss and sampling weights (Task 1 only)."""
     if hparams["task"] != "categorical":
         return None, None
-    counts = labels_counts_from_manifest(
-        manifest_path(hparams, "train"), hparams["emotions"]
-    )
-    loss_weight = None
-    if hparams["class_weighting"] == "inverse_frequency":
-        loss_weight = class_weights(counts)
-    elif hparams["class_weighting"] != "none":
-        raise ValueError(
-            "class_weighting must be 'inverse_frequency' or 'none', got "
-            f"{hparams['class_weighting']!r}."
-        )
-    sampling = None
-    if hparams["class_balanced_sampling"]:
-        with datasets["train"].output_keys_as(["emo"]):
-            sampling = class_balanced_weights(
-                [item["emo"] for item in datasets["train"]]
-            )
-    return loss_weight, sampling
+    return training_weights(hparams, datasets, manifest_path(hparams, "train"))
 
 
 def prepare_data(hparams):
@@ -427,7 +409,7 @@ def main(argv=None):
     )
     datasets = dataio_prep(hparams)
     set_global_waveform_stats(hparams)
-    loss_weight, sampling = training_weights(hparams, datasets)
+    loss_weight, sampling = categorical_weights(hparams, datasets)
     eval_splits = [
         split
         for split in (*hparams["eval_splits"], *hparams["prediction_splits"])
