@@ -32,8 +32,11 @@ themselves; text-fused models take an optional transcript, or use the
 configured ASR model, or fall back to their learned empty-text embedding.
 """
 
+import functools
 import logging
+from collections.abc import Callable
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 from safetensors import SafetensorError
@@ -41,7 +44,7 @@ from safetensors.torch import load_file
 from speechbrain.inference.interfaces import Pretrained
 from speechbrain.utils.fetching import FetchConfig, LocalStrategy, fetch
 
-from sser_lobes.audio import AudioError, load_audio_any
+from sser_lobes.audio import AudioError, audio_info, load_audio_any, load_audio_segment
 from sser_lobes.chunking import pool_chunk_scores, split_into_chunks, timeline
 from sser_lobes.quantize import QUANTIZE_CHOICES, check_int8_device, quantize_int8
 from sser_lobes.safe_hparams import UnsafeHparamsError, load_checked_hparams
@@ -50,6 +53,40 @@ logger = logging.getLogger(__name__)
 
 #: The only file the weights of an exported model are read from.
 WEIGHTS_FILE = "model.safetensors"
+
+#: Peak amplitude under which audio is refused as silent (the default of
+#: :func:`sser_lobes.audio.load_audio_any`; segments get the same check).
+SILENCE_THRESHOLD = 1e-4
+
+
+class Utterance(NamedTuple):
+    """One utterance for :meth:`EmotionRecognizer.predict_utterances`.
+
+    Arguments
+    ---------
+    name : str
+        Names the utterance in its result (the ``"file"`` key).
+    load : callable
+        ``load()`` returns the waveform at the model's rate (a 1-D tensor) or
+        raises :class:`~sser_lobes.audio.AudioError`; called when the
+        utterance's batch is run, so only one batch is held in memory.
+    text : str or None
+        Transcript for text-fused models (None: the model's behaviour for a
+        missing transcript, its ASR or its learned empty-text embedding).
+    seconds : float or None
+        Expected duration, which orders the batches (None: 0).
+
+    Example
+    -------
+    >>> utterance = Utterance("tone", load=lambda: torch.zeros(16000), seconds=1.0)
+    >>> utterance.load().shape, utterance.text
+    (torch.Size([16000]), None)
+    """
+
+    name: str
+    load: Callable
+    text: str | None = None
+    seconds: float | None = None
 
 
 def load_safetensors_state(module, path):
@@ -82,7 +119,8 @@ class EmotionRecognizer(Pretrained):
 
     Categorical models: :meth:`classify_file`, :meth:`classify_batch`,
     :meth:`predict_files`. Attribute (arousal / valence / dominance) models:
-    :meth:`predict_batch`, :meth:`predict_files`.
+    :meth:`predict_batch`, :meth:`predict_files`. Segments of files (corpus
+    rows): :meth:`utterance` and :meth:`predict_utterances`.
     """
 
     HPARAMS_NEEDED = ["labels", "sample_rate", "task", "window_seconds"]
@@ -293,12 +331,17 @@ class EmotionRecognizer(Pretrained):
         if not self.uses_text:
             return {}
         batch = wavs.shape[0]
-        if texts is None:
-            texts = self.transcribe(wavs, wav_lens)
-        if texts is None:
-            texts = [None] * batch
+        texts = [None] * batch if texts is None else list(texts)
         if len(texts) != batch:
             raise ValueError(f"got {len(texts)} texts for {batch} waveforms.")
+        # A missing transcript (None, not "") is the model's own business
+        # for each utterance, whatever the others in the batch have: its ASR
+        # if it has one, else the learned empty-text embedding.
+        missing = [i for i, text in enumerate(texts) if text is None]
+        if missing:
+            transcripts = self.transcribe(wavs[missing], wav_lens[missing])
+            for i, transcript in zip(missing, transcripts or []):
+                texts[i] = transcript
         has_text = torch.tensor([bool(t and str(t).strip()) for t in texts])
         size = self.model.text_fusion.text_size
         embeddings = torch.zeros(batch, size)
@@ -324,9 +367,11 @@ class EmotionRecognizer(Pretrained):
             ``[batch, samples]`` at the model's sample rate.
         wav_lens : torch.Tensor or None
             Relative lengths (SpeechBrain convention).
-        texts : list of str or None
-            Transcripts for text-fused models (None: ASR if configured, else
-            the learned empty-text embedding).
+        texts : list of (str or None) or None
+            Transcripts for text-fused models. A missing one (None, or
+            ``texts=None`` for all) is transcribed by the configured ASR, or
+            else gets the learned empty-text embedding; ``""`` is an empty
+            transcript (the empty-text embedding).
 
         Returns
         -------
@@ -399,20 +444,67 @@ class EmotionRecognizer(Pretrained):
             result += (timeline(chunk_probs, bounds, self.sample_rate, self.labels),)
         return result
 
-    def load_audio(self, path):
+    def load_audio(self, path, start=None, end=None):
         """Read, downmix and resample a file, with clear errors naming it.
 
-        A model whose recipe evaluated only the first ``eval_crop_seconds``
-        of each utterance (the Odyssey 2024 baseline's 12 s) gets the same
-        crop here, so that a file gets the recipe's prediction.
+        ``start`` / ``end`` (seconds) select a segment of the file, read
+        and converted as a whole file is
+        (:func:`~sser_lobes.audio.load_audio_segment`). A model whose recipe
+        evaluated only the first ``eval_crop_seconds`` of each utterance
+        (the Odyssey 2024 baseline's 12 s) gets the same crop here, so that
+        a file gets the recipe's prediction.
         """
-        wav = load_audio_any(
-            path, sample_rate=self.sample_rate, min_samples=self.min_samples
-        )
-        crop = getattr(self.hparams, "eval_crop_seconds", None)
+        if start is None and end is None:
+            wav = load_audio_any(
+                path,
+                sample_rate=self.sample_rate,
+                min_samples=self.min_samples,
+                silence_threshold=SILENCE_THRESHOLD,
+            )
+        else:
+            wav = load_audio_segment(
+                path,
+                start,
+                end,
+                sample_rate=self.sample_rate,
+                min_samples=self.min_samples,
+                silence_threshold=SILENCE_THRESHOLD,
+            )
+        crop = self._crop_seconds()
         if crop:
             wav = wav[: int(round(crop * self.sample_rate))]
         return wav
+
+    def _crop_seconds(self):
+        return getattr(self.hparams, "eval_crop_seconds", None)
+
+    def utterance(self, path, start=None, end=None, text=None, seconds=None):
+        """An :class:`Utterance` of a file or of its segment ``[start, end)``.
+
+        Arguments
+        ---------
+        path : str or os.PathLike
+            Audio file (named in the result and in its errors).
+        start, end : float or None
+            Segment bounds in seconds (None: the whole file).
+        text : str or None
+            Transcript (text-fused models).
+        seconds : float or None
+            Duration, if known (e.g. from a corpus file); else read from the
+            file's header.
+
+        Returns
+        -------
+        Utterance
+        """
+        path = str(path)
+        if seconds is None:
+            seconds = _header_seconds(path, start, end)
+        crop = self._crop_seconds()
+        if crop:
+            seconds = min(seconds, crop)
+        load = functools.partial(self.load_audio, path, start, end)
+        return Utterance(name=path, load=load, text=text, seconds=seconds)
 
     def _window(self):
         window = int(round(self.hparams.window_seconds * self.sample_rate))
@@ -437,9 +529,7 @@ class EmotionRecognizer(Pretrained):
     def predict_files(self, paths, batch_size=8, texts=None, progress=False):
         """Predict many files, batched by length; errors are per file.
 
-        Files are read first (a bad file gives a result with ``"error"`` and
-        the others go on), sorted by duration and batched so that padding
-        stays small; files longer than the window are chunked.
+        See :meth:`predict_utterances` (each file is one utterance).
 
         Returns
         -------
@@ -449,46 +539,80 @@ class EmotionRecognizer(Pretrained):
             ``{"file", "attributes": {name: value}}`` (attributes), or
             ``{"file", "error"}``.
         """
-        from tqdm import tqdm
-
         paths = [str(p) for p in paths]
         texts = list(texts) if texts is not None else [None] * len(paths)
-        results = [None] * len(paths)
-        audio = {}
-        for i, path in enumerate(paths):
-            try:
-                audio[i] = self.load_audio(path)
-            except AudioError as error:
-                results[i] = {"file": path, "error": str(error)}
-        window, _ = self._window()
-        short = sorted(
-            (i for i in audio if len(audio[i]) <= window), key=lambda i: len(audio[i])
+        if len(texts) != len(paths):
+            raise ValueError(f"got {len(texts)} texts for {len(paths)} files.")
+        utterances = [self.utterance(p, text=t) for p, t in zip(paths, texts)]
+        return self.predict_utterances(utterances, batch_size, progress)
+
+    def predict_utterances(self, utterances, batch_size=8, progress=False):
+        """Predict many utterances, batched by length; errors are per utterance.
+
+        Utterances are sorted by their expected duration and run in batches
+        of ``batch_size``; each batch's audio is read only when it runs (one
+        batch in memory), and an utterance that cannot be read gets a result
+        with ``"error"`` while the others go on. Padding never changes an
+        utterance's output, so the result is the one it gets alone
+        (:meth:`classify_file`); audio longer than the window is chunked and
+        pooled as :meth:`classify_file` does.
+
+        Arguments
+        ---------
+        utterances : list of Utterance
+            E.g. from :meth:`utterance`.
+        batch_size : int
+            Utterances per forward pass.
+        progress : bool
+            Show a progress bar.
+
+        Returns
+        -------
+        list of dict
+            In the order of ``utterances``, as :meth:`predict_files` (the
+            ``"file"`` key is the utterance's name); chunked ones also have
+            ``"chunks"``.
+        """
+        from tqdm import tqdm
+
+        utterances = list(utterances)
+        order = sorted(
+            range(len(utterances)), key=lambda i: utterances[i].seconds or 0.0
         )
-        long = [i for i in audio if len(audio[i]) > window]
-        bar = tqdm(total=len(audio), disable=not progress, desc="files")
-        for start in range(0, len(short), batch_size):
-            group = short[start : start + batch_size]
-            wavs, lens = _pad([audio[i] for i in group])
-            group_texts = [texts[i] for i in group]
-            outputs = self.predict_batch(
-                wavs, lens, group_texts if any(group_texts) else None
-            )
-            for row, i in enumerate(group):
-                results[i] = self._result(paths[i], outputs, row)
+        window, _ = self._window()
+        results = [None] * len(utterances)
+        bar = tqdm(total=len(utterances), disable=not progress, desc="utterances")
+        for first in range(0, len(order), batch_size):
+            group = order[first : first + batch_size]
+            audio = {}
+            for i in group:
+                try:
+                    audio[i] = utterances[i].load()
+                except AudioError as error:
+                    results[i] = {"file": utterances[i].name, "error": str(error)}
+            short = [i for i in group if i in audio and len(audio[i]) <= window]
+            if short:
+                wavs, lens = _pad([audio[i] for i in short])
+                texts = [utterances[i].text for i in short]
+                outputs = self.predict_batch(wavs, lens, texts)
+                for row, i in enumerate(short):
+                    results[i] = self._result(utterances[i].name, outputs, row)
+            for i in group:
+                if i in audio and len(audio[i]) > window:
+                    results[i] = self._long_result(utterances[i], audio[i])
             bar.update(len(group))
-        for i in long:
-            if self.hparams.task != "categorical":
-                results[i] = {"file": paths[i], "error": "longer than the window"}
-            else:
-                pooled, bounds, chunk_probs = self._classify_waveform(
-                    audio[i], texts[i]
-                )
-                pooled = pool_chunk_scores(chunk_probs, bounds)
-                results[i] = self._result(paths[i], {"probabilities": pooled[None]}, 0)
-                results[i]["chunks"] = len(bounds)
-            bar.update(1)
         bar.close()
         return results
+
+    def _long_result(self, utterance, wav):
+        """Result of audio longer than the window: chunks pooled."""
+        if self.hparams.task != "categorical":
+            return {"file": utterance.name, "error": "longer than the window"}
+        _, bounds, chunk_probs = self._classify_waveform(wav, utterance.text)
+        pooled = pool_chunk_scores(chunk_probs, bounds)
+        result = self._result(utterance.name, {"probabilities": pooled[None]}, 0)
+        result["chunks"] = len(bounds)
+        return result
 
     def _result(self, path, outputs, row):
         if "probabilities" in outputs:
@@ -531,6 +655,17 @@ def _check_text_encoder_files(hparams, hparams_path):
                 f"{hparams_path}: text_encoder_files entry {name!r} is not a "
                 "file name inside text_encoder/."
             )
+
+
+def _header_seconds(path, start=None, end=None):
+    """Duration of a file or segment from its header (0.0 if unreadable:
+    loading it will report why)."""
+    try:
+        duration = audio_info(path).duration
+    except AudioError:
+        return 0.0
+    end = duration if end is None else min(end, duration)
+    return max(0.0, end - (start or 0.0))
 
 
 def _absolute(wav_lens, max_length):
