@@ -517,6 +517,7 @@ def _read_headers(paths, num_workers, progressbar):
         "mininterval": 1.0,
     }
     if num_workers <= 1 or len(paths) < 2:
-        return dict(zip(paths, tqdm(map(_header_of, paths), **progress)))
+        return dict(zip(paths, list(tqdm(map(_header_of, paths), **progress))))
     with ThreadPoolExecutor(max_workers=num_workers) as pool:
-        return dict(zip(paths, tqdm(pool.map(_header_of, paths), **progress)))
+        headers = list(tqdm(pool.map(_header_of, paths), **progress))
+    return dict(zip(paths, headers))

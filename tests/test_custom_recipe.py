@@ -307,7 +307,7 @@ def custom_run(csv_corpus, tiny_models, tmp_path_factory):
         tiny_models["wavlm"],
         out,
         "--num_folds=3",
-        "--test_fold=2",
+        "--test_fold=1",
         epochs=4,
     )
     return out, run_recipe(CUSTOM, argv)
@@ -316,7 +316,7 @@ def custom_run(csv_corpus, tiny_models, tmp_path_factory):
 def test_kfold_run_trains_speaker_independent_and_records_the_protocol(custom_run):
     out, run = custom_run
     metrics = json.loads((out / "test_metrics.json").read_text())
-    assert metrics["fold"] == "fold2of3"
+    assert metrics["fold"] == "fold1of3"
     assert metrics["speaker_independent"] is True
     assert metrics["labels"] == ["ang", "hap", "neu", "sad"]
     assert "3-fold by speaker" in metrics["split_description"]
@@ -332,9 +332,9 @@ def test_kfold_run_trains_speaker_independent_and_records_the_protocol(custom_ru
 def test_another_fold_in_the_same_folder_is_refused(
     custom_run, csv_corpus, tiny_models
 ):
-    out, _ = custom_run  # fold 2 of 3 trained there; now fold 1, same folder
+    out, _ = custom_run  # fold 1 of 3 trained there; now fold 2, same folder
     argv = _argv(
-        csv_corpus, tiny_models["wavlm"], out, "--num_folds=3", "--test_fold=1"
+        csv_corpus, tiny_models["wavlm"], out, "--num_folds=3", "--test_fold=2"
     )
     run = run_recipe(CUSTOM, argv, expect_ok=False)
     assert run.error is not None and "trained on another split" in run.error
@@ -447,6 +447,39 @@ def test_export_and_sser_predict_on_a_custom_run(custom_run, tmp_path):
             continue
         _, _, _, label = recognizer.classify_file(entry["wav"])
         assert label == predictions[utt_id]["prediction"]
+
+
+def test_sser_predict_on_the_test_fold_csv_gives_the_runs_predictions(
+    custom_run, csv_corpus, tmp_path
+):
+    """Training-time evaluation and sser-predict --csv: one code path."""
+    from sser_lobes.export import main as export_main
+    from sser_lobes.predict import main as predict_main
+
+    out, _ = custom_run
+    model = tmp_path / "model"
+    export_main([str(out), str(model)])
+    info = json.loads((out / "manifests" / "split_info.json").read_text())
+    rows = [r for r in _rows(csv_corpus) if r["speaker"] in info["speakers"]["test"]]
+    assert any(r["start"] for r in rows)  # segments of a long recording too
+    fold_csv = _write(csv_corpus.parent / "test_fold.csv", rows)  # same ids
+    predicted = tmp_path / "predicted.csv"
+    status = predict_main(
+        ["--model", str(model), "--csv", str(fold_csv), "--output", str(predicted)]
+    )
+    assert status == 0
+    by_id = {r["id"]: r for r in _rows(predicted)}
+    run_predictions = _rows(out / "test_predictions.csv")
+    assert len(by_id) == len(run_predictions) == 32
+    for row in run_predictions:
+        assert by_id[row["id"]]["label"] == row["prediction"], row["id"]
+        assert float(by_id[row["id"]]["score"]) == pytest.approx(
+            float(row["score"]), abs=1e-4
+        )
+    metrics = json.loads((tmp_path / "predicted_metrics.json").read_text())
+    run_metrics = json.loads((out / "test_metrics.json").read_text())
+    assert metrics["WA"] == pytest.approx(run_metrics["WA"])
+    assert metrics["UA"] == pytest.approx(run_metrics["UA"])
 
 
 def test_class_weights_and_balanced_sampling_follow_the_training_counts(tmp_path):
