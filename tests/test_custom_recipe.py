@@ -531,3 +531,28 @@ def test_weighted_run_trains(csv_corpus, tiny_models, tmp_path):
     info = json.loads((out / "manifests" / "split_info.json").read_text())
     assert info["counts"]["train"]["sad"] < info["counts"]["train"]["ang"]
     assert (out / "test_metrics.json").is_file()
+
+
+def test_gender_and_text_overlays_read_the_csv_columns(
+    csv_corpus, tiny_models, tmp_path
+):
+    from sser_lobes.text import minilm_path
+
+    out = tmp_path / "gender_text"
+    argv = _argv(
+        csv_corpus,
+        tiny_models["wavlm"],
+        out,
+        "--num_folds=3",
+        f"--text_encoder_source={minilm_path()}",
+        hparams="train_wavlm_large_gender_text.yaml",
+        epochs=1,
+    )
+    run_recipe(CUSTOM, argv)
+    metrics = json.loads((out / "test_metrics.json").read_text())
+    assert metrics["experiment"] == "wavlm_large_partial_gender_text"
+    assert "gender_accuracy" in metrics
+    test = json.loads((out / "manifests" / "test.json").read_text())
+    assert all(
+        entry["text"] and entry["gender"] in ("F", "M") for entry in test.values()
+    )
