@@ -386,3 +386,67 @@ def absent_classes(records, splits, emotions, protocol):
             ", ".join(missing),
         )
     return absent
+
+
+def reusable(save_folder, outputs, writer, format_version, options, log=None):
+    """Whether a previous preparation in ``save_folder`` can be kept as it is.
+
+    Reads the state file (:func:`read_state`, which refuses a folder another
+    tool wrote) and logs the decision on ``log`` (the preparation's logger;
+    default this module's): kept (same options, every output there) or
+    rebuilt (which options changed, or an incomplete run).
+
+    Example
+    -------
+    >>> import tempfile, pathlib
+    >>> save = pathlib.Path(tempfile.mkdtemp())
+    >>> reusable(save, [save / "train.json"], "demo_prepare", 1, {"seed": 1})
+    False
+    """
+    log = log or logger
+    state = read_state(save_folder, outputs, writer)
+    if state is None:
+        return False
+    if is_up_to_date(state, options, outputs, format_version):
+        log.info(
+            "%s: manifests already prepared with the same options, skipping",
+            save_folder,
+        )
+        return True
+    changed = changed_options(state, options)
+    log.info(
+        "%s: rebuilding the manifests (%s)",
+        save_folder,
+        f"changed options: {', '.join(changed)}"
+        if changed
+        else "previous preparation incomplete",
+    )
+    return False
+
+
+def run_preparation_cli(prepare, *args, **kwargs):
+    """Run a preparation for a command line: its outputs, or one ``error:`` line.
+
+    Returns the exit status (0, or 1 after printing ``error: ...`` on stderr
+    for a problem with the options or the data).
+
+    Example
+    -------
+    >>> def prepare(fail):
+    ...     if fail:
+    ...         raise PreparationError("corpus.csv: missing column(s) wav")
+    ...     return {"train": "prep/train.json"}
+    >>> run_preparation_cli(prepare, fail=False)
+    train: prep/train.json
+    0
+    """
+    import sys
+
+    try:
+        paths = prepare(*args, **kwargs)
+    except (ValueError, OSError) as exc:  # PreparationError, AudioError included
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    for split, path in paths.items():
+        print(f"{split}: {path}")
+    return 0

@@ -75,9 +75,8 @@ from sser_lobes.manifests import (
     PreparationError,
     absent_classes,
     atomic_write_json,
-    changed_options,
-    is_up_to_date,
-    read_state,
+    reusable,
+    run_preparation_cli,
     write_state,
 )
 from sser_lobes.row_report import log_summary
@@ -544,21 +543,8 @@ def prepare_custom(
         save_folder / SUMMARY_FILE,
     ]
     result = {split: os.fspath(path) for split, path in paths.items()}
-    state = read_state(save_folder, outputs, _WRITER)
-    if state is not None:
-        if is_up_to_date(state, options, outputs, _FORMAT_VERSION):
-            logger.info(
-                "%s: manifests already prepared with the same options and "
-                "corpus file, skipping",
-                save_folder,
-            )
-            return result
-        changed = changed_options(state, options)
-        logger.info(
-            "%s: rebuilding the manifests (%s)",
-            save_folder,
-            f"changed: {', '.join(changed)}" if changed else "previous run incomplete",
-        )
+    if reusable(save_folder, outputs, _WRITER, _FORMAT_VERSION, options, logger):
+        return result
 
     mode = options["split_mode"]
     need = ["wav", "emotion"]
@@ -749,33 +735,31 @@ def main(argv=None):
         help="only print the number of speaker_kfold folds of the CSV",
     )
     args = parser.parse_args(argv)
-    try:
-        if args.print_num_folds:
+    if args.print_num_folds:
+        try:
             print(count_folds(args.csv_file, args.num_folds))
-            return 0
-        if not args.save_folder:
-            parser.error("--save_folder is required")
-        paths = prepare_custom(
-            args.csv_file,
-            args.save_folder,
-            split_mode=args.split_mode,
-            num_folds=args.num_folds,
-            test_fold=args.test_fold,
-            valid_ratio=args.valid_ratio,
-            test_ratio=args.test_ratio,
-            valid_split=args.valid_split,
-            seed=args.seed,
-            emotions=args.emotions,
-            label_map=args.label_map,
-            test_csv=args.test_csv,
-            test_label_map=args.test_label_map,
-        )
-    except (ValueError, OSError) as exc:  # PreparationError, CorpusError included
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    for split, path in paths.items():
-        print(f"{split}: {path}")
-    return 0
+        except (ValueError, OSError) as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
+        return 0
+    if not args.save_folder:
+        parser.error("--save_folder is required")
+    return run_preparation_cli(
+        prepare_custom,
+        args.csv_file,
+        args.save_folder,
+        split_mode=args.split_mode,
+        num_folds=args.num_folds,
+        test_fold=args.test_fold,
+        valid_ratio=args.valid_ratio,
+        test_ratio=args.test_ratio,
+        valid_split=args.valid_split,
+        seed=args.seed,
+        emotions=args.emotions,
+        label_map=args.label_map,
+        test_csv=args.test_csv,
+        test_label_map=args.test_label_map,
+    )
 
 
 if __name__ == "__main__":

@@ -62,9 +62,8 @@ from sser_lobes.manifests import (
     PreparationError,
     absent_classes,
     atomic_write_json,
-    changed_options,
-    is_up_to_date,
-    read_state,
+    reusable,
+    run_preparation_cli,
     write_state,
 )
 from sser_lobes.row_report import problem_list
@@ -733,22 +732,8 @@ def prepare_iemocap(
             "with speaker-independent (loso/lospk) results."
         )
 
-    state = read_state(save_folder, outputs, _WRITER)
-    if state is not None:
-        if is_up_to_date(state, options, outputs, _FORMAT_VERSION):
-            logger.info(
-                "%s: manifests already prepared with the same options, skipping",
-                save_folder,
-            )
-            return result
-        changed = changed_options(state, options)
-        logger.info(
-            "%s: rebuilding the manifests (%s)",
-            save_folder,
-            f"changed options: {', '.join(changed)}"
-            if changed
-            else "previous preparation incomplete",
-        )
+    if reusable(save_folder, outputs, _WRITER, _FORMAT_VERSION, options, logger):
+        return result
 
     records = _collect(root, options)
     full_release = _check_counts(records, options)
@@ -874,25 +859,19 @@ def main(argv=None):
             f"{args.test_speaker} (lospk tests on that speaker's session)"
         )
     test_session = 5 if args.test_session is None else args.test_session
-    try:
-        paths = prepare_iemocap(
-            args.data_folder,
-            args.save_folder,
-            split_mode=args.split_mode,
-            test_session=test_session,
-            test_speaker=args.test_speaker,
-            valid_ratio=args.valid_ratio,
-            seed=args.seed,
-            merge_exc_into_hap=not args.no_merge_exc,
-            emotions=args.emotions,
-            sample_rate=args.sample_rate,
-        )
-    except (ValueError, OSError) as exc:  # PreparationError, AudioError included
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    for split, path in paths.items():
-        print(f"{split}: {path}")
-    return 0
+    return run_preparation_cli(
+        prepare_iemocap,
+        args.data_folder,
+        args.save_folder,
+        split_mode=args.split_mode,
+        test_session=test_session,
+        test_speaker=args.test_speaker,
+        valid_ratio=args.valid_ratio,
+        seed=args.seed,
+        merge_exc_into_hap=not args.no_merge_exc,
+        emotions=args.emotions,
+        sample_rate=args.sample_rate,
+    )
 
 
 if __name__ == "__main__":

@@ -113,9 +113,9 @@ except ImportError:  # running from a source checkout without installing sser
 from sser_lobes.manifests import (
     PreparationError,
     atomic_write_json,
-    changed_options,
-    is_up_to_date,
     read_state,
+    reusable,
+    run_preparation_cli,
     write_state,
 )
 from sser_lobes.row_report import RowReport, log_summary
@@ -1334,22 +1334,9 @@ def prepare_msp_podcast(
         outputs.append(save_folder / WAVEFORM_STATS_FILE)
     result = {split: os.fspath(path) for split, path in paths.items()}
 
-    state = read_state(save_folder, outputs, _WRITER)
-    if state is not None:
-        if is_up_to_date(state, options, outputs, _FORMAT_VERSION):
-            logger.info(
-                "%s: manifests already prepared with the same options, skipping",
-                save_folder,
-            )
-            return result
-        changed = changed_options(state, options)
-        logger.info(
-            "%s: rebuilding the manifests (%s)",
-            save_folder,
-            f"changed options: {', '.join(changed)}"
-            if changed
-            else "previous preparation incomplete",
-        )
+    state = read_state(save_folder, outputs, _WRITER)  # its outputs, below
+    if reusable(save_folder, outputs, _WRITER, _FORMAT_VERSION, options, logger):
+        return result
 
     manifests, summary = _collect(root, labels_path, options, num_workers)
 
@@ -1428,22 +1415,16 @@ def main(argv=None):
         "--num_workers", type=int, default=4, help="threads reading audio headers"
     )
     args = parser.parse_args(argv)
-    try:
-        paths = prepare_msp_podcast(
-            args.data_folder,
-            args.save_folder,
-            splits=args.splits,
-            emotions=args.emotions,
-            sample_rate=args.sample_rate,
-            min_samples=args.min_samples,
-            num_workers=args.num_workers,
-        )
-    except (ValueError, OSError) as exc:  # PreparationError included
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    for split, path in paths.items():
-        print(f"{split}: {path}")
-    return 0
+    return run_preparation_cli(
+        prepare_msp_podcast,
+        args.data_folder,
+        args.save_folder,
+        splits=args.splits,
+        emotions=args.emotions,
+        sample_rate=args.sample_rate,
+        min_samples=args.min_samples,
+        num_workers=args.num_workers,
+    )
 
 
 if __name__ == "__main__":
