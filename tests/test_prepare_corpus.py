@@ -302,6 +302,39 @@ def test_rerun_writes_identical_bytes(full):
         assert (output.read_bytes(), summary.read_bytes()) == before, name
 
 
+def test_the_custom_recipe_reads_the_outputs(full, tmp_path):
+    from sser_lobes.corpus_csv import read_corpus
+
+    for name, prepared in full.items():
+        rows, report = read_corpus(
+            prepared["output"], require=("wav", "emotion", "speaker")
+        )
+        assert report.total == 0, (name, report.summary())
+        assert len(rows) == prepared["summary"]["total"]
+        first = rows[0]
+        written = prepared["rows"][first.id]
+        assert (first.wav, first.emotion, first.speaker, first.gender) == (
+            written["wav"],
+            written["emotion"],
+            written["speaker"],
+            written["gender"],
+        )
+        assert set(pc.EXTRA_COLUMNS[name]) <= set(first.extra)
+
+    # EmoDB with 10 folds over its 10 speakers: leave-one-speaker-out.
+    import custom_prepare
+
+    custom_prepare.prepare_custom(
+        full["emodb"]["output"], tmp_path / "prep", num_folds=10, test_fold=1
+    )
+    info = json.loads((tmp_path / "prep" / "split_info.json").read_text())
+    assert sorted(s for fold in info["folds"] for s in fold) == sorted(EMODB_SPEAKERS)
+    (test_speaker,) = info["speakers"]["test"]
+    assert info["speaker_independent"] is True
+    assert info["counts"]["test"]["total"] == EMODB_SPEAKERS[test_speaker]
+    assert info["emotions"] == sorted(EMODB_EMOTIONS)
+
+
 # --------------------------------------------------------------------------
 # Output safety
 # --------------------------------------------------------------------------
@@ -321,12 +354,14 @@ def test_refuses_to_overwrite_a_foreign_file(small_emodb, tmp_path):
     assert mine.read_text() == "my,own\n1,2\n"
     assert not pc.summary_path(mine).exists()
 
-    # A foreign file where the summary goes is protected too.
+    # A foreign file where the summary goes is protected too, even with
+    # overwrite (which only concerns the requested output).
     other = tmp_path / "other.csv"
     pc.summary_path(other).write_text("{}")
-    with pytest.raises(PreparationError, match="other_summary.json: exists"):
-        pc.prepare_emodb(small_emodb, other)
-    assert not other.exists()
+    for overwrite in (False, True):
+        with pytest.raises(PreparationError, match="other_summary.json: exists"):
+            pc.prepare_emodb(small_emodb, other, overwrite=overwrite)
+    assert not other.exists() and pc.summary_path(other).read_text() == "{}"
 
     summary = pc.prepare_emodb(small_emodb, mine, overwrite=True)
     assert summary["total"] == 25 and mine.read_text().startswith("id,wav,")

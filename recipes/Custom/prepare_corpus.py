@@ -49,7 +49,8 @@ whether the clips found match the full release (``full_release``; another
 count, e.g. a subset, only gives a warning). A re-run with the same inputs
 writes the same bytes. An existing ``--output`` is replaced only if this
 script wrote it (its summary holds the CSV's SHA-256) or ``--overwrite`` is
-given; both files are written atomically.
+given; a summary file this script did not write is never replaced. Both
+files are written atomically.
 
 Command line::
 
@@ -469,13 +470,23 @@ def _read_own_summary(path):
 
 
 def _check_output(output, summary, overwrite):
-    """Refuse to replace files this script did not write (unless overwrite)."""
+    """Refuse to replace files this script did not write.
+
+    ``overwrite`` allows replacing ``output`` only: a summary file next to it
+    that this script did not write is never replaced.
+    """
     for path in (output, summary):
         if path.is_dir():
             raise PreparationError(f"{path}: is a folder; expected a file path")
+    own = _read_own_summary(summary) if summary.exists() else None
+    if summary.exists() and own is None:
+        raise PreparationError(
+            f"{summary}: exists and was not written by prepare_corpus.py; refusing "
+            f"to overwrite it (--overwrite only replaces --output). Move it away or "
+            f"choose another --output"
+        )
     if overwrite:
         return
-    own = _read_own_summary(summary) if summary.exists() else None
     if output.exists():
         if own is None:
             raise PreparationError(
@@ -489,11 +500,6 @@ def _check_output(output, summary, overwrite):
                 f"SHA-256 differs from the one in {summary.name}); refusing to "
                 f"overwrite it. Choose another --output or pass --overwrite"
             )
-    elif summary.exists() and own is None:
-        raise PreparationError(
-            f"{summary}: exists and was not written by prepare_corpus.py; refusing "
-            f"to overwrite it. Choose another --output or pass --overwrite"
-        )
 
 
 def _csv_bytes(rows, columns):
@@ -1157,7 +1163,8 @@ def main(argv=None):
     parser.add_argument(
         "--overwrite",
         action="store_true",
-        help="replace --output even if this script did not write it",
+        help="replace --output even if this script did not write it (a foreign "
+        "<stem>_summary.json next to it is still never replaced)",
     )
     try:
         args = parser.parse_args(argv)
