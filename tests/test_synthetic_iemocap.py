@@ -3,7 +3,6 @@
 import hashlib
 import re
 import sys
-import time
 from collections import Counter, defaultdict
 from pathlib import Path
 
@@ -221,12 +220,6 @@ def test_bad_arguments(tmp_path, kwargs):
     with pytest.raises(ValueError):
         make_iemocap_corpus(tmp_path, **kwargs)
     assert not (tmp_path / "IEMOCAP_full_release").exists()
-
-
-def test_generation_is_fast(tmp_path):
-    start = time.perf_counter()
-    make_iemocap_corpus(tmp_path, utterances_per_speaker=7)  # 80 utterances
-    assert time.perf_counter() - start < 2.0
 
 
 def _pitch(x, sr=16000):

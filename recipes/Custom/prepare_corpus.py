@@ -86,6 +86,18 @@ except ImportError:  # running from a source checkout without installing sser
         raise
     sys.path.insert(0, str(_REPO))
     from sser_lobes.audio import AudioError, audio_info
+from sser_lobes.corpus_facts import (
+    CREMAD_EMOTIONS,
+    CREMAD_LEVELS,
+    CREMAD_SENTENCES,
+    EMODB_EMOTIONS,
+    EMODB_SPEAKERS,
+    EMODB_TEXTS,
+    FULL_RELEASE,
+    RAVDESS_EMOTIONS,
+    RAVDESS_INTENSITIES,
+    RAVDESS_STATEMENTS,
+)
 from sser_lobes.manifests import PreparationError, atomic_write
 from sser_lobes.row_report import RowReport
 
@@ -133,139 +145,6 @@ SKIP_REASONS = {
 _WRITER = "prepare_corpus"
 _FORMAT_VERSION = 1
 _MACOS_NAMES = (".DS_Store", "Thumbs.db", "desktop.ini")
-
-# --------------------------------------------------------------------------
-# Corpus facts (from each corpus' documentation)
-# --------------------------------------------------------------------------
-
-#: EmoDB speakers and gender (emodb documentation: 03 male, 31 years, ...).
-EMODB_SPEAKERS = {
-    "03": "M",
-    "08": "F",
-    "09": "F",
-    "10": "M",
-    "11": "M",
-    "12": "M",
-    "13": "F",
-    "14": "F",
-    "15": "M",
-    "16": "F",
-}
-#: EmoDB emotion letters (German initials) in the documentation's order.
-EMODB_EMOTIONS = {
-    "W": "anger",
-    "L": "boredom",
-    "E": "disgust",
-    "A": "fear",
-    "F": "happiness",
-    "T": "sadness",
-    "N": "neutral",
-}
-EMODB_TEXTS = {
-    "a01": "Der Lappen liegt auf dem Eisschrank.",
-    "a02": "Das will sie am Mittwoch abgeben.",
-    "a04": "Heute abend könnte ich es ihm sagen.",
-    "a05": "Das schwarze Stück Papier befindet sich da oben neben dem Holzstück.",
-    "a07": "In sieben Stunden wird es soweit sein.",
-    "b01": "Was sind denn das für Tüten, die da unter dem Tisch stehen?",
-    "b02": "Sie haben es gerade hochgetragen und jetzt gehen sie wieder runter.",
-    "b03": "An den Wochenenden bin ich jetzt immer nach Hause gefahren und habe "
-    "Agnes besucht.",
-    "b09": "Ich will das eben wegbringen und dann mit Karl was trinken gehen.",
-    "b10": "Die wird auf dem Platz sein, wo wir sie immer hinlegen.",
-}
-
-RAVDESS_EMOTIONS = {
-    "01": "neutral",
-    "02": "calm",
-    "03": "happy",
-    "04": "sad",
-    "05": "angry",
-    "06": "fearful",
-    "07": "disgust",
-    "08": "surprised",
-}
-RAVDESS_INTENSITIES = {"01": "normal", "02": "strong"}
-RAVDESS_STATEMENTS = {
-    "01": "Kids are talking by the door",
-    "02": "Dogs are sitting by the door",
-}
-
-CREMAD_EMOTIONS = {
-    "ANG": "anger",
-    "DIS": "disgust",
-    "FEA": "fear",
-    "HAP": "happy",
-    "NEU": "neutral",
-    "SAD": "sad",
-}
-#: The twelve sentences and their codes (CREMA-D README).
-CREMAD_SENTENCES = {
-    "IEO": "It's eleven o'clock",
-    "TIE": "That is exactly what happened",
-    "IOM": "I'm on my way to the meeting",
-    "IWW": "I wonder what this is about",
-    "TAI": "The airplane is almost full",
-    "MTI": "Maybe tomorrow it will be cold",
-    "IWL": "I would like a new alarm clock",
-    "ITH": "I think I have a doctor's appointment",
-    "DFA": "Don't forget a jacket",
-    "ITS": "I think I've seen this before",
-    "TSI": "The surface is slick",
-    "WSI": "We'll stop in a couple of minutes",
-}
-#: Emotion levels: low, medium, high, unspecified; ``X`` is how clip
-#: 1040_ITH_SAD_XX was named until October 2022 (CREMA-D issue #6).
-CREMAD_LEVELS = ("LO", "MD", "HI", "XX", "X")
-
-
-def _release(total, emotion, speaker, gender):
-    return {"total": total, "emotion": emotion, "speaker": speaker, "gender": gender}
-
-
-#: Clips of each full release, by emotion, speaker and gender.
-FULL_RELEASE = {
-    "emodb": _release(
-        535,
-        {
-            "anger": 127,
-            "boredom": 81,
-            "disgust": 46,
-            "fear": 69,
-            "happiness": 71,
-            "sadness": 62,
-            "neutral": 79,
-        },
-        {
-            "03": 49,
-            "08": 58,
-            "09": 43,
-            "10": 38,
-            "11": 55,
-            "12": 35,
-            "13": 61,
-            "14": 69,
-            "15": 56,
-            "16": 71,
-        },
-        {"F": 302, "M": 233},
-    ),
-    "ravdess": _release(
-        1440,
-        {e: 96 if e == "neutral" else 192 for e in RAVDESS_EMOTIONS.values()},
-        {f"{k:02d}": 60 for k in range(1, 25)},
-        {"F": 720, "M": 720},
-    ),
-    "cremad": _release(
-        7442,
-        {e: 1087 if e == "neutral" else 1271 for e in CREMAD_EMOTIONS.values()},
-        {
-            str(k): {1002: 81, 1008: 76, 1009: 76, 1019: 76, 1076: 81}.get(k, 82)
-            for k in range(1001, 1092)
-        },
-        {"F": 3512, "M": 3930},
-    ),
-}
 
 _EMODB_RE = re.compile(r"^(\d\d)([ab]\d\d)([A-Z])([a-z])\.wav$")
 _RAVDESS_RE = re.compile(r"^(\d\d)-(\d\d)-(\d\d)-(\d\d)-(\d\d)-(\d\d)-(\d\d)\.(\w+)$")

@@ -13,8 +13,24 @@ import numpy as np
 #: Harmonics stay below this frequency (Hz).
 HARMONIC_CEILING = 7000
 
+#: Header of a macOS AppleDouble (``._*``) resource-fork file.
+APPLEDOUBLE_MAGIC = b"\x00\x05\x16\x07\x00\x02\x00\x00Mac OS X        "
 
-def harmonic_source(phase, highest_f0, n_harmonics, tilt, rng):
+
+def appledouble_bytes(rng, size=120):
+    """Bytes of a macOS AppleDouble (``._*``) file, which corpora copied from a
+    Mac carry next to every file and which a preparation must skip.
+
+    Example
+    -------
+    >>> data = appledouble_bytes(np.random.default_rng(0), 4)
+    >>> data.startswith(APPLEDOUBLE_MAGIC), len(data) - len(APPLEDOUBLE_MAGIC)
+    (True, 4)
+    """
+    return APPLEDOUBLE_MAGIC + rng.bytes(size)
+
+
+def harmonic_source(phase, highest_f0, n_harmonics, tilt, rng, fast=False):
     """Harmonic signal on a phase track, peak-normalised to 1.
 
     Arguments
@@ -30,6 +46,10 @@ def harmonic_source(phase, highest_f0, n_harmonics, tilt, rng):
         Harmonic ``k`` has amplitude ``k ** -tilt``.
     rng : numpy.random.Generator
         Draws the harmonics' phase offsets.
+    fast : bool
+        Compute the sines in float32 on the phase reduced modulo 2 pi (exact
+        for integer harmonics): about 20 times faster, for corpora of
+        thousands of files; the same random draws.
 
     Returns
     -------
@@ -45,10 +65,16 @@ def harmonic_source(phase, highest_f0, n_harmonics, tilt, rng):
     ((1600,), 1.0)
     """
     n_harm = max(1, min(n_harmonics, int(HARMONIC_CEILING // highest_f0)))
-    k = np.arange(1, n_harm + 1)
-    weights = k ** (-tilt)
-    offsets = rng.uniform(0, 2 * np.pi, size=n_harm)
-    voiced = weights @ np.sin(np.outer(k, phase) + offsets[:, None])
+    if fast:
+        k = np.arange(1, n_harm + 1, dtype=np.float32)
+        offsets = rng.uniform(0, 2 * np.pi, size=n_harm).astype(np.float32)
+        reduced = np.mod(phase, 2 * np.pi).astype(np.float32)
+        voiced = (k**-tilt) @ np.sin(np.outer(k, reduced) + offsets[:, None])
+        voiced = voiced.astype(np.float64)
+    else:
+        k = np.arange(1, n_harm + 1)
+        offsets = rng.uniform(0, 2 * np.pi, size=n_harm)
+        voiced = k ** (-tilt) @ np.sin(np.outer(k, phase) + offsets[:, None])
     voiced /= np.abs(voiced).max() + 1e-9
     return voiced
 

@@ -47,6 +47,7 @@ import numpy as np
 import soundfile
 
 from sser_lobes.synthetic.common import (
+    appledouble_bytes,
     finish_utterance,
     harmonic_source,
     syllable_envelope,
@@ -171,8 +172,6 @@ _SENTENCES = {
 }
 
 _COMMENTS = ("()", "()", "()", "(curious)", "(sarcastic)", "(tired)")
-
-_APPLEDOUBLE_MAGIC = b"\x00\x05\x16\x07\x00\x02\x00\x00Mac OS X        "
 
 
 @dataclass(frozen=True)
@@ -425,11 +424,6 @@ def _emo_block(utt, rng):
     return "\n".join(lines) + "\n"
 
 
-def _junk(rng, size=120):
-    """Bytes of a macOS AppleDouble (``._*``) resource-fork file."""
-    return _APPLEDOUBLE_MAGIC + rng.bytes(size)
-
-
 def make_iemocap_corpus(
     out_dir,
     utterances_per_speaker=6,
@@ -517,7 +511,7 @@ def make_iemocap_corpus(
             write_text(
                 emo_dir / f"{dialog}.txt", EMO_HEADER + "\n\n" + "\n".join(blocks)
             )
-            (emo_dir / f"._{dialog}.txt").write_bytes(_junk(rng))
+            (emo_dir / f"._{dialog}.txt").write_bytes(appledouble_bytes(rng))
 
             # Decoys of a different syntax that a parser must not read.
             write_text(
@@ -539,7 +533,8 @@ def make_iemocap_corpus(
                     for u in utts
                 ),
             )
-            (emo_dir / "Categorical" / f"._{dialog}_e2_cat.txt").write_bytes(_junk(rng))
+            junk = emo_dir / "Categorical" / f"._{dialog}_e2_cat.txt"
+            junk.write_bytes(appledouble_bytes(rng))
 
             lines = [
                 f"{u.utt_id} [{u.start:08.4f}-{u.end:08.4f}]: {u.text}" for u in utts
@@ -555,7 +550,7 @@ def make_iemocap_corpus(
             )
             lines.append(f"{other}: [LAUGHTER]")
             write_text(trans_dir / f"{dialog}.txt", "\n".join(lines) + "\n")
-            (trans_dir / f"._{dialog}.txt").write_bytes(_junk(rng))
+            (trans_dir / f"._{dialog}.txt").write_bytes(appledouble_bytes(rng))
 
             for utt in utts:
                 wav = _synthesize(
@@ -568,7 +563,7 @@ def make_iemocap_corpus(
                 soundfile.write(
                     wav_dir / f"{utt.utt_id}.wav", wav, sample_rate, subtype="PCM_16"
                 )
-            (wav_dir / f"._{utts[0].utt_id}.wav").write_bytes(_junk(rng))
+            (wav_dir / f"._{utts[0].utt_id}.wav").write_bytes(appledouble_bytes(rng))
     return root
 
 

@@ -86,9 +86,17 @@ from pathlib import Path
 
 import numpy as np
 
+from sser_lobes.corpus_facts import (
+    CREMAD_EMOTIONS,
+    CREMAD_SENTENCES,
+    EMODB_EMOTIONS,
+    EMODB_SPEAKERS,
+    RAVDESS_EMOTIONS,
+)
 from sser_lobes.synthetic.common import (
-    HARMONIC_CEILING,
+    appledouble_bytes,
     finish_utterance,
+    harmonic_source,
     syllable_envelope,
     write_text,
 )
@@ -112,32 +120,6 @@ __all__ = [
 # --------------------------------------------------------------------------
 # Release facts
 # --------------------------------------------------------------------------
-
-#: EmoDB speakers and their gender (emodb documentation: 03 male 31 years, ...).
-EMODB_SPEAKERS = {
-    "03": "M",
-    "08": "F",
-    "09": "F",
-    "10": "M",
-    "11": "M",
-    "12": "M",
-    "13": "F",
-    "14": "F",
-    "15": "M",
-    "16": "F",
-}
-
-#: EmoDB emotion letters (German initials: Wut, Langeweile, Ekel, Angst,
-#: Freude, Trauer, Neutral).
-EMODB_EMOTIONS = {
-    "W": "anger",
-    "L": "boredom",
-    "E": "disgust",
-    "A": "fear",
-    "F": "happiness",
-    "T": "sadness",
-    "N": "neutral",
-}
 
 #: The 535 file names of the EmoDB release (``wav/<speaker><name>.wav``), per
 #: speaker: text code, emotion letter, version letter.
@@ -190,49 +172,15 @@ EMODB_FILES = {
     "b10Eb b10Fb b10Lb b10Tb b10Td b10Wa b10Wb",
 }
 
-#: RAVDESS emotion codes.
-RAVDESS_EMOTIONS = {
-    "01": "neutral",
-    "02": "calm",
-    "03": "happy",
-    "04": "sad",
-    "05": "angry",
-    "06": "fearful",
-    "07": "disgust",
-    "08": "surprised",
-}
-
 #: Emotion codes of the RAVDESS song archive (no disgust, no surprised).
 RAVDESS_SONG_EMOTIONS = ("01", "02", "03", "04", "05", "06")
 
 #: Actors without song files in the RAVDESS release.
 RAVDESS_NO_SONG = ("18",)
 
-#: CREMA-D sentence codes, in the order of SentenceFilenames.csv.
-CREMAD_SENTENCES = (
-    "IEO",
-    "TIE",
-    "IOM",
-    "IWW",
-    "TAI",
-    "MTI",
-    "IWL",
-    "ITH",
-    "DFA",
-    "ITS",
-    "TSI",
-    "WSI",
-)
-
-#: CREMA-D emotion codes, in the order of SentenceFilenames.csv.
-CREMAD_EMOTIONS = {
-    "NEU": "neutral",
-    "HAP": "happy",
-    "SAD": "sad",
-    "ANG": "anger",
-    "FEA": "fear",
-    "DIS": "disgust",
-}
+#: CREMA-D emotion codes in the order of SentenceFilenames.csv (the order
+#: the generator draws the clips in).
+CREMAD_GRID_EMOTIONS = ("NEU", "HAP", "SAD", "ANG", "FEA", "DIS")
 
 #: Sex of actors 1001-1091 (VideoDemographics.csv), one letter each.
 _CREMAD_SEX = (
@@ -244,9 +192,9 @@ _CREMAD_SEX = (
 #: comparing the grid with SentenceFilenames.csv: 7,462 - 20 = 7,442).
 CREMAD_MISSING = frozenset(
     {"1002_TIE_NEU_XX", "1076_ITS_NEU_XX"}
-    | {f"1008_WSI_{e}_XX" for e in CREMAD_EMOTIONS}
-    | {f"1009_MTI_{e}_XX" for e in CREMAD_EMOTIONS}
-    | {f"1019_ITH_{e}_XX" for e in CREMAD_EMOTIONS}
+    | {f"1008_WSI_{e}_XX" for e in CREMAD_GRID_EMOTIONS}
+    | {f"1009_MTI_{e}_XX" for e in CREMAD_GRID_EMOTIONS}
+    | {f"1019_ITH_{e}_XX" for e in CREMAD_GRID_EMOTIONS}
 )
 
 #: The clip with no audio (README: "1076_MTI_SAD_XX.mp3/wav - no audio").
@@ -257,8 +205,6 @@ CREMAD_SILENT_SAMPLES = 41108
 
 #: The clip named ``..._X.wav`` in the repository before October 2022.
 CREMAD_LEGACY_X = "1040_ITH_SAD_XX"
-
-_APPLEDOUBLE_MAGIC = b"\x00\x05\x16\x07\x00\x02\x00\x00Mac OS X        "
 
 
 # --------------------------------------------------------------------------
@@ -372,23 +318,6 @@ def _speaker_factors(rng, gender):
     return float(f0) * (1.15 if gender == "F" else 1.0), float(amp)
 
 
-def _harmonics(phase, highest_f0, n_harmonics, tilt, rng):
-    """:func:`~sser_lobes.synthetic.common.harmonic_source` in float32.
-
-    The sines are computed in single precision on the phase reduced modulo
-    2 pi (exact for integer harmonics): about 20 times faster, which matters
-    for the 7,442 CREMA-D files.
-    """
-    n_harm = max(1, min(n_harmonics, int(HARMONIC_CEILING // highest_f0)))
-    k = np.arange(1, n_harm + 1, dtype=np.float32)
-    offsets = rng.uniform(0, 2 * np.pi, size=n_harm).astype(np.float32)
-    reduced = np.mod(phase, 2 * np.pi).astype(np.float32)
-    voiced = (k**-tilt) @ np.sin(np.outer(k, reduced) + offsets[:, None])
-    voiced = voiced.astype(np.float64)
-    voiced /= np.abs(voiced).max() + 1e-9
-    return voiced
-
-
 def _synthesize(cue, f0_factor, amp_factor, strength, duration, sample_rate, rng):
     """One utterance (float64 in [-1, 1]) following ``cue``."""
     num = max(1, int(round(duration * sample_rate)))
@@ -396,7 +325,9 @@ def _synthesize(cue, f0_factor, amp_factor, strength, duration, sample_rate, rng
     f0 = cue.f0 * f0_factor * (1 + 0.1 * (strength - 1)) * (1 + rng.normal(0, 0.03))
     contour = 1 + 0.04 * np.sin(2 * np.pi * 0.8 * t + rng.uniform(0, 2 * np.pi))
     phase = 2 * np.pi * np.cumsum(f0 * contour) / sample_rate
-    voiced = _harmonics(phase, f0 * 1.05, cue.n_harmonics, cue.tilt, rng)
+    voiced = harmonic_source(
+        phase, f0 * 1.05, cue.n_harmonics, cue.tilt, rng, fast=True
+    )
     envelope = syllable_envelope(t, cue.am_rate * rng.uniform(0.9, 1.1), rng)
     signal = envelope * (voiced + cue.noise * rng.standard_normal(num))
     amplitude = min(
@@ -553,7 +484,7 @@ def write_pcm16(path, data, sample_rate):
 
 
 def _appledouble(path, rng):
-    path.write_bytes(_APPLEDOUBLE_MAGIC + rng.bytes(64))
+    path.write_bytes(appledouble_bytes(rng, 64))
 
 
 # --------------------------------------------------------------------------
@@ -850,7 +781,7 @@ def _cremad_grid(actor):
     """The 82 clip stems of one actor, in SentenceFilenames.csv order."""
     stems = []
     for sentence in CREMAD_SENTENCES:
-        for emotion in CREMAD_EMOTIONS:
+        for emotion in CREMAD_GRID_EMOTIONS:
             if sentence == "IEO" and emotion != "NEU":
                 levels = ("LO", "MD", "HI")
             else:
