@@ -56,13 +56,6 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-try:
-    import sser_lobes  # noqa: F401
-except ImportError:  # running from a source checkout without installing sser
-    _REPO = Path(__file__).resolve().parents[2]
-    if not (_REPO / "sser_lobes" / "corpus_csv.py").is_file():
-        raise
-    sys.path.insert(0, str(_REPO))
 from sser_lobes.corpus_csv import (
     CorpusError,
     parse_class_list,

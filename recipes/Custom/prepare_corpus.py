@@ -78,14 +78,7 @@ from pathlib import Path
 import numpy as np
 import soundfile
 
-try:
-    from sser_lobes.audio import AudioError, audio_info
-except ImportError:  # running from a source checkout without installing sser
-    _REPO = Path(__file__).resolve().parents[2]
-    if not (_REPO / "sser_lobes" / "audio.py").is_file():
-        raise
-    sys.path.insert(0, str(_REPO))
-    from sser_lobes.audio import AudioError, audio_info
+from sser_lobes.audio import AudioError, audio_info
 from sser_lobes.corpus_facts import (
     CREMAD_EMOTIONS,
     CREMAD_LEVELS,

@@ -50,14 +50,7 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-try:
-    from sser_lobes.audio import AudioError, check_audio_info
-except ImportError:  # running from a source checkout without installing sser
-    _REPO = Path(__file__).resolve().parents[2]
-    if not (_REPO / "sser_lobes" / "audio.py").is_file():
-        raise
-    sys.path.insert(0, str(_REPO))
-    from sser_lobes.audio import AudioError, check_audio_info
+from sser_lobes.audio import AudioError, check_audio_info
 from sser_lobes.manifests import (
     PreparationError,
     absent_classes,

@@ -102,14 +102,7 @@ from typing import NamedTuple
 
 from tqdm import tqdm
 
-try:
-    from sser_lobes.audio import AudioError, check_audio_info
-except ImportError:  # running from a source checkout without installing sser
-    _REPO = Path(__file__).resolve().parents[2]
-    if not (_REPO / "sser_lobes" / "audio.py").is_file():
-        raise
-    sys.path.insert(0, str(_REPO))
-    from sser_lobes.audio import AudioError, check_audio_info
+from sser_lobes.audio import AudioError, check_audio_info
 from sser_lobes.manifests import (
     PreparationError,
     atomic_write_json,
