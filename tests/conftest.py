@@ -30,6 +30,7 @@ ROOT = Path(__file__).resolve().parents[1]
 RECIPES = ROOT / "recipes"
 IEMOCAP = RECIPES / "IEMOCAP"
 MSP = RECIPES / "MSP-Podcast"
+CUSTOM = RECIPES / "Custom"
 IEMOCAP_HPARAMS = IEMOCAP / "hparams"
 MSP_HPARAMS = MSP / "hparams"
 
@@ -48,11 +49,12 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
 
 # The recipes import their preparation module by its plain name, as they do
-# when run as scripts. Both folders are on sys.path once, for the whole session
-# (session fixtures cannot use monkeypatch); the names do not clash
-# (iemocap_prepare, msp_podcast_prepare), and both train.py files are loaded
-# under unique module names by load_recipe_script().
-for _folder in (IEMOCAP, MSP):
+# when run as scripts. Their folders are on sys.path once, for the whole
+# session (session fixtures cannot use monkeypatch); the names do not clash
+# (iemocap_prepare, msp_podcast_prepare, custom_prepare, prepare_corpus), and
+# the train.py files are loaded under unique module names by
+# load_recipe_script().
+for _folder in (IEMOCAP, MSP, CUSTOM):
     if str(_folder) not in sys.path:
         sys.path.append(str(_folder))
 

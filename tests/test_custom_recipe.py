@@ -11,19 +11,15 @@ import os
 import shutil
 import sys
 
+import custom_prepare
 import pytest
 import soundfile
 import torch
-from conftest import FAST_TRAINING, RECIPES, run_recipe, run_script
+from conftest import CUSTOM, FAST_TRAINING, run_recipe, run_script
 
-CUSTOM = RECIPES / "Custom"
+from sser_lobes.corpus_csv import read_corpus
+
 HPARAMS = CUSTOM / "hparams"
-if str(CUSTOM) not in sys.path:
-    sys.path.append(str(CUSTOM))
-
-import custom_prepare  # noqa: E402
-
-from sser_lobes.corpus_csv import read_corpus  # noqa: E402
 
 
 @pytest.fixture(scope="session")
