@@ -552,3 +552,24 @@ def test_gender_and_text_overlays_read_the_csv_columns(
     assert all(
         entry["text"] and entry["gender"] in ("F", "M") for entry in test.values()
     )
+
+
+def test_frozen_run_with_the_feature_cache_reads_segments(
+    csv_corpus, tiny_models, tmp_path
+):
+    out = tmp_path / "cached"
+    argv = _argv(
+        csv_corpus,
+        tiny_models["wavlm"],
+        out,
+        "--num_folds=3",
+        "--finetune=frozen",
+        "--feature_cache=True",
+        f"--feature_cache_folder={tmp_path / 'cache'}",
+        epochs=1,
+    )
+    run_recipe(CUSTOM, argv)
+    entries = list((tmp_path / "cache").rglob("*.npy"))
+    assert len(entries) == len(_rows(csv_corpus))  # one per row, segments too
+    metrics = json.loads((out / "test_metrics.json").read_text())
+    assert sum(map(sum, metrics["confusion_matrix"])) == 32

@@ -550,3 +550,23 @@ def test_benchmark_runs_and_both_arms_train_alike(capsys):
         record["cache_gb_per_audio_hour_formula"], rel=0.05
     )
     assert text.rstrip().splitlines()[-1].startswith("| WavLM tiny")
+
+
+def test_a_segment_is_its_own_entry(tiny_models, audio_files, tmp_path):
+    """Segments of one file (start / end of the generic recipe's CSV) get their
+    own entries, and a changed segment under the same id is recomputed."""
+    cache = FeatureCache(tmp_path, _encoder(tiny_models["wavlm"]), "float32")
+    path = str(audio_files["a"])
+    names = cache.index(
+        [
+            ("whole", path, None),
+            ("whole_none", path, None, None),
+            ("first", path, None, (0.0, 0.5)),
+            ("first_again", path, None, (0.0, 0.5)),
+            ("other", path, None, (0.1, 0.5)),
+        ]
+    )
+    entry = {utt: name.split("-")[1] for utt, name in names.items()}
+    assert entry["whole"] == entry["whole_none"]
+    assert entry["first"] == entry["first_again"]
+    assert len({entry["whole"], entry["first"], entry["other"]}) == 3
