@@ -113,7 +113,7 @@ def test_int8_benchmark(tmp_path):
 
 
 def test_bench_doctests():
-    for name in ("benchmark_inference", "benchmark_int8", "int8_agreement"):
+    for name in ("benchmark_inference", "benchmark_int8", "int8_agreement", "memory"):
         result = doctest.testmod(_load(name), optionflags=doctest.ELLIPSIS)
         assert result.failed == 0, name
     assert doctest.testmod(_load("benchmark_inference")).attempted >= 5
@@ -141,3 +141,43 @@ def test_folded_head_is_the_hf_head():
         + hf.classifier.bias
     )
     assert torch.allclose(ours, theirs, atol=1e-5)
+
+
+def test_memory_table_follows_the_fitted_model(monkeypatch):
+    """bench/memory.py on synthetic measurements ``g + a L + c L**2`` (plus the
+    per-utterance part once more for a batch of two): the fit recovers the
+    terms from the saved activations (not the RSS peak), and a larger GPU or a
+    shorter crop never fits fewer utterances."""
+    import argparse
+
+    memory = _load("memory")
+    trained, params = 1_000_000, 1_200_000
+    g, a, c = 50e6, 30e6, 0.5e6
+
+    def fake_measure(name, seconds, batch, checkpointing, threads):
+        per_utterance = a * seconds + c * seconds**2
+        return {
+            "saved_bytes": g + batch * per_utterance,
+            "peak_increase": 2 * (g + batch * per_utterance),
+            "trained": trained,
+            "params": params,
+        }
+
+    monkeypatch.setattr(memory, "measure", fake_measure)
+    args = argparse.Namespace(models=["base"], seconds=[4.0, 8.0, 12.0], threads=1)
+    row = memory.run(args)["rows"]["base, no checkpointing"]
+    assert row["fit_step_bytes"] == pytest.approx(g)
+    assert row["fit_a_bytes_per_s"] == pytest.approx(a)
+    assert row["fit_c_bytes_per_s2"] == pytest.approx(c)
+    assert row["batch2_measured_over_predicted"] == pytest.approx(1.0)
+    static = 4 * params + 12 * trained
+    free = 24e9 * memory.HEADROOM - memory.CONTEXT_GB * 1e9 - static - 50e6
+    expected = int(free // ((a * 12 + c * 144) / 2))
+    assert row["largest_batch"]["12s"]["24GB"] == expected
+    sizes = row["largest_batch"]
+    for crop in ("4s", "12s", "30s"):
+        assert sizes[crop]["24GB"] <= sizes[crop]["40GB"] <= sizes[crop]["80GB"]
+    assert sizes["4s"]["24GB"] >= sizes["12s"]["24GB"] >= sizes["30s"]["24GB"]
+    assert "| base, no checkpointing |" in memory.format_report(
+        {"rows": {"base, no checkpointing": row}}
+    )
