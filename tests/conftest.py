@@ -107,7 +107,9 @@ def load_recipe_script(recipe, script="train.py"):
     """A recipe script as a fresh module under a unique name.
 
     Both recipes call their script ``train.py``; a fresh module per run also
-    keeps a test's patches (e.g. of ``EmotionBrain``) out of the next run.
+    keeps a test's patches of the module's names (e.g. ``EmotionBrain`` replaced
+    by a subclass) out of the next run; patch a subclass, never the shared
+    class itself.
     """
     path = Path(recipe) / script
     name = f"_sser_{path.parent.name}_{path.stem}_{next(_module_numbers)}"

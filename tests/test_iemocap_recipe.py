@@ -195,18 +195,20 @@ def test_resume_after_interruption_gives_the_same_result(
 
     # The recipe's main() with a training step that raises in the middle of
     # epoch 2 (the exception ends the run as it ends the command line).
+    # EmotionBrain is shared (sser_lobes.emotion_brain): a subclass, set in
+    # this fresh module only, keeps the crash out of every other run.
     train = load_recipe_script(RECIPE)
-    original = train.EmotionBrain.fit_batch
     steps = {}
 
-    def fit_batch(self, batch):
-        epoch = self.hparams.epoch_counter.current
-        steps[epoch] = steps.get(epoch, 0) + 1
-        if epoch == 2 and steps[2] == steps[1] // 2:
-            raise RuntimeError("simulated crash")
-        return original(self, batch)
+    class CrashingBrain(train.EmotionBrain):
+        def fit_batch(self, batch):
+            epoch = self.hparams.epoch_counter.current
+            steps[epoch] = steps.get(epoch, 0) + 1
+            if epoch == 2 and steps[2] == steps[1] // 2:
+                raise RuntimeError("simulated crash")
+            return super().fit_batch(batch)
 
-    train.EmotionBrain.fit_batch = fit_batch
+    train.EmotionBrain = CrashingBrain
     with pytest.raises(RuntimeError, match="simulated crash"):
         run_recipe(RECIPE, argv, module=train)
     assert steps[1] >= 4  # the crash came after epoch 2's first batches
