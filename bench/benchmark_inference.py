@@ -993,13 +993,10 @@ def print_outputs(report, text, row, json_path=None):
         Path(json_path).write_text(json.dumps(report, indent=2) + "\n")
 
 
-def main(argv=None):
-    """Command line; returns 0, or 1 when the outputs do not agree."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    add_common_arguments(parser)
-    parser.add_argument("--tolerance", type=float, default=1e-5)
-    args = parser.parse_args(argv)
-    report = run_benchmark(
+def common_options(args):
+    """``run_benchmark`` keyword arguments of :func:`add_common_arguments`'
+    options (``--tiny`` defaults: 4 utterances, 1 round)."""
+    return dict(
         utterances=args.utterances or (4 if args.tiny else 48),
         min_seconds=args.min_seconds,
         max_seconds=args.max_seconds,
@@ -1008,8 +1005,16 @@ def main(argv=None):
         repeats=args.repeats or (1 if args.tiny else 5),
         tiny=args.tiny,
         seed=args.seed,
-        tolerance=args.tolerance,
     )
+
+
+def main(argv=None):
+    """Command line; returns 0, or 1 when the outputs do not agree."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    add_common_arguments(parser)
+    parser.add_argument("--tolerance", type=float, default=1e-5)
+    args = parser.parse_args(argv)
+    report = run_benchmark(**common_options(args), tolerance=args.tolerance)
     print_outputs(report, format_report(report), markdown_row(report), args.json)
     return 0 if report["agreement"]["ok"] else 1
 

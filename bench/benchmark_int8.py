@@ -343,16 +343,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     base.add_common_arguments(parser)
     args = parser.parse_args(argv)
-    report = run_benchmark(
-        utterances=args.utterances or (4 if args.tiny else 48),
-        min_seconds=args.min_seconds,
-        max_seconds=args.max_seconds,
-        threads=args.threads,
-        batch_size=args.batch_size,
-        repeats=args.repeats or (1 if args.tiny else 5),
-        tiny=args.tiny,
-        seed=args.seed,
-    )
+    report = run_benchmark(**base.common_options(args))
     base.print_outputs(report, format_report(report), markdown_row(report), args.json)
     agreement = report["agreement"]
     worst = max(

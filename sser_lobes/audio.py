@@ -128,12 +128,15 @@ def _check_exists(path):
         raise AudioError(path, "is a directory, expected an audio file")
 
 
-def _read_samples(path):
-    """All samples of an audio file, float32 ``[frames, channels]``, and its
-    rate; a missing, unreadable or corrupt file is an :class:`AudioError`."""
+def _read_samples(path, start=0, stop=None):
+    """The samples ``[start, stop)`` (all by default) of an audio file, float32
+    ``[frames, channels]``, and its rate; a missing, unreadable or corrupt
+    file is an :class:`AudioError`."""
     _check_exists(path)
     try:
-        data, found_rate = soundfile.read(path, dtype="float32", always_2d=True)
+        data, found_rate = soundfile.read(
+            path, start=start, stop=stop, dtype="float32", always_2d=True
+        )
     except (soundfile.SoundFileError, RuntimeError, OSError) as exc:
         raise AudioError(
             path,
@@ -614,16 +617,7 @@ def load_audio_segment(
         raise AudioError(
             path, f"{span} ends after the end of the file ({info.duration:.3f} s)"
         )
-    try:
-        data, _ = soundfile.read(
-            path, start=first, stop=stop, dtype="float32", always_2d=True
-        )
-    except (soundfile.SoundFileError, RuntimeError, OSError) as exc:
-        raise AudioError(
-            path,
-            f"cannot read the audio, the file is corrupt, truncated or not audio "
-            f"({_soundfile_problem(exc)})",
-        ) from None
+    data, _ = _read_samples(path, first, stop)
     return _prepare(
         f"{path} ({span})",
         data,

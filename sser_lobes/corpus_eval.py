@@ -12,11 +12,11 @@ Authors
  * sser authors 2026
 """
 
-import hashlib
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from sser_lobes.manifests import file_sha256
 from sser_lobes.metrics import ClassificationStats
 
 #: Problems listed one line each before "... and N more".
@@ -340,24 +340,6 @@ def confusion_png_path(metrics_path):
     stem = metrics_path.stem
     stem = stem[: -len("metrics")] if stem.endswith("metrics") else stem + "_"
     return metrics_path.with_name(f"{stem}confusion_matrix.png")
-
-
-def file_sha256(path):
-    """Hex sha256 of a file's bytes.
-
-    Example
-    -------
-    >>> import tempfile
-    >>> path = tempfile.mkdtemp() + "/empty.csv"
-    >>> _ = open(path, "w").write("")
-    >>> file_sha256(path)[:16]
-    'e3b0c44298fc1c14'
-    """
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def listed_errors(messages, total=None, limit=MAX_LISTED_ERRORS):

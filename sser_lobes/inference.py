@@ -59,6 +59,38 @@ WEIGHTS_FILE = "model.safetensors"
 SILENCE_THRESHOLD = 1e-4
 
 
+def prediction_result(name, outputs, row, labels):
+    """The result dict of row ``row`` of a batch's outputs.
+
+    ``outputs`` holds ``probabilities`` (categorical) or ``attributes``, and
+    optionally ``gender_probabilities``, as tensors or numpy arrays (the
+    PyTorch and the ONNX Runtime recognizers give the same dicts).
+
+    Example
+    -------
+    >>> outputs = {"probabilities": torch.tensor([[0.25, 0.75]])}
+    >>> result = prediction_result("a.wav", outputs, 0, ["neu", "ang"])
+    >>> result["label"], result["probabilities"]
+    ('ang', {'neu': 0.25, 'ang': 0.75})
+    """
+    if "probabilities" in outputs:
+        probs = [float(p) for p in outputs["probabilities"][row]]
+        best = max(range(len(probs)), key=probs.__getitem__)
+        result = {
+            "file": name,
+            "label": labels[best],
+            "score": probs[best],
+            "probabilities": dict(zip(labels, probs)),
+        }
+    else:
+        values = [float(v) for v in outputs["attributes"][row]]
+        result = {"file": name, "attributes": dict(zip(labels, values))}
+    if "gender_probabilities" in outputs:
+        female, male = (float(p) for p in outputs["gender_probabilities"][row])
+        result["gender"] = "F" if female >= male else "M"
+    return result
+
+
 class Utterance(NamedTuple):
     """One utterance for :meth:`EmotionRecognizer.predict_utterances`.
 
@@ -615,22 +647,7 @@ class EmotionRecognizer(Pretrained):
         return result
 
     def _result(self, path, outputs, row):
-        if "probabilities" in outputs:
-            probs = outputs["probabilities"][row].tolist()
-            best = max(range(len(probs)), key=probs.__getitem__)
-            result = {
-                "file": path,
-                "label": self.labels[best],
-                "score": probs[best],
-                "probabilities": dict(zip(self.labels, probs)),
-            }
-        else:
-            values = outputs["attributes"][row].tolist()
-            result = {"file": path, "attributes": dict(zip(self.labels, values))}
-        if "gender_probabilities" in outputs:
-            female, male = outputs["gender_probabilities"][row].tolist()
-            result["gender"] = "F" if female >= male else "M"
-        return result
+        return prediction_result(path, outputs, row, self.labels)
 
     def _require_categorical(self):
         if self.hparams.task != "categorical":

@@ -46,6 +46,7 @@ sser_lobes.manifests.PreparationError: ...: it was not written by other_prepare;
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -58,6 +59,7 @@ __all__ = [
     "OPTIONS_FILE",
     "PreparationError",
     "absent_classes",
+    "file_sha256",
     "atomic_write",
     "atomic_write_json",
     "changed_options",
@@ -450,3 +452,22 @@ def run_preparation_cli(prepare, *args, **kwargs):
     for split, path in paths.items():
         print(f"{split}: {path}")
     return 0
+
+
+def file_sha256(path):
+    """Hex sha256 of a file's bytes (a corpus file is part of the options a
+    preparation is keyed by, and of the metrics that name it).
+
+    Example
+    -------
+    >>> import tempfile
+    >>> path = tempfile.mkdtemp() + "/empty.csv"
+    >>> _ = open(path, "w").write("")
+    >>> file_sha256(path)[:16]
+    'e3b0c44298fc1c14'
+    """
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

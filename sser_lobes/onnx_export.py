@@ -537,19 +537,6 @@ class OnnxEmotionRecognizer:
         return results
 
     def _result(self, path, outputs, row):
-        if "probabilities" in outputs:
-            probs = [float(p) for p in outputs["probabilities"][row]]
-            best = max(range(len(probs)), key=probs.__getitem__)
-            result = {
-                "file": path,
-                "label": self.labels[best],
-                "score": probs[best],
-                "probabilities": dict(zip(self.labels, probs)),
-            }
-        else:
-            values = [float(v) for v in outputs["attributes"][row]]
-            result = {"file": path, "attributes": dict(zip(self.labels, values))}
-        if "gender_probabilities" in outputs:
-            female, male = (float(p) for p in outputs["gender_probabilities"][row])
-            result["gender"] = "F" if female >= male else "M"
-        return result
+        from sser_lobes.inference import prediction_result
+
+        return prediction_result(path, outputs, row, self.labels)

@@ -48,7 +48,6 @@ Authors
 """
 
 import argparse
-import hashlib
 import logging
 import os
 import random
@@ -68,6 +67,7 @@ from sser_lobes.manifests import (
     PreparationError,
     absent_classes,
     atomic_write_json,
+    file_sha256,
     reusable,
     run_preparation_cli,
     write_state,
@@ -83,24 +83,6 @@ SPLIT_INFO_FILE = "split_info.json"
 SUMMARY_FILE = "prep_summary.json"
 _WRITER = "custom_prepare"
 _FORMAT_VERSION = 1
-
-
-def file_sha256(path):
-    """Content hash of a file (the corpus CSV is part of the options).
-
-    Example
-    -------
-    >>> import tempfile
-    >>> path = tempfile.mkdtemp() + "/c.csv"
-    >>> _ = open(path, "w").write("wav,emotion\\n")
-    >>> file_sha256(path)[:12]
-    '2b9c018696f8'
-    """
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def validate_options(
@@ -321,6 +303,18 @@ def _draw_valid(ids, records, options, rng):
     return valid, train, False
 
 
+def _given_train_valid(ids, records, options, rng):
+    """Train and valid of the ``split`` column: ``(train, valid,
+    speaker_disjoint, drawn)``; without valid rows, valid is drawn from train
+    (:func:`_draw_valid`, ``drawn`` True)."""
+    train = [u for u in ids if records[u]["split"] == "train"]
+    valid = [u for u in ids if records[u]["split"] == "valid"]
+    if valid:
+        return train, valid, None, False
+    valid, train, disjoint = _draw_valid(train, records, options, rng)
+    return train, valid, disjoint, True
+
+
 def _split(records, options, corpus_name):
     """``({split: ids}, info)`` for the options' protocol."""
     ids = sorted(records)
@@ -329,12 +323,15 @@ def _split(records, options, corpus_name):
     cross = options.get("test_csv") is not None
     info = {"valid_drawn_from_train": False, "folds": None}
     if cross:
-        side = [u for u in ids if mode != "given" or records[u]["split"] != "test"]
-        valid, train, disjoint = _draw_valid(side, records, options, rng)
-        if mode == "given" and any(records[u]["split"] == "valid" for u in side):
-            valid = sorted(u for u in side if records[u]["split"] == "valid")
-            train = sorted(u for u in side if records[u]["split"] == "train")
-            disjoint = None
+        # The other corpus is the test set: train + valid are the whole CSV
+        # (its own test rows left out in given mode).
+        if mode == "given":
+            train, valid, disjoint, drawn = _given_train_valid(
+                ids, records, options, rng
+            )
+            info["valid_drawn_from_train"] = drawn
+        else:
+            valid, train, disjoint = _draw_valid(ids, records, options, rng)
         splits = {"train": train, "valid": valid, "test": []}
         description = f"train and valid on {corpus_name}, test on another corpus"
         return splits, {**info, "valid_speaker_disjoint": disjoint}, description
@@ -389,15 +386,12 @@ def _split(records, options, corpus_name):
         )
         return {"train": train, "valid": valid, "test": test}, info, description
     if mode == "given":
-        by_split = {s: [u for u in ids if records[u]["split"] == s] for s in SPLITS}
-        train, valid, test = by_split["train"], by_split["valid"], by_split["test"]
-        disjoint = None
-        if not valid:
-            valid, train, disjoint = _draw_valid(train, records, options, rng)
-            info["valid_drawn_from_train"] = True
+        train, valid, disjoint, drawn = _given_train_valid(ids, records, options, rng)
+        test = [u for u in ids if records[u]["split"] == "test"]
         description = f"{corpus_name}: the CSV's split column" + (
-            " (valid drawn from train)" if info["valid_drawn_from_train"] else ""
+            " (valid drawn from train)" if drawn else ""
         )
+        info["valid_drawn_from_train"] = drawn
         info["valid_speaker_disjoint"] = disjoint
         return {"train": train, "valid": valid, "test": test}, info, description
     classes_of = {u: records[u]["emo"] for u in ids}

@@ -91,7 +91,7 @@ from sser_lobes.corpus_facts import (
     RAVDESS_INTENSITIES,
     RAVDESS_STATEMENTS,
 )
-from sser_lobes.manifests import PreparationError, atomic_write
+from sser_lobes.manifests import PreparationError, atomic_write, file_sha256
 from sser_lobes.row_report import RowReport
 
 logger = logging.getLogger(__name__)
@@ -322,14 +322,6 @@ def summary_path(output):
     return output.with_name(f"{output.stem}_summary.json")
 
 
-def _sha256(path):
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _read_own_summary(path):
     """The summary at ``path`` if this script wrote it, else None."""
     try:
@@ -366,7 +358,7 @@ def _check_output(output, summary, overwrite):
                 f"summary {summary.name} of it next to it); refusing to overwrite "
                 f"it. Choose another --output or pass --overwrite"
             )
-        if own.get("csv_sha256") != _sha256(output):
+        if own.get("csv_sha256") != file_sha256(output):
             raise PreparationError(
                 f"{output}: was changed since prepare_corpus.py wrote it (its "
                 f"SHA-256 differs from the one in {summary.name}); refusing to "

@@ -26,7 +26,6 @@ from pathlib import Path
 from custom_prepare import (
     corpus_classes,
     count_folds,
-    file_sha256,
     prepare_custom,
     validate_options,
 )
@@ -39,6 +38,7 @@ from sser_lobes.emotion_brain import (
     categorical_datasets,
     train_and_evaluate,
 )
+from sser_lobes.manifests import file_sha256
 from sser_lobes.preflight import (
     RecipeError,
     check_choice,
