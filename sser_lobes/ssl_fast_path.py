@@ -378,9 +378,10 @@ class FastWavLMAttention(WavLMAttention):
     def _blocked_attention(self, hidden_states, gate, position_bias, padded_keys):
         """Training attention on CPU through
         :func:`~sser_lobes.blocked_attention.gated_bias_attention`, on each
-        utterance's valid frames; ``None`` when the projections are not
-        float32 (autocast) or the valid frames are not a prefix of each row:
-        those take ``scaled_dot_product_attention``."""
+        utterance's valid frames (padded frames get a zero output); ``None``
+        when the projections are not float32 (autocast) or the valid frames
+        are not a prefix of each row: those take
+        ``scaled_dot_product_attention``."""
         batch, length, dim = hidden_states.shape
         lengths = None
         if padded_keys is not None:
@@ -390,17 +391,44 @@ class FastWavLMAttention(WavLMAttention):
             if not bool((valid == prefix).all()) or not bool((counts > 0).all()):
                 return None
             lengths = counts.tolist()
-        shape = (batch, length, self.num_heads, self.head_dim)
-        query = self.q_proj(hidden_states)
+        # The projections run on the valid frames only, as the feed-forward
+        # blocks do: the blocked attention never reads a padded frame.
+        flat = hidden_states.reshape(batch * length, dim)
+        rows = None
+        if lengths is not None:
+            rows = torch.cat(
+                [
+                    torch.arange(n, device=flat.device) + row * length
+                    for row, n in enumerate(lengths)
+                ]
+            )
+            flat = flat.index_select(0, rows)
+        query = self.q_proj(flat)
         if query.dtype != torch.float32:
             return None
-        query = (query * self.head_dim**-0.5).view(shape).transpose(1, 2)
-        key = self.k_proj(hidden_states).view(shape).transpose(1, 2)
-        value = self.v_proj(hidden_states).view(shape).transpose(1, 2)
+        shape = (batch, length, self.num_heads, self.head_dim)
+
+        def padded(projected):
+            if rows is not None:
+                full = projected.new_zeros(batch * length, dim)
+                projected = full.index_copy(0, rows, projected)
+            return projected.view(shape).transpose(1, 2)
+
         context = gated_bias_attention(
-            query, key, value, gate, position_bias, lengths, float(self.dropout)
+            padded(query * self.head_dim**-0.5),
+            padded(self.k_proj(flat)),
+            padded(self.v_proj(flat)),
+            gate,
+            position_bias,
+            lengths,
+            float(self.dropout),
         )
-        return self.out_proj(context.transpose(1, 2).reshape(batch, length, dim))
+        context = context.transpose(1, 2).reshape(batch * length, dim)
+        if rows is None:
+            return self.out_proj(context).view(batch, length, dim)
+        output = self.out_proj(context.index_select(0, rows))
+        full = output.new_zeros(batch * length, dim)
+        return full.index_copy(0, rows, output).view(batch, length, dim)
 
     def torch_multi_head_self_attention(
         self, hidden_states, attention_mask, gated_position_bias
