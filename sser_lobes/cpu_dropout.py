@@ -108,7 +108,8 @@ def dropout(x, p):
     True
     """
     drop = drop_mask(tuple(x.shape), p)
-    return torch.where(drop, 0.0, x) * (1.0 / (1.0 - p))
+    # In place on where's fresh output (its backward needs only the mask).
+    return torch.where(drop, 0.0, x).mul_(1.0 / (1.0 - p))
 
 
 class CPUDropout(nn.Dropout):

@@ -181,3 +181,31 @@ def test_memory_table_follows_the_fitted_model(monkeypatch):
     assert "| base, no checkpointing |" in memory.format_report(
         {"rows": {"base, no checkpointing": row}}
     )
+
+
+def test_attention_kernels_benchmark(tmp_path):
+    """bench/attention_kernels.py runs end to end on a tiny layer, and the
+    two attention layers it times compute the same function."""
+    bench = _load("attention_kernels")
+    threads = torch.get_num_threads()
+    with torch.random.fork_rng(devices=[]):
+        report = bench.main(
+            [
+                "--tiny",
+                "--seconds",
+                "1,0.5",
+                "--rounds",
+                "1",
+                "--json",
+                str(tmp_path / "a.json"),
+            ]
+        )
+    torch.set_num_threads(threads)
+    assert json.loads((tmp_path / "a.json").read_text())["ratios"] == report["ratios"]
+    assert len(report["median_seconds"]) == 6 and report["frames"] == 50
+    stock, fast = bench.build(tiny=True)
+    stock.dropout = fast.dropout = 0.0
+    hidden, mask, weights = bench.make_batch([1, 0.5], stock.embed_dim)
+    outs = [layer(hidden, attention_mask=mask, index=0)[0] for layer in (stock, fast)]
+    valid = mask.bool()
+    assert torch.allclose(outs[0][valid], outs[1][valid], atol=1e-5)
