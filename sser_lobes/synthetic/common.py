@@ -119,3 +119,43 @@ def write_text(path, text):
     """Write UTF-8 text with ``\\n`` line ends on every platform."""
     with open(path, "w", encoding="utf-8", newline="\n") as handle:
         handle.write(text)
+
+
+def check_new_root(root, out_option="output folder"):
+    """Refuse to write a corpus into ``root`` unless it is absent or an empty
+    folder (a generator never touches files it did not write).
+
+    Arguments
+    ---------
+    root : pathlib.Path
+        The corpus folder about to be written.
+    out_option : str
+        What the user chooses the parent with, for the message.
+
+    Raises
+    ------
+    FileExistsError
+        If ``root`` is a file or a folder that is not empty.
+
+    Example
+    -------
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> tmp = tempfile.TemporaryDirectory()
+    >>> check_new_root(Path(tmp.name) / "corpus")  # absent: fine
+    >>> _ = (Path(tmp.name) / "corpus").write_text("x")
+    >>> check_new_root(Path(tmp.name) / "corpus")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    FileExistsError: .../corpus: exists and is not a folder; not touching it
+    >>> tmp.cleanup()
+    """
+    if not root.exists():
+        return
+    if not root.is_dir():
+        raise FileExistsError(f"{root}: exists and is not a folder; not touching it")
+    if any(root.iterdir()):
+        raise FileExistsError(
+            f"{root}: already exists and is not empty; refusing to write into "
+            f"it (choose another {out_option} or remove it yourself)"
+        )

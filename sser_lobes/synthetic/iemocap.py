@@ -48,6 +48,7 @@ import soundfile
 
 from sser_lobes.synthetic.common import (
     appledouble_bytes,
+    check_new_root,
     finish_utterance,
     harmonic_source,
     syllable_envelope,
@@ -476,16 +477,7 @@ def make_iemocap_corpus(
     """
     _check_args(utterances_per_speaker, min_duration, max_duration, sample_rate)
     root = Path(out_dir) / "IEMOCAP_full_release"
-    if root.exists():
-        if not root.is_dir():
-            raise FileExistsError(
-                f"{root}: exists and is not a folder; not touching it"
-            )
-        if any(root.iterdir()):
-            raise FileExistsError(
-                f"{root}: already exists and is not empty; refusing to write into "
-                f"it (choose another --out folder or remove it yourself)"
-            )
+    check_new_root(root, "--out folder")
     plan = plan_corpus(utterances_per_speaker, seed, min_duration, max_duration)
     speaker_factors = _speaker_factors(seed)
     rng = np.random.default_rng([int(seed), 4])

@@ -87,6 +87,7 @@ import numpy as np
 import soundfile
 
 from sser_lobes.synthetic.common import (
+    check_new_root,
     finish_utterance,
     harmonic_source,
     syllable_envelope,
@@ -633,16 +634,7 @@ def make_msp_podcast_corpus(
             f"labels_format must be 'csv', 'json' or 'both', got {labels_format!r}"
         )
     root = Path(out_dir) / ROOT_NAME
-    if root.exists():
-        if not root.is_dir():
-            raise FileExistsError(
-                f"{root}: exists and is not a folder; not touching it"
-            )
-        if any(root.iterdir()):
-            raise FileExistsError(
-                f"{root}: already exists and is not empty; refusing to write into "
-                f"it (choose another --out folder or remove it yourself)"
-            )
+    check_new_root(root, "--out folder")
     plan = plan_corpus(
         utterances_per_class, seed, min_duration, max_duration, test3_utterances
     )

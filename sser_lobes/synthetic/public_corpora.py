@@ -95,6 +95,7 @@ from sser_lobes.corpus_facts import (
 )
 from sser_lobes.synthetic.common import (
     appledouble_bytes,
+    check_new_root,
     finish_utterance,
     harmonic_source,
     syllable_envelope,
@@ -391,16 +392,7 @@ def _limit_per_class(plan, per_class):
 
 def _new_root(out_dir, name):
     root = Path(out_dir) / name
-    if root.exists():
-        if not root.is_dir():
-            raise FileExistsError(
-                f"{root}: exists and is not a folder; not touching it"
-            )
-        if any(root.iterdir()):
-            raise FileExistsError(
-                f"{root}: already exists and is not empty; refusing to write into "
-                f"it (choose another output folder or remove it yourself)"
-            )
+    check_new_root(root)
     root.mkdir(parents=True, exist_ok=True)
     return root
 
