@@ -354,28 +354,26 @@ class FastWavLMAttention(WavLMAttention):
         gate_a, gate_b = torch.sigmoid(projected).unbind(-1)
         const = self.gru_rel_pos_const.view(1, 1, heads)
         gate = (gate_a * (gate_b * const - 1.0) + 2.0).transpose(1, 2).contiguous()
-        padded_keys = None
+        valid = None  # [batch, time] bool, when some frame is padded
         if attention_mask is not None and not bool(attention_mask.bool().all()):
-            padded_keys = ~attention_mask.bool()[:, None, :]
+            valid = attention_mask.bool()
         if (
             self.training
             and torch.is_grad_enabled()
             and hidden_states.device.type == "cpu"
         ):
-            output = self._blocked_attention(
-                hidden_states, gate, position_bias, padded_keys
-            )
+            output = self._blocked_attention(hidden_states, gate, position_bias, valid)
             if output is not None:
                 return output, None, position_bias
         gated = gate[..., None] * position_bias
-        if padded_keys is not None:
-            gated.masked_fill_(padded_keys[:, None], float("-inf"))
+        if valid is not None:
+            gated.masked_fill_(~valid[:, None, None, :], float("-inf"))
         output, _ = self.torch_multi_head_self_attention(
             hidden_states, None, gated.view(batch * heads, length, length)
         )
         return output, None, position_bias
 
-    def _blocked_attention(self, hidden_states, gate, position_bias, padded_keys):
+    def _blocked_attention(self, hidden_states, gate, position_bias, valid):
         """Training attention on CPU through
         :func:`~sser_lobes.blocked_attention.gated_bias_attention`, on each
         utterance's valid frames (padded frames get a zero output); ``None``
@@ -383,25 +381,18 @@ class FastWavLMAttention(WavLMAttention):
         are not a prefix of each row: those take
         ``scaled_dot_product_attention``."""
         batch, length, dim = hidden_states.shape
-        lengths = None
-        if padded_keys is not None:
-            valid = ~padded_keys[:, 0]
+        lengths = rows = None
+        flat = hidden_states.reshape(batch * length, dim)
+        if valid is not None:
             counts = valid.sum(-1)
             prefix = torch.arange(length, device=valid.device) < counts[:, None]
             if not bool((valid == prefix).all()) or not bool((counts > 0).all()):
                 return None
             lengths = counts.tolist()
-        # The projections run on the valid frames only, as the feed-forward
-        # blocks do: the blocked attention never reads a padded frame.
-        flat = hidden_states.reshape(batch * length, dim)
-        rows = None
-        if lengths is not None:
-            rows = torch.cat(
-                [
-                    torch.arange(n, device=flat.device) + row * length
-                    for row, n in enumerate(lengths)
-                ]
-            )
+            # The projections run on the valid frames only, as the
+            # feed-forward blocks do: the blocked attention never reads a
+            # padded frame.
+            rows = valid.flatten().nonzero().flatten()
             flat = flat.index_select(0, rows)
         query = self.q_proj(flat)
         if query.dtype != torch.float32:
@@ -409,10 +400,7 @@ class FastWavLMAttention(WavLMAttention):
         shape = (batch, length, self.num_heads, self.head_dim)
 
         def padded(projected):
-            if rows is not None:
-                full = projected.new_zeros(batch * length, dim)
-                projected = full.index_copy(0, rows, projected)
-            return projected.view(shape).transpose(1, 2)
+            return scatter_rows(projected, rows, shape[:2]).view(shape).transpose(1, 2)
 
         context = gated_bias_attention(
             padded(query * self.head_dim**-0.5),
@@ -424,11 +412,9 @@ class FastWavLMAttention(WavLMAttention):
             float(self.dropout),
         )
         context = context.transpose(1, 2).reshape(batch * length, dim)
-        if rows is None:
-            return self.out_proj(context).view(batch, length, dim)
-        output = self.out_proj(context.index_select(0, rows))
-        full = output.new_zeros(batch * length, dim)
-        return full.index_copy(0, rows, output).view(batch, length, dim)
+        if rows is not None:
+            context = context.index_select(0, rows)
+        return scatter_rows(self.out_proj(context), rows, (batch, length))
 
     def torch_multi_head_self_attention(
         self, hidden_states, attention_mask, gated_position_bias
@@ -532,6 +518,22 @@ def _activate(activation, x):
     return activation(x)
 
 
+def scatter_rows(values, rows, frame_shape):
+    """``[*frame_shape, dim]`` tensor of the per-frame ``values`` computed on
+    the valid frames ``rows`` (flat indices; padded frames get zeros), or
+    ``values`` reshaped when ``rows`` is ``None`` (every frame computed).
+
+    Example
+    -------
+    >>> scatter_rows(torch.ones(2, 3), torch.tensor([0, 2]), (1, 3))[0, :, 0]
+    tensor([1., 0., 1.])
+    """
+    if rows is None:
+        return values.view(*frame_shape, values.shape[-1])
+    full = values.new_zeros(math.prod(frame_shape), values.shape[-1])
+    return full.index_copy(0, rows, values).view(*frame_shape, values.shape[-1])
+
+
 class _PackedFeedForward:
     """Forward of a transformer layer's feed-forward block that skips padded
     frames, in training and in eval mode.
@@ -580,10 +582,7 @@ class _PackedFeedForward:
         out = self.output_dense(inner)
         if self.training:
             out = self.output_dropout(out)
-        if rows is None:
-            return out.view(hidden_states.shape)
-        packed = out.new_zeros(hidden_states.shape[:-1].numel(), out.shape[-1])
-        return packed.index_copy(0, rows, out).view(hidden_states.shape)
+        return scatter_rows(out, rows, hidden_states.shape[:-1])
 
 
 class FastWavLMFeedForward(_PackedFeedForward, WavLMFeedForward):
