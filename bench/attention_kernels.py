@@ -13,11 +13,13 @@ same batch, weights and threads, in one process, interleaved over rounds
   first layer, which computes the relative position bias) on a padded batch
   of utterances of ``--seconds`` (50 frames per second): transformers'
   ``WavLMAttention`` against sser's ``FastWavLMAttention`` (blocked attention
-  on valid frames, :mod:`sser_lobes.blocked_attention`);
+  on valid frames, :mod:`sser_lobes.encoders.fast_path.blocked_attention`);
 * **dropout**: inverted dropout of a ``[batch, heads, time, time]`` tensor of
   the longest utterance: torch's ``F.dropout`` (``bernoulli_``) against
-  :func:`sser_lobes.cpu_dropout.dropout`, in ns per element, and the masks
-  alone (``bernoulli_`` against :func:`sser_lobes.cpu_dropout.drop_mask`).
+  :func:`sser_lobes.encoders.fast_path.cpu_dropout.dropout`, in ns per element, and the
+  masks
+  alone (``bernoulli_`` against
+  :func:`sser_lobes.encoders.fast_path.cpu_dropout.drop_mask`).
 """
 
 import argparse
@@ -39,7 +41,7 @@ def build(tiny=False, seed=0):
     """A stock WavLM attention layer and an sser copy of it (same weights)."""
     from transformers.models.wavlm.modeling_wavlm import WavLMAttention
 
-    from sser_lobes.ssl_fast_path import FastWavLMAttention
+    from sser_lobes.encoders.fast_path.attention import FastWavLMAttention
 
     torch.manual_seed(seed)
     dim, heads = (32, 2) if tiny else (768, 12)
@@ -86,7 +88,7 @@ def dropout_seconds(drop, x):
 
 
 def measure(args):
-    from sser_lobes.cpu_dropout import drop_mask, dropout
+    from sser_lobes.encoders.fast_path.cpu_dropout import drop_mask, dropout
 
     torch.set_num_threads(args.threads)
     seconds = [float(s) for s in args.seconds.split(",")]

@@ -12,8 +12,8 @@ with random weights (hidden 768, 12 layers, the conv feature encoder of
 same weights serve
 
 * ``sser_single`` / ``sser_batched``:
-  :meth:`sser_lobes.inference.EmotionRecognizer.classify_file` one file at a
-  time, and :meth:`~sser_lobes.inference.EmotionRecognizer.predict_files`
+  :meth:`sser_lobes.inference.recognizer.EmotionRecognizer.classify_file` one file at a
+  time, and :meth:`~sser_lobes.inference.recognizer.EmotionRecognizer.predict_files`
   (files sorted by length, batches of ``--batch-size``);
 * ``pipeline_single`` / ``pipeline_batched``: ``transformers.pipeline(
   "audio-classification")`` on the saved ``WavLMForSequenceClassification``,
@@ -138,7 +138,7 @@ def base_config(num_labels=4, tiny=False):
     """
     from transformers import WavLMConfig
 
-    from sser_lobes.tiny_ssl import tiny_ssl_config
+    from sser_lobes.encoders.tiny_ssl import tiny_ssl_config
 
     if tiny:
         config = tiny_ssl_config("wavlm", "group", hidden_size=32, num_layers=2)
@@ -235,7 +235,7 @@ def build_models(folder, config, seed=0, max_seconds=10.0):
     folder : str or Path
         Where to write ``hf/`` (``WavLMForSequenceClassification`` and its
         feature extractor) and ``sser/`` (``hyperparams.yaml`` and
-        ``model.safetensors`` in :mod:`sser_lobes.export`'s format).
+        ``model.safetensors`` in :mod:`sser_lobes.inference.export`'s format).
     config : transformers.WavLMConfig
     seed : int
         Seed of the random weights.
@@ -245,15 +245,15 @@ def build_models(folder, config, seed=0, max_seconds=10.0):
     Returns
     -------
     hf_dir, sser_dir : pathlib.Path
-    head : sser_lobes.heads.LinearHead
+    head : sser_lobes.nnet.heads.LinearHead
         The folded head (shared with the SpeechBrain mode).
     """
     from safetensors.torch import save_file
     from transformers import Wav2Vec2FeatureExtractor, WavLMForSequenceClassification
 
     from sser_lobes import EmotionModel, LinearHead, MeanPooling, SSLEncoder
-    from sser_lobes.export import inference_yaml
-    from sser_lobes.hf_utils import quiet_transformers
+    from sser_lobes.encoders.hf_utils import quiet_transformers
+    from sser_lobes.inference.export import inference_yaml
 
     folder = Path(folder)
     hf_dir, sser_dir = folder / "hf", folder / "sser"
@@ -405,8 +405,8 @@ class Systems:
         from transformers import pipeline
 
         from sser_lobes import MeanPooling
-        from sser_lobes.hf_utils import quiet_transformers
-        from sser_lobes.inference import EmotionRecognizer
+        from sser_lobes.encoders.hf_utils import quiet_transformers
+        from sser_lobes.inference.recognizer import EmotionRecognizer
 
         self.batch_size = batch_size
         self.sser_dir = sser_dir

@@ -9,13 +9,14 @@ WavLM, files, threads, interleaved rounds and medians; see the rules in
 ``bench/README.md``), with four more systems on the same weights:
 
 * ``sser_int8_single`` / ``sser_int8_batched``: ``EmotionRecognizer.
-  from_hparams(..., quantize="int8")`` (:mod:`sser_lobes.quantize`), one
+  from_hparams(..., quantize="int8")`` (:mod:`sser_lobes.encoders.quantize`), one
   file at a time and ``predict_files``;
 * ``onnxruntime_single`` / ``onnxruntime_batched``: ONNX Runtime (fp32, CPU
   provider, ``--threads`` intra-op threads) on the sser model exported with
-  :func:`sser_lobes.onnx_export.export_onnx` (``torch.onnx.export``; the
+  :func:`sser_lobes.inference.onnx_export.export_onnx` (``torch.onnx.export``; the
   stock transformers graph with sser's masking), one file at a time and on
-  length-sorted batches (:class:`sser_lobes.onnx_export.OnnxEmotionRecognizer`).
+  length-sorted batches
+  (:class:`sser_lobes.inference.onnx_export.OnnxEmotionRecognizer`).
 
 Ratios reported, each against the best configuration of the other side:
 int8 sser vs the best PyTorch fp32 peer (targets: >= 1.8x), int8 sser vs the
@@ -79,8 +80,8 @@ class Int8Systems(base.Systems):
     modes = {**base.MODES, **INT8_MODES}
 
     def __init__(self, hf_dir, sser_dir, head, batch_size, save_dir, threads):
-        from sser_lobes.inference import EmotionRecognizer
-        from sser_lobes.onnx_export import export_onnx
+        from sser_lobes.inference.onnx_export import export_onnx
+        from sser_lobes.inference.recognizer import EmotionRecognizer
 
         super().__init__(hf_dir, sser_dir, head, batch_size, save_dir)
         self.int8 = EmotionRecognizer.from_hparams(str(sser_dir), quantize="int8")
@@ -124,7 +125,7 @@ class Int8Systems(base.Systems):
 
 def _metered_onnx_recognizer(path, threads):
     """An OnnxEmotionRecognizer whose ``run`` counts padding in ``.meter``."""
-    from sser_lobes.onnx_export import OnnxEmotionRecognizer
+    from sser_lobes.inference.onnx_export import OnnxEmotionRecognizer
 
     class MeteredOnnxEmotionRecognizer(OnnxEmotionRecognizer):
         meter = None
@@ -258,7 +259,7 @@ def run_benchmark(
 
 
 def _int8_engine():
-    from sser_lobes.quantize import default_engine
+    from sser_lobes.encoders.quantize import default_engine
 
     return default_engine()
 

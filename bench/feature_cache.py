@@ -13,14 +13,15 @@ arms:
   head (the IEMOCAP recipe's model with ``--finetune=frozen
   --output_layer=weighted_sum``);
 * ``--utterances`` seeded 16 kHz wav files whose durations are drawn from
-  IEMOCAP's profile (:func:`sser_lobes.batching.iemocap_like_durations`);
+  IEMOCAP's profile (:func:`sser_lobes.dataio.batching.iemocap_like_durations`);
 * training as in the recipe: duration buckets of ``--batch-size``
   reshuffled every epoch, cross-entropy, Adam on the trainable parameters
   (the layer weights and the head).
 
 Arm 1 trains ``--epochs`` epochs without the cache. Arm 2 starts again from
 the same initial state and trains ``--epochs`` epochs with it: its first epoch
-includes filling the cache (:func:`sser_lobes.feature_cache.setup_feature_cache`,
+includes filling the cache
+(:func:`sser_lobes.training.feature_cache.setup_feature_cache`,
 which the recipes call), the later ones only read it. The script prints a JSON
 record and a markdown row: the median epoch time of each arm, the speed-up of
 the later cached epochs (target: at least 10x), the largest relative
@@ -56,7 +57,7 @@ def make_corpus(folder, count, seed=0):
     dict
         SpeechBrain manifest ``{id: {"wav", "duration", "emo"}}``.
     """
-    from sser_lobes.batching import iemocap_like_durations
+    from sser_lobes.dataio.batching import iemocap_like_durations
 
     durations = iemocap_like_durations(max(100, count), seed=seed)[:count]
     rng = np.random.default_rng(seed)
@@ -87,7 +88,7 @@ def build_model(tiny=False, seed=0):
     from transformers import WavLMConfig
 
     from sser_lobes import EmotionModel, LinearHead, MeanPooling, SSLEncoder
-    from sser_lobes.tiny_ssl import tiny_ssl_config
+    from sser_lobes.encoders.tiny_ssl import tiny_ssl_config
 
     config = tiny_ssl_config("wavlm", "group") if tiny else WavLMConfig()
     torch.manual_seed(seed)
@@ -110,7 +111,7 @@ def build_model(tiny=False, seed=0):
 def make_dataset(manifest):
     import speechbrain as sb
 
-    from sser_lobes.recipe import (
+    from sser_lobes.dataio.pipelines import (
         audio_pipeline,
         categorical_label_encoder,
         label_pipeline,
@@ -166,8 +167,8 @@ def run(args):
 
 
 def _run(args, work, load_before):
-    from sser_lobes.batching import DurationBucketBatchSampler
-    from sser_lobes.feature_cache import disk_cost, setup_feature_cache
+    from sser_lobes.dataio.batching import DurationBucketBatchSampler
+    from sser_lobes.training.feature_cache import disk_cost, setup_feature_cache
 
     manifest = make_corpus(work / "audio", args.utterances, seed=args.seed)
     audio_seconds = sum(entry["duration"] for entry in manifest.values())

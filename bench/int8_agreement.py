@@ -10,7 +10,7 @@ What runs, all in a temporary folder and nothing downloaded:
    classes differ in pitch, energy, rate and brightness).
 2. ``tiny``: the real recipe (``recipes/IEMOCAP/train.py`` with
    ``hparams/train_wavlm_large.yaml``, partial fine-tuning) on a tiny random
-   WavLM (:func:`sser_lobes.tiny_ssl.make_tiny_ssl`: hidden 32, 2 layers),
+   WavLM (:func:`sser_lobes.encoders.tiny_ssl.make_tiny_ssl`: hidden 32, 2 layers),
    test session 5, with the fast-training options of the tests; then
    ``python -m sser_lobes.export``.
 3. ``base`` (``--base``): the same recipe with ``--finetune=frozen`` on a
@@ -81,7 +81,7 @@ def base_size_random_wavlm(folder, seed=0):
     import torch
     from transformers import Wav2Vec2FeatureExtractor, WavLMConfig, WavLMModel
 
-    from sser_lobes.hf_utils import quiet_transformers
+    from sser_lobes.encoders.hf_utils import quiet_transformers
 
     torch.manual_seed(seed)
     with quiet_transformers():
@@ -111,13 +111,13 @@ def train_and_export(corpus, ssl, out, epochs, threads, extra, log):
         log,
     )
     model = Path(out) / "model"
-    _run(["-m", "sser_lobes.export", run, model], threads, log)
+    _run(["-m", "sser_lobes.inference.export", run, model], threads, log)
     return run, model
 
 
 def compare(model, run, batch_size=8):
     """int8 against fp32 on the run's test files."""
-    from sser_lobes.inference import EmotionRecognizer
+    from sser_lobes.inference.recognizer import EmotionRecognizer
 
     manifest = json.loads((Path(run) / "manifests" / "test.json").read_text())
     paths = [entry["wav"] for entry in manifest.values()]
@@ -162,9 +162,9 @@ def run_agreement(
     """Train, export and compare; the JSON report."""
     import torch
 
-    from sser_lobes.quantize import default_engine
+    from sser_lobes.encoders.quantize import default_engine
+    from sser_lobes.encoders.tiny_ssl import make_tiny_ssl
     from sser_lobes.synthetic.iemocap import make_iemocap_corpus
-    from sser_lobes.tiny_ssl import make_tiny_ssl
 
     torch.set_num_threads(threads)
     machine = base.machine_info()

@@ -63,7 +63,7 @@ def config_for(name):
             layerdrop=0.0,
         )
     if name == "tiny":  # for tests
-        from sser_lobes.tiny_ssl import tiny_ssl_config
+        from sser_lobes.encoders.tiny_ssl import tiny_ssl_config
 
         return tiny_ssl_config("wavlm", "layer", hidden_size=32, num_layers=2)
     raise ValueError(f"unknown model {name!r}")

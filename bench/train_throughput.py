@@ -65,7 +65,7 @@ def durations_for(profile, count, seed):
     (4.5 +/- 3.1 s, 0.6-34 s) or a narrow one (uniform 1-8 s)."""
     rng = np.random.default_rng(seed)
     if profile == "iemocap":
-        from sser_lobes.batching import iemocap_like_durations
+        from sser_lobes.dataio.batching import iemocap_like_durations
 
         pool = iemocap_like_durations(seed=seed)
         return rng.choice(pool, size=count, replace=False)
@@ -96,7 +96,7 @@ def random_batches(n, epoch, seed):
 
 def bucketed_batches(durations, epoch, seed):
     """sser's duration buckets (the recipe's sampler and settings)."""
-    from sser_lobes.batching import DurationBucketBatchSampler
+    from sser_lobes.dataio.batching import DurationBucketBatchSampler
 
     sampler = DurationBucketBatchSampler(
         list(durations), BATCH_SIZE, shuffle=True, seed=seed, jitter=0.05
@@ -126,7 +126,7 @@ def length_grouped_batches(lengths, epoch, seed):
 def corpus_padding_shares(seed=0, epochs=3):
     """Padded share of each batching on the whole IEMOCAP-like profile
     (5,531 durations), mean over epochs: what the systems pad on the corpus."""
-    from sser_lobes.batching import iemocap_like_durations
+    from sser_lobes.dataio.batching import iemocap_like_durations
 
     durations = iemocap_like_durations(seed=seed)
     lengths = np.round(durations * SAMPLE_RATE).astype(int)
@@ -174,7 +174,7 @@ def base_config(tiny=False):
     from transformers import WavLMConfig
 
     if tiny:
-        from sser_lobes.tiny_ssl import tiny_ssl_config
+        from sser_lobes.encoders.tiny_ssl import tiny_ssl_config
 
         config = tiny_ssl_config("wavlm", "group", hidden_size=32, num_layers=2)
         config.layerdrop = 0.0
@@ -294,7 +294,7 @@ class TransformersStep:
             WavLMForSequenceClassification,
         )
 
-        from sser_lobes.hf_utils import quiet_transformers
+        from sser_lobes.encoders.hf_utils import quiet_transformers
 
         with quiet_transformers():
             self.model = WavLMForSequenceClassification.from_pretrained(

@@ -1,8 +1,30 @@
 """sser_lobes: SpeechBrain lobes for speech emotion recognition with SSL encoders.
 
+The package is layered; a subpackage imports only the ones listed before it
+(``tests/test_layout.py`` checks the table):
+
+=================  ==========================================================
+``errors``         every error type (a module at the bottom)
+``encoders``       the SSL encoder wrapper, its CPU fast path, int8, tiny models
+``nnet``           pooling, heads, gender and text conditioning, the emotion
+                   model, losses
+``dataio``         audio, corpora, manifests, preparation, batching, chunking
+``text``           transcript embeddings, their cache, ASR
+``evaluation``     metrics, plots, aggregation, ablation, fusion
+``training``       the recipes' Brain classes, set-up, checks, split guard,
+                   feature cache
+``inference``      export, the model folder, the recognizer, ``sser-predict``,
+                   ONNX
+``synthetic``      corpora in the real formats, for tests and the demo
+=================  ==========================================================
+
+``docs/architecture.md`` follows a run and a prediction through them. The
+names people type are re-exported here and loaded on first use.
+
 Example
 -------
 >>> from sser_lobes import SSLEncoder, MeanPooling, LinearHead, EmotionModel
+>>> from sser_lobes import EmotionRecognizer
 """
 
 import logging
@@ -36,15 +58,16 @@ logging.getLogger("speechbrain.utils.train_logger").addFilter(_NoTorchvisionNoti
 # (aggregate, padding_report, fuse, ...) and error messages do not pay for
 # importing transformers' model code.
 _LAZY = {
-    "LinearHead": "sser_lobes.heads",
-    "MLPHead": "sser_lobes.heads",
-    "EmotionModel": "sser_lobes.model",
-    "AttentiveStatisticsPooling": "sser_lobes.pooling",
-    "MeanPooling": "sser_lobes.pooling",
-    "MeanStdPooling": "sser_lobes.pooling",
-    "StdPooling": "sser_lobes.pooling",
-    "make_pooling": "sser_lobes.pooling",
-    "SSLEncoder": "sser_lobes.ssl_encoder",
+    "LinearHead": "sser_lobes.nnet.heads",
+    "MLPHead": "sser_lobes.nnet.heads",
+    "EmotionModel": "sser_lobes.nnet.model",
+    "AttentiveStatisticsPooling": "sser_lobes.nnet.pooling",
+    "MeanPooling": "sser_lobes.nnet.pooling",
+    "MeanStdPooling": "sser_lobes.nnet.pooling",
+    "StdPooling": "sser_lobes.nnet.pooling",
+    "make_pooling": "sser_lobes.nnet.pooling",
+    "SSLEncoder": "sser_lobes.encoders.ssl_encoder",
+    "EmotionRecognizer": "sser_lobes.inference.recognizer",
 }
 
 
@@ -67,6 +90,7 @@ __version__ = "0.1.0"
 __all__ = [
     "AttentiveStatisticsPooling",
     "EmotionModel",
+    "EmotionRecognizer",
     "LinearHead",
     "MLPHead",
     "MeanPooling",

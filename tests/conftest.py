@@ -1,6 +1,6 @@
 """Shared fixtures: tiny SSL model folders, synthetic corpora, recipe runs.
 
-Every model here is written by ``sser_lobes.tiny_ssl`` and loaded through the
+Every model here is written by ``sser_lobes.encoders.tiny_ssl`` and loaded through the
 same ``SSLEncoder`` code path that loads hub checkpoints: nothing is
 downloaded.
 
@@ -62,7 +62,7 @@ for _folder in (IEMOCAP, MSP, CUSTOM):
 @pytest.fixture(scope="session")
 def tiny_models(tmp_path_factory):
     """Folders of tiny random models: layer-norm and group-norm variants."""
-    from sser_lobes.tiny_ssl import make_tiny_ssl
+    from sser_lobes.encoders.tiny_ssl import make_tiny_ssl
 
     root = tmp_path_factory.mktemp("tiny_ssl")
     specs = {
@@ -182,7 +182,7 @@ def run_recipe(recipe, argv, expect_ok=True, module=None):
     returned as ``error`` (checked to be one line); any other exception
     propagates. ``module``: an already loaded (and patched) train module.
     """
-    from sser_lobes.preflight import run_recipe_main
+    from sser_lobes.training.preflight import run_recipe_main
 
     train = module or load_recipe_script(recipe)
     argv = [str(a) for a in argv]
@@ -330,8 +330,8 @@ def exported(iemocap_corpus, tmp_path_factory):
     """A run (test session 4, 4 epochs) trained with a tiny wav2vec2 that is
     deleted after export: loading the export must not need it (weights
     included, no second download). ``(run folder, model folder)``."""
-    from sser_lobes import export
-    from sser_lobes.tiny_ssl import make_tiny_ssl
+    from sser_lobes.encoders.tiny_ssl import make_tiny_ssl
+    from sser_lobes.inference import export
 
     root = tmp_path_factory.mktemp("export")
     ssl = make_tiny_ssl(root / "tiny_ssl_gone_after_export", arch="wav2vec2")

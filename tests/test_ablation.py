@@ -1,4 +1,5 @@
-"""Ablation table over variant folders (sser_lobes.ablation) and its wrappers."""
+"""Ablation table over variant folders (sser_lobes.evaluation.ablation) and its
+wrappers."""
 
 import json
 import math
@@ -8,7 +9,12 @@ import sys
 import pytest
 from conftest import RECIPES
 
-from sser_lobes.ablation import ablation_table, format_ablation, main, parse_variants
+from sser_lobes.evaluation.ablation import (
+    ablation_table,
+    format_ablation,
+    main,
+    parse_variants,
+)
 
 # variant -> {(seed, fold): (WA, UA, macro_F1)}
 VALUES = {

@@ -1,4 +1,4 @@
-"""Tests of sser_lobes.aggregate on fabricated run folders."""
+"""Tests of sser_lobes.evaluation.aggregate on fabricated run folders."""
 
 import json
 import os
@@ -8,7 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from sser_lobes.aggregate import aggregate_runs, collect_runs, format_markdown, main
+from sser_lobes.evaluation.aggregate import (
+    aggregate_runs,
+    collect_runs,
+    format_markdown,
+    main,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -182,7 +187,14 @@ def test_cli_subprocess(results, tmp_path):
     # paths of main() are tested in-process below
     env = dict(os.environ, PYTHONPATH=str(REPO))
     proc = subprocess.run(
-        [sys.executable, "-m", "sser_lobes.aggregate", str(results), "--metrics", "WA"],
+        [
+            sys.executable,
+            "-m",
+            "sser_lobes.evaluation.aggregate",
+            str(results),
+            "--metrics",
+            "WA",
+        ],
         capture_output=True,
         text=True,
         env=env,

@@ -1,4 +1,4 @@
-"""Tests for sser_lobes.audio: every bad file gives an AudioError naming it."""
+"""Tests for sser_lobes.dataio.audio: every bad file gives an AudioError naming it."""
 
 import os
 import pickle
@@ -14,13 +14,8 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from sser_lobes.audio import (  # noqa: E402
-    AudioError,
-    AudioInfo,
-    audio_info,
-    check_audio_info,
-    read_audio,
-)
+from sser_lobes.dataio.audio import AudioInfo, audio_info, check_audio_info, read_audio  # noqa: E402
+from sser_lobes.errors import AudioError  # noqa: E402
 
 SR = 16000
 
@@ -189,13 +184,13 @@ def test_audio_error_pickles():
 def test_audio_error_rebuilt_from_a_dataloader_worker_message():
     """torch's DataLoader re-raises a worker's exception as type(exc)(message);
     the rebuilt error keeps the file and the problem."""
-    from sser_lobes.audio import AudioError
+    from sser_lobes.errors import AudioError
 
     message = (
         "Caught AudioError in DataLoader worker process 0.\n"
         "Original Traceback (most recent call last):\n"
         '  File "x.py", line 1, in f\n'
-        "sser_lobes.audio.AudioError: /data/a.wav: empty file (0 samples)\n"
+        "sser_lobes.errors.AudioError: /data/a.wav: empty file (0 samples)\n"
     )
     error = AudioError(message)
     assert str(error) == "/data/a.wav: empty file (0 samples)"

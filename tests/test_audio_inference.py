@@ -13,14 +13,14 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-import sser_lobes.audio as audio_module  # noqa: E402
-from sser_lobes.audio import (  # noqa: E402
-    AudioError,
+import sser_lobes.dataio.audio as audio_module  # noqa: E402
+from sser_lobes.dataio.audio import (  # noqa: E402
     load_audio_any,
     load_audio_array,
     read_audio,
     resample,
 )
+from sser_lobes.errors import AudioError  # noqa: E402
 
 SR = 16000
 

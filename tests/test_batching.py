@@ -16,7 +16,7 @@ from speechbrain.dataio.sampler import (
     ReproducibleRandomSampler,
 )
 
-from sser_lobes.batching import (
+from sser_lobes.dataio.batching import (
     DEFAULT_JITTER,
     DurationBucketBatchSampler,
     batches_padding_share,
@@ -25,8 +25,8 @@ from sser_lobes.batching import (
     padding_share,
     random_batches,
 )
-from sser_lobes.padding_report import (
-    ManifestError,
+from sser_lobes.errors import ManifestError
+from sser_lobes.evaluation.padding_report import (
     format_report,
     load_manifest_durations,
     main,
@@ -322,7 +322,7 @@ def test_from_dataset_missing_duration_names_item():
 # ---------------------------------------------------------------------- CLI
 def _run_cli(*args):
     return subprocess.run(
-        [sys.executable, "-m", "sser_lobes.padding_report", *args],
+        [sys.executable, "-m", "sser_lobes.evaluation.padding_report", *args],
         capture_output=True,
         text=True,
         cwd=REPO,

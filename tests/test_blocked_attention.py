@@ -1,13 +1,15 @@
-"""The CPU training kernels: fast dropout masks (sser_lobes.cpu_dropout) and
-WavLM's attention in cache-sized blocks (sser_lobes.blocked_attention)
+"""The CPU training kernels: fast dropout masks
+(sser_lobes.encoders.fast_path.cpu_dropout) and
+WavLM's attention in cache-sized blocks
+(sser_lobes.encoders.fast_path.blocked_attention)
 compute what the plain torch composition computes, gradients included."""
 
 import pytest
 import torch
 
-from sser_lobes import blocked_attention, cpu_dropout
-from sser_lobes.blocked_attention import gated_bias_attention
-from sser_lobes.cpu_dropout import CPUDropout, drop_mask
+from sser_lobes.encoders.fast_path import blocked_attention, cpu_dropout
+from sser_lobes.encoders.fast_path.blocked_attention import gated_bias_attention
+from sser_lobes.encoders.fast_path.cpu_dropout import CPUDropout, drop_mask
 
 
 def test_drop_mask_rate_and_seeding():

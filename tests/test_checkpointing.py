@@ -11,7 +11,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from sser_lobes.checkpointing import RNGState
+from sser_lobes.training.rng_state import RNGState
 
 
 def _free_port():

@@ -1,4 +1,4 @@
-"""Tests for sser_lobes.chunking: windows, pooling and timelines, by hand."""
+"""Tests for sser_lobes.dataio.chunking: windows, pooling and timelines, by hand."""
 
 import json
 import sys
@@ -11,7 +11,7 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from sser_lobes.chunking import (  # noqa: E402
+from sser_lobes.dataio.chunking import (  # noqa: E402
     chunk_bounds,
     pool_chunk_scores,
     split_into_chunks,

@@ -4,8 +4,8 @@ import pytest
 import torch
 
 from sser_lobes import EmotionModel, LinearHead, MeanPooling, SSLEncoder
-from sser_lobes.gender import GenderConditioning, gender_index
-from sser_lobes.text_fusion import TextFusion
+from sser_lobes.nnet.gender import GenderConditioning, gender_index
+from sser_lobes.nnet.text_fusion import TextFusion
 
 
 @pytest.mark.parametrize("mode", ["embedding", "film", "concat"])

@@ -17,7 +17,7 @@ import soundfile
 import torch
 from conftest import CUSTOM, FAST_TRAINING, run_recipe, run_script
 
-from sser_lobes.corpus_csv import read_corpus
+from sser_lobes.dataio.corpus_csv import read_corpus
 
 HPARAMS = CUSTOM / "hparams"
 
@@ -274,8 +274,8 @@ def test_preparation_is_idempotent_and_rebuilds_when_the_csv_changes(
 
 def test_training_reads_any_file_as_inference_does(csv_corpus):
     """The recipe's audio item and the inference loader give the same waveform."""
-    from sser_lobes.audio import load_audio_any
-    from sser_lobes.recipe import segment_audio_pipeline
+    from sser_lobes.dataio.audio import load_audio_any
+    from sser_lobes.dataio.pipelines import segment_audio_pipeline
 
     rows, _ = read_corpus(csv_corpus, require=("wav", "emotion", "speaker"))
     item = segment_audio_pipeline(16000, 400)
@@ -426,8 +426,8 @@ def test_fold_loop_runs_every_fold_and_aggregates(csv_corpus, tiny_models, tmp_p
 
 
 def test_export_and_sser_predict_on_a_custom_run(custom_run, tmp_path):
-    from sser_lobes.export import main as export_main
-    from sser_lobes.inference import EmotionRecognizer
+    from sser_lobes.inference.export import main as export_main
+    from sser_lobes.inference.recognizer import EmotionRecognizer
 
     out, _ = custom_run
     model = tmp_path / "model"
@@ -449,8 +449,8 @@ def test_sser_predict_on_the_test_fold_csv_gives_the_runs_predictions(
     custom_run, csv_corpus, tmp_path
 ):
     """Training-time evaluation and sser-predict --csv: one code path."""
-    from sser_lobes.export import main as export_main
-    from sser_lobes.predict import main as predict_main
+    from sser_lobes.inference.export import main as export_main
+    from sser_lobes.inference.predict import main as predict_main
 
     out, _ = custom_run
     model = tmp_path / "model"
@@ -479,7 +479,7 @@ def test_sser_predict_on_the_test_fold_csv_gives_the_runs_predictions(
 
 
 def test_class_weights_and_balanced_sampling_follow_the_training_counts(tmp_path):
-    from sser_lobes.emotion_brain import training_weights
+    from sser_lobes.training.emotion_brain import training_weights
 
     manifest = tmp_path / "train.json"
     entries = {f"u{i}": {"emo": "neu"} for i in range(6)}
@@ -532,7 +532,7 @@ def test_weighted_run_trains(csv_corpus, tiny_models, tmp_path):
 def test_gender_and_text_overlays_read_the_csv_columns(
     csv_corpus, tiny_models, tmp_path
 ):
-    from sser_lobes.text import minilm_path
+    from sser_lobes.text.embedder import minilm_path
 
     out = tmp_path / "gender_text"
     argv = _argv(

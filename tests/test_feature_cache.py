@@ -27,9 +27,9 @@ from conftest import (
 )
 
 from sser_lobes import SSLEncoder
-from sser_lobes.feature_cache import FeatureCache, encoder_fingerprint, fill
-from sser_lobes.recipe import audio_pipeline
-from sser_lobes.tiny_ssl import make_tiny_ssl
+from sser_lobes.dataio.pipelines import audio_pipeline
+from sser_lobes.encoders.tiny_ssl import make_tiny_ssl
+from sser_lobes.training.feature_cache import FeatureCache, encoder_fingerprint, fill
 
 EPOCHS = 3
 FROZEN_SUM = ["--finetune=frozen", "--output_layer=weighted_sum"]
@@ -121,18 +121,18 @@ def test_a_second_run_reads_the_cache_and_no_audio(
 ):
     """Another run (another seed, same encoder and fold) on the filled cache:
     nothing is encoded and no waveform is read, in any split."""
-    import sser_lobes.recipe
+    import sser_lobes.dataio.pipelines
 
     _, cache = iemocap_runs
     before = {p: p.stat().st_mtime_ns for p in _entries(cache)}
     reads = []
-    real_read_audio = sser_lobes.recipe.read_audio
+    real_read_audio = sser_lobes.dataio.pipelines.read_audio
 
     def counting_read_audio(*args, **kwargs):
         reads.append(args[0])
         return real_read_audio(*args, **kwargs)
 
-    monkeypatch.setattr(sser_lobes.recipe, "read_audio", counting_read_audio)
+    monkeypatch.setattr(sser_lobes.dataio.pipelines, "read_audio", counting_read_audio)
     argv = iemocap_argv(
         iemocap_corpus,
         tiny_models["wavlm"],
@@ -501,8 +501,8 @@ def test_a_layer_subset_run_exports_and_loads(
 ):
     """weighted_sum_layers is part of the exported model: it loads with its
     2 layer weights and gives the run's own test predictions."""
-    from sser_lobes import export
-    from sser_lobes.inference import EmotionRecognizer
+    from sser_lobes.inference import export
+    from sser_lobes.inference.recognizer import EmotionRecognizer
 
     run = tmp_path / "run"
     argv = iemocap_argv(

@@ -18,12 +18,13 @@ import soundfile
 import torch
 from conftest import RECIPES
 
-from sser_lobes.heads import LinearHead, MLPHead
-from sser_lobes.hparams import load_hparams
-from sser_lobes.losses import CCCLoss
-from sser_lobes.pooling import AttentiveStatisticsPooling, MeanPooling
-from sser_lobes.recipe import audio_pipeline, use_cuda_precision
-from sser_lobes.ssl_encoder import SSLEncoder
+from sser_lobes.dataio.pipelines import audio_pipeline
+from sser_lobes.encoders.ssl_encoder import SSLEncoder
+from sser_lobes.nnet.heads import LinearHead, MLPHead
+from sser_lobes.nnet.losses import CCCLoss
+from sser_lobes.nnet.pooling import AttentiveStatisticsPooling, MeanPooling
+from sser_lobes.training.hparams import load_hparams
+from sser_lobes.training.recipe import use_cuda_precision
 
 IEMOCAP = RECIPES / "IEMOCAP" / "hparams"
 MSP = RECIPES / "MSP-Podcast" / "hparams"
@@ -303,7 +304,8 @@ def test_global_normalisation_is_the_baselines_and_travels_with_the_model(
 def test_negative_max_grad_norm_is_refused(tiny_models, tmp_path):
     """SpeechBrain 1.1.2 documents a negative value as "disable", but passes
     it to clip_grad_norm_, which then flips the gradients' sign."""
-    from sser_lobes.preflight import RecipeError, check_model_options, preview_hparams
+    from sser_lobes.errors import RecipeError
+    from sser_lobes.training.preflight import check_model_options, preview_hparams
 
     param = torch.nn.Parameter(torch.ones(2))
     param.grad = torch.ones(2)
@@ -321,7 +323,7 @@ def test_inference_crops_as_the_recipe_evaluated(tiny_models, tmp_path):
     """A model evaluated on the first 12 s (the baseline) is applied to the
     first 12 s at inference too: training and inference share one path."""
     from sser_lobes import EmotionModel, make_pooling
-    from sser_lobes.inference import EmotionRecognizer
+    from sser_lobes.inference.recognizer import EmotionRecognizer
 
     encoder = SSLEncoder(tiny_models["wavlm"], finetune="frozen")
     pooling = make_pooling("mean", encoder.output_size)

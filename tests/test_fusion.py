@@ -1,4 +1,4 @@
-"""Fusion weight search (sser_lobes.fusion_search) and its command line."""
+"""Fusion weight search (sser_lobes.evaluation.fusion_search) and its command line."""
 
 import csv
 import json
@@ -9,14 +9,14 @@ import numpy as np
 import pytest
 from conftest import RECIPES
 
-from sser_lobes.aggregate import aggregate_runs, collect_runs
-from sser_lobes.fuse import main
-from sser_lobes.fusion_search import (
+from sser_lobes.evaluation.aggregate import aggregate_runs, collect_runs
+from sser_lobes.evaluation.fuse import main
+from sser_lobes.evaluation.fusion_search import (
     fuse_probabilities,
     load_member_predictions,
     search_fusion_weights,
 )
-from sser_lobes.metrics import ClassificationStats, classification_metrics
+from sser_lobes.evaluation.metrics import ClassificationStats, classification_metrics
 
 MSP_LABELS = ["A", "S", "H", "U", "F", "D", "C", "N"]
 IEMOCAP_LABELS = ["neu", "hap", "sad", "ang"]

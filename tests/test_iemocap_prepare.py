@@ -13,6 +13,8 @@ import numpy as np
 import pytest
 import soundfile
 
+from sser_lobes.dataio.splits import share_size
+
 REPO = Path(__file__).resolve().parents[1]
 RECIPE = REPO / "recipes" / "IEMOCAP"
 for _path in (REPO, RECIPE):
@@ -347,7 +349,7 @@ def test_loso(pristine, tmp_path, session):
     per_class = collections.Counter(
         data["train"].get(u, data["valid"].get(u, {})).get("emo") for u in rest
     )
-    assert len(data["valid"]) == sum(prep._n_valid(n, 0.1) for n in per_class.values())
+    assert len(data["valid"]) == sum(share_size(n, 0.1) for n in per_class.values())
     assert {e["emo"] for e in data["valid"].values()} == {"neu", "hap", "sad", "ang"}
     info = json.loads((tmp_path / "prep" / "split_info.json").read_text())
     assert info["split_mode"] == "loso" and info["speaker_independent"] is True

@@ -195,7 +195,7 @@ def test_resume_after_interruption_gives_the_same_result(
 
     # The recipe's main() with a training step that raises in the middle of
     # epoch 2 (the exception ends the run as it ends the command line).
-    # EmotionBrain is shared (sser_lobes.emotion_brain): a subclass, set in
+    # EmotionBrain is shared (sser_lobes.training.emotion_brain): a subclass, set in
     # this fresh module only, keeps the crash out of every other run.
     train = load_recipe_script(RECIPE)
     steps = {}

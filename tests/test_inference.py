@@ -17,12 +17,12 @@ import soundfile
 import torch
 from conftest import IEMOCAP, iemocap_argv, recipe_process_state, run_recipe, run_script
 
-from sser_lobes.audio import AudioError
+from sser_lobes.errors import AudioError
 
 
 @pytest.fixture(scope="module")
 def recognizer(exported):
-    from sser_lobes.inference import EmotionRecognizer
+    from sser_lobes.inference.recognizer import EmotionRecognizer
 
     os.environ["HF_HUB_OFFLINE"] = "1"
     return EmotionRecognizer.from_hparams(str(exported[1]))
@@ -187,7 +187,7 @@ def test_batch_mode_goes_on_after_bad_files(exported, recognizer, tmp_path):
 
 
 def test_long_audio_is_chunked_and_pooled(exported, tmp_path):
-    from sser_lobes.inference import EmotionRecognizer
+    from sser_lobes.inference.recognizer import EmotionRecognizer
 
     run, out = exported
     manifest, _ = _test_files(run)
@@ -252,7 +252,7 @@ def test_cli_on_a_folder_with_a_corrupt_file(exported, tmp_path):
     )
     assert "broken.wav" in proc.stderr and "3 of 4 files processed" in proc.stderr
     # The CSV output, through the same main() in this process.
-    from sser_lobes import predict
+    from sser_lobes.inference import predict
 
     csv_out = tmp_path / "out.csv"
     argv = ["--model", out, folder / f"{sorted(manifest)[0]}.wav", "--output", csv_out]
@@ -262,7 +262,7 @@ def test_cli_on_a_folder_with_a_corrupt_file(exported, tmp_path):
 
 
 def test_push_dry_run_and_output_folder_safety(exported, tmp_path, capsys):
-    from sser_lobes import export
+    from sser_lobes.inference import export
 
     run, out = exported
     # The dry run in this process (export.main is what the command line runs).
@@ -291,9 +291,9 @@ def test_gender_and_text_model(iemocap_small_corpus, tiny_models, tmp_path):
     """Gender predicted internally; text optional (given, or the learned
     empty-text embedding); the text encoder travels inside the export.
     (One epoch on the small corpus: the export must reproduce the run.)"""
-    from sser_lobes import export
-    from sser_lobes.inference import EmotionRecognizer
-    from sser_lobes.text import tiny_text_encoder
+    from sser_lobes.inference import export
+    from sser_lobes.inference.recognizer import EmotionRecognizer
+    from sser_lobes.text.tiny import tiny_text_encoder
 
     bert = tiny_text_encoder(tmp_path / "bert")
     run = tmp_path / "run"

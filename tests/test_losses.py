@@ -1,4 +1,4 @@
-"""Tests of sser_lobes.losses against hand-computed values and references."""
+"""Tests of sser_lobes.nnet.losses against hand-computed values and references."""
 
 import json
 import math
@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from sser_lobes.losses import (
+from sser_lobes.nnet.losses import (
     CCCLoss,
     FocalLoss,
     WeightedCrossEntropy,

@@ -1,4 +1,4 @@
-"""Tests of sser_lobes.metrics against hand-computed values."""
+"""Tests of sser_lobes.evaluation.metrics against hand-computed values."""
 
 import csv
 import json
@@ -8,13 +8,12 @@ import numpy as np
 import pytest
 import torch
 
-from sser_lobes.metrics import (
+from sser_lobes.evaluation.metrics import (
     ClassificationStats,
-    RegressionStats,
-    ccc,
     classification_metrics,
     confusion_matrix,
 )
+from sser_lobes.evaluation.regression_metrics import RegressionStats, ccc
 
 LABELS3 = ["neu", "hap", "sad"]
 # Confusion matrix (rows true, columns predicted):

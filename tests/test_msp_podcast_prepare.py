@@ -22,7 +22,7 @@ for _path in (REPO, RECIPE):
 
 import msp_podcast_prepare as prep  # noqa: E402
 
-from sser_lobes.manifests import PreparationError  # noqa: E402
+from sser_lobes.errors import PreparationError  # noqa: E402
 from sser_lobes.synthetic.msp_podcast import (  # noqa: E402
     LABEL_HEADER,
     make_msp_podcast_corpus,

@@ -20,7 +20,7 @@ pytest.importorskip("onnx")
 @pytest.fixture(scope="module")
 def onnx_export(exported, tmp_path_factory):
     """``(run, folder)``: the run exported again, with ``--onnx``."""
-    from sser_lobes import export
+    from sser_lobes.inference import export
 
     run, _ = exported
     out = tmp_path_factory.mktemp("onnx") / "model"
@@ -41,8 +41,8 @@ def test_onnx_predictions_equal_pytorch(onnx_export, tmp_path):
     pooled), gives EmotionRecognizer's probabilities."""
     import soundfile
 
-    from sser_lobes.inference import EmotionRecognizer
-    from sser_lobes.onnx_export import ATOL, OnnxEmotionRecognizer
+    from sser_lobes.inference.onnx_export import ATOL, OnnxEmotionRecognizer
+    from sser_lobes.inference.recognizer import EmotionRecognizer
 
     run, out = onnx_export
     onnx = OnnxEmotionRecognizer(out, threads=1)
@@ -85,7 +85,7 @@ def test_a_graph_that_differs_is_refused(exported, tmp_path, monkeypatch):
     """If the traced graph computed something else than the PyTorch model
     (here: a copy whose head has the opposite sign), the export fails with one
     ``error:`` line and leaves no model.onnx."""
-    from sser_lobes import export, onnx_export
+    from sser_lobes.inference import export, onnx_export
 
     original = onnx_export.stock_graph_copy
 
@@ -111,7 +111,7 @@ def test_reexport_without_onnx_removes_a_stale_graph(onnx_export, tmp_path):
     (and publish) the old graph next to new weights."""
     import shutil
 
-    from sser_lobes import export
+    from sser_lobes.inference import export
 
     run, out = onnx_export
     copy = tmp_path / "model"
@@ -124,8 +124,9 @@ def test_reexport_without_onnx_removes_a_stale_graph(onnx_export, tmp_path):
 
 def test_text_fused_models_are_not_exported():
     from sser_lobes import EmotionModel, LinearHead, MeanPooling
-    from sser_lobes.onnx_export import OnnxExportError, OnnxGraph
-    from sser_lobes.text_fusion import TextFusion
+    from sser_lobes.errors import OnnxExportError
+    from sser_lobes.inference.onnx_export import OnnxGraph
+    from sser_lobes.nnet.text_fusion import TextFusion
 
     class Encoder(torch.nn.Module):
         min_samples = 400
@@ -144,8 +145,8 @@ def test_text_fused_models_are_not_exported():
 def test_traceable_group_norm_equals_the_masked_one():
     """The export's group norm (tensor operations only) is the training
     path's masked group norm, padded frames included."""
-    from sser_lobes.onnx_export import TraceableMaskedGroupNorm
-    from sser_lobes.ssl_fast_path import MaskedGroupNorm
+    from sser_lobes.encoders.fast_path.group_norm import MaskedGroupNorm
+    from sser_lobes.inference.onnx_export import TraceableMaskedGroupNorm
 
     norm = MaskedGroupNorm(6)
     with torch.no_grad():
@@ -166,9 +167,12 @@ def test_gender_conditioned_attribute_model(tiny_models, tmp_path):
     with gender conditioning exports too: the graph predicts the gender
     itself, and its outputs equal PyTorch's (the export checks them)."""
     from sser_lobes import EmotionModel, LinearHead, SSLEncoder
-    from sser_lobes.gender import GenderConditioning
-    from sser_lobes.onnx_export import OnnxEmotionRecognizer, export_onnx
-    from sser_lobes.pooling import AttentiveStatisticsPooling
+    from sser_lobes.inference.onnx_export import (
+        OnnxEmotionRecognizer,
+        export_onnx,
+    )
+    from sser_lobes.nnet.gender import GenderConditioning
+    from sser_lobes.nnet.pooling import AttentiveStatisticsPooling
 
     torch.manual_seed(0)
     encoder = SSLEncoder(tiny_models["hubert_base"], finetune="frozen")

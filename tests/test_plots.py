@@ -1,10 +1,10 @@
-"""Tests of sser_lobes.plots: PNG files are written without a display."""
+"""Tests of sser_lobes.evaluation.plots: PNG files are written without a display."""
 
 import matplotlib.image
 import numpy as np
 import pytest
 
-from sser_lobes.plots import plot_confusion_matrix, plot_learning_curves
+from sser_lobes.evaluation.plots import plot_confusion_matrix, plot_learning_curves
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

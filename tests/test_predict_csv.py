@@ -18,7 +18,7 @@ import pytest
 import scipy.signal
 import soundfile
 
-from sser_lobes import predict
+from sser_lobes.inference import predict
 
 LABELS = ["neu", "hap", "sad", "ang"]
 SEGMENT = (0.4, 2.9)  # seconds, inside long_44k.wav
@@ -91,7 +91,7 @@ def corpus(exported, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def recognizer(exported):
-    from sser_lobes.inference import EmotionRecognizer
+    from sser_lobes.inference.recognizer import EmotionRecognizer
 
     return EmotionRecognizer.from_hparams(str(exported[1]))
 
@@ -250,9 +250,9 @@ def test_metrics_paths_and_stderr_summary(exported, corpus, capsys):
 def test_long_segment_is_chunked_as_a_long_file(exported, corpus):
     """A segment longer than the window is chunked and pooled as
     classify_file does for the same audio; in a batch with short rows."""
-    from sser_lobes.corpus_csv import read_corpus
-    from sser_lobes.corpus_eval import corpus_utterances
-    from sser_lobes.inference import EmotionRecognizer
+    from sser_lobes.dataio.corpus_csv import read_corpus
+    from sser_lobes.evaluation.corpus_eval import corpus_utterances
+    from sser_lobes.inference.recognizer import EmotionRecognizer
 
     rec = EmotionRecognizer.from_hparams(
         str(exported[1]), overrides={"window_seconds": 1.0, "chunk_hop_seconds": 0.5}
@@ -274,7 +274,7 @@ def test_long_segment_is_chunked_as_a_long_file(exported, corpus):
 def test_text_column_is_the_transcript(exported, corpus, capsys, monkeypatch):
     """Each row's text (None when empty) reaches the model with its own
     audio; a corpus without labels writes no metrics and exits 0."""
-    from sser_lobes.inference import EmotionRecognizer
+    from sser_lobes.inference.recognizer import EmotionRecognizer
 
     audio = corpus["root"] / "audio"
     texts = {"utt0.wav": "I am so happy.", "utt1.wav": "", "utt2.wav": "Go away!"}

@@ -30,7 +30,7 @@ if str(CUSTOM) not in sys.path:
 
 import prepare_corpus as pc  # noqa: E402
 
-from sser_lobes.manifests import PreparationError  # noqa: E402
+from sser_lobes.errors import PreparationError  # noqa: E402
 from sser_lobes.synthetic.public_corpora import (  # noqa: E402
     make_cremad,
     make_emodb,
@@ -303,7 +303,7 @@ def test_rerun_writes_identical_bytes(full):
 
 
 def test_the_custom_recipe_reads_the_outputs(full, tmp_path):
-    from sser_lobes.corpus_csv import read_corpus
+    from sser_lobes.dataio.corpus_csv import read_corpus
 
     for name, prepared in full.items():
         rows, report = read_corpus(

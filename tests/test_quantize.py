@@ -1,4 +1,4 @@
-"""int8 inference (sser_lobes.quantize): loading through from_hparams and
+"""int8 inference (sser_lobes.encoders.quantize): loading through from_hparams and
 sser-predict, agreement with fp32 on a trained model, refusal off the CPU.
 
 The trained and exported model is the session fixture ``exported`` (a tiny
@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from sser_lobes.quantize import QuantizationError
+from sser_lobes.errors import QuantizationError
 
 #: int8 against fp32 on the exported model's test files. Per-channel int8
 #: weights and per-call int8 activations move the encoder's features by
@@ -38,7 +38,7 @@ def _probabilities(recognizer, paths, batch_size=8):
 
 @pytest.fixture(scope="module")
 def recognizers(exported):
-    from sser_lobes.inference import EmotionRecognizer
+    from sser_lobes.inference.recognizer import EmotionRecognizer
 
     _, out = exported
     fp32 = EmotionRecognizer.from_hparams(str(out))
@@ -86,7 +86,7 @@ def test_int8_wavlm_fast_attention(tiny_models):
     """WavLM's eval attention calls its projections as modules, so int8
     projections run through it (F.linear on their weight would fail)."""
     from sser_lobes import SSLEncoder
-    from sser_lobes.quantize import quantize_int8
+    from sser_lobes.encoders.quantize import quantize_int8
 
     encoder = SSLEncoder(tiny_models["wavlm"], finetune="frozen").eval()
     gen = torch.Generator().manual_seed(3)
@@ -103,7 +103,7 @@ def test_int8_wavlm_fast_attention(tiny_models):
 
 
 def test_sser_predict_int8(exported, tmp_path, capsys):
-    from sser_lobes import predict
+    from sser_lobes.inference import predict
 
     run, out = exported
     paths = _test_paths(run)[:4]
@@ -126,8 +126,8 @@ def test_sser_predict_int8(exported, tmp_path, capsys):
 
 def test_int8_is_refused_off_the_cpu(exported, capsys):
     """Refused before anything is loaded, so no GPU is needed to check it."""
-    from sser_lobes import predict
-    from sser_lobes.inference import EmotionRecognizer
+    from sser_lobes.inference import predict
+    from sser_lobes.inference.recognizer import EmotionRecognizer
 
     _, out = exported
     with pytest.raises(QuantizationError, match="runs on the CPU only") as info:

@@ -17,7 +17,7 @@ from conftest import (
     run_script,
 )
 
-from sser_lobes.preflight import run_recipe_main
+from sser_lobes.training.preflight import run_recipe_main
 
 IEMOCAP_HPARAMS = IEMOCAP / "hparams" / "train_wavlm_large.yaml"
 MSP_HPARAMS = MSP / "hparams" / "train_wavlm_large.yaml"
@@ -251,7 +251,7 @@ def test_a_class_missing_from_training_is_one_line(
     ],
 )
 def test_default_fold_names_follow_the_protocol(iemocap_corpus, mode, extra, folder):
-    from sser_lobes.preflight import preview_hparams
+    from sser_lobes.training.preflight import preview_hparams
 
     train = load_recipe_script(IEMOCAP)
     overrides = {"data_folder": str(iemocap_corpus)}
@@ -364,7 +364,7 @@ def _fake_run(folder, fold, wa=None):
 
 
 def test_aggregate_and_ablation_name_unfinished_runs(tmp_path, capsys):
-    from sser_lobes import ablation, aggregate
+    from sser_lobes.evaluation import ablation, aggregate
 
     _fake_run(tmp_path / "a", "session1", 0.6)
     crashed = _fake_run(tmp_path / "a", "session2")
@@ -386,7 +386,7 @@ def test_aggregate_and_ablation_name_unfinished_runs(tmp_path, capsys):
 
 
 def test_export_of_a_run_without_checkpoint_is_one_line(tmp_path, capsys):
-    from sser_lobes import export
+    from sser_lobes.inference import export
 
     never = _fake_run(tmp_path, "session1")  # crashed in epoch 1: no save/
     assert export.main([str(never), str(tmp_path / "out1")]) == 1
@@ -406,7 +406,7 @@ def test_export_of_a_run_without_checkpoint_is_one_line(tmp_path, capsys):
 def test_predict_on_a_folder_that_is_not_a_model_is_one_line(
     tmp_path, tiny_models, capsys
 ):
-    from sser_lobes import predict
+    from sser_lobes.inference import predict
 
     wav = tmp_path / "a.wav"
     wav.write_bytes(b"")

@@ -19,11 +19,11 @@ import test_inference
 import torch
 from conftest import ROOT
 
-from sser_lobes.export import ExportError, export_run, upload_plan
-from sser_lobes.inference import EmotionRecognizer
-from sser_lobes.safe_hparams import (
+from sser_lobes.errors import ExportError, UnsafeHparamsError
+from sser_lobes.inference.export import export_run, upload_plan
+from sser_lobes.inference.recognizer import EmotionRecognizer
+from sser_lobes.inference.safe_hparams import (
     ALLOWED_TAGS,
-    UnsafeHparamsError,
     check_hparams_text,
     load_checked_hparams,
 )
@@ -129,7 +129,7 @@ def test_yaml_naming_code_is_refused_and_runs_nothing(exported, tmp_path, attack
 def test_cli_refuses_with_one_error_line(exported, tmp_path, capsys):
     """sser-predict's main() (its command line is run as a subprocess in
     test_inference): exit status 2, one error line, no traceback."""
-    from sser_lobes import predict
+    from sser_lobes.inference import predict
 
     marker = tmp_path / "pwned"
     line, _ = _attacks(tmp_path, marker)["os.system"]
@@ -242,11 +242,11 @@ def test_text_encoder_files_stay_inside_the_model(exported, tmp_path):
         ),
         # <node.attribute> makes HyperPyYAML call getattr on built objects.
         (
-            "h: !new:sser_lobes.heads.LinearHead [2, 2]\nx: !ref <h.__class__>\n",
+            "h: !new:sser_lobes.nnet.heads.LinearHead [2, 2]\nx: !ref <h.__class__>\n",
             "reads an attribute",
         ),
         (
-            'h: !new:sser_lobes.heads.LinearHead [2, 2]\ns: "<h.forward>"\n'
+            'h: !new:sser_lobes.nnet.heads.LinearHead [2, 2]\ns: "<h.forward>"\n'
             "x: !ref <s>\n",
             "!apply:getattr",
         ),
@@ -276,7 +276,7 @@ def test_checker_refuses_indirect_code(tmp_path, text, problem):
 
 
 def test_allowlist_is_exactly_what_export_writes():
-    source = (ROOT / "sser_lobes" / "export.py").read_text()
+    source = (ROOT / "sser_lobes" / "inference" / "export.py").read_text()
     written = set(re.findall(r"!(?:new|apply|name):[\w.]+", source))
     assert written == set(ALLOWED_TAGS)
 

@@ -1,4 +1,4 @@
-"""The faster eval path of SSLEncoder (sser_lobes.ssl_fast_path) computes
+"""The faster eval path of SSLEncoder (sser_lobes.encoders.fast_path.registry) computes
 what stock transformers computes, for the four kinds of checkpoints, and is
 safe to share between threads."""
 
@@ -9,7 +9,7 @@ from conftest import ENCODER_ATOL as ATOL
 from conftest import alone_and_padded
 
 from sser_lobes import SSLEncoder
-from sser_lobes.ssl_fast_path import MaskedGroupNorm
+from sser_lobes.encoders.fast_path.group_norm import MaskedGroupNorm
 
 
 def test_masked_group_norm_matches_group_norm():

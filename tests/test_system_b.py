@@ -53,7 +53,8 @@ def _msp(hparams, corpus, model, out, *extra, epochs=1, expect_ok=True):
 
 @pytest.fixture(scope="module")
 def text_models(tmp_path_factory):
-    from sser_lobes.text import minilm_path, tiny_asr_model, tiny_text_encoder
+    from sser_lobes.text.embedder import minilm_path
+    from sser_lobes.text.tiny import tiny_asr_model, tiny_text_encoder
 
     root = tmp_path_factory.mktemp("text_models")
     return {

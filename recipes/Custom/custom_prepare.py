@@ -6,7 +6,7 @@
         [--emotions neu,hap,sad,ang] [--label_map exc:hap] \
         [--test_csv other.csv --test_label_map calm:neu]
 
-The CSV (or JSON lines) format is that of :mod:`sser_lobes.corpus_csv`:
+The CSV (or JSON lines) format is that of :mod:`sser_lobes.dataio.corpus_csv`:
 ``wav`` and ``emotion`` columns, ``speaker`` for speaker-independent folds,
 optionally ``id``, ``gender``, ``text``, ``split``, ``start`` / ``end``
 (segments of longer recordings); other columns are kept. Any sample rate and
@@ -55,24 +55,23 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-from sser_lobes.corpus_csv import (
-    CorpusError,
+from sser_lobes.dataio.corpus_csv import (
     parse_class_list,
     parse_label_map,
     read_corpus,
     read_table,
     require_columns,
 )
-from sser_lobes.manifests import (
-    PreparationError,
+from sser_lobes.dataio.files import atomic_write_json, file_sha256
+from sser_lobes.dataio.preparation import (
     absent_classes,
-    atomic_write_json,
-    file_sha256,
     reusable,
     run_preparation_cli,
     write_state,
 )
-from sser_lobes.row_report import log_summary
+from sser_lobes.dataio.row_report import log_summary
+from sser_lobes.dataio.splits import stratified_share
+from sser_lobes.errors import CorpusError, PreparationError
 
 logger = logging.getLogger(__name__)
 
@@ -169,7 +168,7 @@ def corpus_classes(csv_file, label_map=None, emotions=None):
     >>> corpus_classes(path, emotions=["sad", "fru"])
     Traceback (most recent call last):
     ...
-    sser_lobes.corpus_csv.CorpusError: ...c.csv: class fru of emotions has no row ...
+    sser_lobes.errors.CorpusError: ...c.csv: class fru of emotions has no row ...
     """
     columns, rows = read_table(csv_file)
     require_columns(csv_file, columns, ("wav", "emotion"))
@@ -263,23 +262,6 @@ def speaker_folds(speaker_counts, classes, num_folds, seed):
     return [sorted(fold) for fold in members]
 
 
-def _stratified_share(ids, classes_of, ratio, rng):
-    """A class-stratified ``ratio`` share of ``ids`` (at least one per class
-    that has two or more utterances) and the rest."""
-    chosen, rest = [], []
-    by_class = {}
-    for uid in ids:
-        by_class.setdefault(classes_of[uid], []).append(uid)
-    for cls in sorted(by_class):
-        members = sorted(by_class[cls])
-        rng.shuffle(members)
-        n = len(members)
-        take = 0 if n < 2 else min(n - 1, max(1, round(n * ratio)))
-        chosen += members[:take]
-        rest += members[take:]
-    return sorted(chosen), sorted(rest)
-
-
 def _draw_valid(ids, records, options, rng):
     """Split the training side into (valid, train, speaker_disjoint)."""
     speakers = sorted({records[u]["speaker"] for u in ids} - {None})
@@ -299,7 +281,7 @@ def _draw_valid(ids, records, options, rng):
         valid = sorted(u for u in ids if records[u]["speaker"] in chosen)
         train = sorted(u for u in ids if records[u]["speaker"] not in chosen)
         return valid, train, True
-    valid, train = _stratified_share(ids, classes_of, options["valid_ratio"], rng)
+    valid, train = stratified_share(ids, classes_of, options["valid_ratio"], rng)
     return valid, train, False
 
 
@@ -395,9 +377,9 @@ def _split(records, options, corpus_name):
         info["valid_speaker_disjoint"] = disjoint
         return {"train": train, "valid": valid, "test": test}, info, description
     classes_of = {u: records[u]["emo"] for u in ids}
-    test, rest = _stratified_share(ids, classes_of, options["test_ratio"], rng)
+    test, rest = stratified_share(ids, classes_of, options["test_ratio"], rng)
     share = options["valid_ratio"] / (1 - options["test_ratio"])
-    valid, train = _stratified_share(rest, classes_of, share, rng)
+    valid, train = stratified_share(rest, classes_of, share, rng)
     description = (
         f"{corpus_name}: random utterance split (test "
         f"{options['test_ratio'] * 100:g} %, valid {options['valid_ratio'] * 100:g} "
@@ -459,7 +441,7 @@ def prepare_custom(
     Arguments
     ---------
     csv_file : str or os.PathLike
-        The corpus (see :mod:`sser_lobes.corpus_csv`).
+        The corpus (see :mod:`sser_lobes.dataio.corpus_csv`).
     save_folder : str or os.PathLike
         Where the manifests and reports are written.
     split_mode, num_folds, test_fold, valid_ratio, test_ratio, valid_split, seed

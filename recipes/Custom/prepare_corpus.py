@@ -41,7 +41,7 @@ Nothing in a corpus is fatal but a missing folder or metadata file: every file
 that is not a usable utterance (readmes, macOS ``._*`` files, other formats,
 names outside the naming scheme, unknown codes, unreadable, empty, too short
 or silent audio, duplicates) is skipped and counted with its path and reason
-(:class:`sser_lobes.row_report.RowReport`).
+(:class:`sser_lobes.dataio.row_report.RowReport`).
 
 Next to the CSV, ``<output stem>_summary.json`` records the corpus, the data
 folder, the counts per emotion, speaker and gender, the skipped files and
@@ -78,8 +78,8 @@ from pathlib import Path
 import numpy as np
 import soundfile
 
-from sser_lobes.audio import AudioError, audio_info
-from sser_lobes.corpus_facts import (
+from sser_lobes.dataio.audio import audio_info
+from sser_lobes.dataio.corpus_facts import (
     CREMAD_EMOTIONS,
     CREMAD_LEVELS,
     CREMAD_SENTENCES,
@@ -91,8 +91,9 @@ from sser_lobes.corpus_facts import (
     RAVDESS_INTENSITIES,
     RAVDESS_STATEMENTS,
 )
-from sser_lobes.manifests import PreparationError, atomic_write, file_sha256
-from sser_lobes.row_report import RowReport
+from sser_lobes.dataio.files import atomic_write, file_sha256
+from sser_lobes.dataio.row_report import RowReport
+from sser_lobes.errors import AudioError, PreparationError
 
 logger = logging.getLogger(__name__)
 

@@ -31,21 +31,19 @@ from custom_prepare import (
 )
 from speechbrain.utils.distributed import if_main_process, run_on_main
 
-from sser_lobes.emotion_brain import (
+from sser_lobes.dataio.files import file_sha256
+from sser_lobes.dataio.pipelines import segment_audio_pipeline
+from sser_lobes.errors import RecipeError
+from sser_lobes.training.emotion_brain import (
     CLASS_WEIGHTINGS,
     SELECTION_METRICS,
     EmotionBrain,
     categorical_datasets,
     train_and_evaluate,
 )
-from sser_lobes.manifests import file_sha256
-from sser_lobes.preflight import (
-    RecipeError,
-    check_choice,
-    check_model_options,
-    run_recipe_main,
-)
-from sser_lobes.recipe import segment_audio_pipeline, setup_experiment
+from sser_lobes.training.options import check_choice
+from sser_lobes.training.preflight import check_model_options, run_recipe_main
+from sser_lobes.training.recipe import setup_experiment
 
 SPLITS = ("train", "valid", "test")
 

@@ -13,12 +13,12 @@ Each folder holds every run (folds x seeds) of one variant. Default file:
 ``test_metrics.json`` (the held-out session of each fold); default metrics
 ``WA UA macro_F1``, the last column is the WA difference to the first row in
 percentage points. ``--file valid_metrics.json`` compares on the validation
-sets instead. Logic in :mod:`sser_lobes.ablation`.
+sets instead. Logic in :mod:`sser_lobes.evaluation.ablation`.
 """
 
 import sys
 
-from sser_lobes.ablation import main
+from sser_lobes.evaluation.ablation import main
 
 if __name__ == "__main__":
     sys.exit(main(defaults={"file": "test_metrics.json"}))

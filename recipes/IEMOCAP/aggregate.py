@@ -6,12 +6,13 @@
 Finds every ``test_metrics.json`` below the given folders (one per fold and
 seed, written by ``train.py``), groups them by experiment and protocol, and
 prints WA / UA / macro-F1 as mean ± std over the runs, plus a per-fold table.
-The logic lives in :mod:`sser_lobes.aggregate`, shared with the other recipes.
+The logic lives in :mod:`sser_lobes.evaluation.aggregate`, shared with the other
+recipes.
 """
 
 import sys
 
-from sser_lobes.aggregate import main
+from sser_lobes.evaluation.aggregate import main
 
 if __name__ == "__main__":
     sys.exit(main())

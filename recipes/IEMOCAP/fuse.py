@@ -23,7 +23,7 @@ and for all five folds::
     python aggregate.py results/IEMOCAP/fused
 
 Defaults here: ``--search-split valid --apply-splits test`` (the IEMOCAP
-recipe's split names); other options as in :mod:`sser_lobes.fuse`
+recipe's split names); other options as in :mod:`sser_lobes.evaluation.fuse`
 (``--metric macro_F1|UA|WA|micro_F1``, ``--bias``, ``--experiment``). Each
 output folder gets ``fusion.json``, ``valid_*`` and ``test_*`` metrics and
 predictions, with the fold copied from the members, so that ``aggregate.py``
@@ -32,7 +32,7 @@ and ``ablation.py`` treat it as one more run.
 
 import sys
 
-from sser_lobes.fuse import main
+from sser_lobes.evaluation.fuse import main
 
 if __name__ == "__main__":
     sys.exit(main(defaults={"search_split": "valid", "apply_splits": ["test"]}))

@@ -50,16 +50,17 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-from sser_lobes.audio import AudioError, check_audio_info
-from sser_lobes.manifests import (
-    PreparationError,
+from sser_lobes.dataio.audio import check_audio_info
+from sser_lobes.dataio.files import atomic_write_json
+from sser_lobes.dataio.preparation import (
     absent_classes,
-    atomic_write_json,
     reusable,
     run_preparation_cli,
     write_state,
 )
-from sser_lobes.row_report import problem_list
+from sser_lobes.dataio.row_report import problem_list
+from sser_lobes.dataio.splits import stratified_share
+from sser_lobes.errors import AudioError, PreparationError
 
 logger = logging.getLogger(__name__)
 
@@ -559,12 +560,6 @@ def _check_counts(records, options):
     return full
 
 
-def _n_valid(n, ratio):
-    if n < 2:
-        return 0
-    return min(n - 1, max(1, round(n * ratio)))
-
-
 def _split(records, options):
     """Return ({split: sorted ids}, protocol description)."""
     ids = sorted(records)
@@ -576,13 +571,10 @@ def _split(records, options):
         rest = [u for u in ids if records[u]["session"] != session]
         # Stratified by class, so that a small valid set still has every class
         # and the selection metric (UA by default) sees all of them.
-        valid, train = [], []
-        for emo in options["emotions"]:
-            members = [u for u in rest if records[u]["emo"] == emo]
-            rng.shuffle(members)
-            n_valid = _n_valid(len(members), options["valid_ratio"])
-            valid += members[:n_valid]
-            train += members[n_valid:]
+        classes = {u: records[u]["emo"] for u in rest}
+        valid, train = stratified_share(
+            rest, classes, options["valid_ratio"], rng, options["emotions"]
+        )
         protocol = (
             f"leave-one-session-out: test = session {session} (speakers "
             f"Ses0{session}F, Ses0{session}M); valid = random "

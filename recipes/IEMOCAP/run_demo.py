@@ -7,13 +7,13 @@
    classes differ in pitch, energy, rate and brightness
    (``sser_lobes.synthetic.iemocap``);
 2. writes a tiny random WavLM (hidden size 32, 2 layers) as a local
-   HuggingFace folder (``sser_lobes.tiny_ssl``);
+   HuggingFace folder (``sser_lobes.encoders.tiny_ssl``);
 3. runs one leave-one-session-out fold of the real recipe (``train.py`` with
    ``hparams/train_wavlm_large.yaml``, the tiny model as ``ssl_source``, a
    higher learning rate and a few epochs), which prepares the manifests,
    trains, selects on valid UA and evaluates valid and test;
 4. prints the metrics table against chance (25 %);
-5. exports the selected checkpoint (``sser_lobes.export``) and classifies a
+5. exports the selected checkpoint (``sser_lobes.inference.export``) and classifies a
    few test files with the one-line interface (``EmotionRecognizer``).
 
 Re-running with the same ``--out`` reuses the corpus and the model and resumes
@@ -54,8 +54,8 @@ def main(argv=None):
     if args.epochs < 1 or args.utterances_per_speaker < 1:
         parser.error("--epochs and --utterances-per-speaker must be at least 1")
 
+    from sser_lobes.encoders.tiny_ssl import make_tiny_ssl
     from sser_lobes.synthetic.iemocap import make_iemocap_corpus
-    from sser_lobes.tiny_ssl import make_tiny_ssl
 
     start = time.time()
     out = Path(args.out).resolve()
@@ -92,8 +92,8 @@ def main(argv=None):
         ]
     )
     # 5. export the selected checkpoint and use it like a released model
-    from sser_lobes.export import export_run
-    from sser_lobes.inference import EmotionRecognizer
+    from sser_lobes.inference.export import export_run
+    from sser_lobes.inference.recognizer import EmotionRecognizer
 
     exported = out / "model"
     if not (exported / "hyperparams.yaml").exists():
@@ -118,7 +118,7 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    from sser_lobes.preflight import run_recipe_main
+    from sser_lobes.training.preflight import run_recipe_main
 
     # A bad option gives one line (error: ...), as in the recipe itself.
     run_recipe_main(main)

@@ -25,14 +25,15 @@ from pathlib import Path
 from iemocap_prepare import find_iemocap_root, prepare_iemocap, validate_options
 from speechbrain.utils.distributed import if_main_process, run_on_main
 
-from sser_lobes.emotion_brain import (
+from sser_lobes.errors import RecipeError
+from sser_lobes.training.emotion_brain import (
     SELECTION_METRICS,
     EmotionBrain,
     categorical_datasets,
     train_and_evaluate,
 )
-from sser_lobes.preflight import RecipeError, check_model_options, run_recipe_main
-from sser_lobes.recipe import setup_experiment
+from sser_lobes.training.preflight import check_model_options, run_recipe_main
+from sser_lobes.training.recipe import setup_experiment
 
 
 def dataio_prep(hparams):

@@ -14,12 +14,12 @@ Each folder holds every run (seeds) of one variant. Defaults for this recipe:
 ``--file test2_metrics.json`` or ``development_metrics.json`` for the
 others; Test3 has no labels) and ``--metrics macro_F1 UA WA`` so that the
 last column is the macro-F1 difference (the challenge metric) to the first
-row, in percentage points. Logic in :mod:`sser_lobes.ablation`.
+row, in percentage points. Logic in :mod:`sser_lobes.evaluation.ablation`.
 """
 
 import sys
 
-from sser_lobes.ablation import main
+from sser_lobes.evaluation.ablation import main
 
 if __name__ == "__main__":
     sys.exit(

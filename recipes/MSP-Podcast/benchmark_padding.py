@@ -59,7 +59,10 @@ def main(argv=None):
     args = parser.parse_args(argv)
 
     sys.path.insert(0, str(HERE))
-    from sser_lobes.padding_report import load_manifest_durations, padding_report
+    from sser_lobes.evaluation.padding_report import (
+        load_manifest_durations,
+        padding_report,
+    )
 
     if args.manifest:
         manifest = Path(args.manifest)

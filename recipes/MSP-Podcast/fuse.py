@@ -18,12 +18,12 @@ gets the challenge files ``test3_submission.csv`` and
 ``test3_probabilities.csv`` of the fusion, plus ``fusion.json`` and the
 metrics / predictions of Development, Test1 and Test2. The Development score
 of the fusion is optimistic (the weights were fitted on it): compare on
-Test1 / Test2. See :mod:`sser_lobes.fuse` for every option.
+Test1 / Test2. See :mod:`sser_lobes.evaluation.fuse` for every option.
 """
 
 import sys
 
-from sser_lobes.fuse import main
+from sser_lobes.evaluation.fuse import main
 
 if __name__ == "__main__":
     sys.exit(

@@ -64,7 +64,7 @@ fields, empty file name, non-numeric attribute or one outside 1-7, unknown
 Split_Set, empty SpkrID or Gender), an unknown class letter (not one of
 A S H U F D C N O X), a file labelled twice, a labelled file whose audio is
 missing or unusable (corrupt, not mono, wrong sampling rate, shorter than
-``min_samples``: the checks of :func:`sser_lobes.audio.check_audio_info`) and
+``min_samples``: the checks of :func:`sser_lobes.dataio.audio.check_audio_info`) and
 a malformed ``Partitions.txt`` line are skipped, logged with the file name and
 the line (csv line number; entry number for the json labels; Partitions.txt
 line) and counted in ``prep_summary.json``. A missing labels file, a missing
@@ -102,16 +102,16 @@ from typing import NamedTuple
 
 from tqdm import tqdm
 
-from sser_lobes.audio import AudioError, check_audio_info
-from sser_lobes.manifests import (
-    PreparationError,
-    atomic_write_json,
+from sser_lobes.dataio.audio import check_audio_info
+from sser_lobes.dataio.files import atomic_write_json
+from sser_lobes.dataio.preparation import (
     read_state,
     reusable,
     run_preparation_cli,
     write_state,
 )
-from sser_lobes.row_report import RowReport, log_summary
+from sser_lobes.dataio.row_report import RowReport, log_summary
+from sser_lobes.errors import AudioError, PreparationError
 
 logger = logging.getLogger(__name__)
 
@@ -578,7 +578,7 @@ def read_labels(path):
     >>> read_labels(path)
     Traceback (most recent call last):
     ...
-    sser_lobes.manifests.PreparationError: ...line 1: header 'FileName,EmoClass' lacks the column(s) EmoAct, ...
+    sser_lobes.errors.PreparationError: ...line 1: header 'FileName,EmoClass' lacks the column(s) EmoAct, ...
     >>> tmp.cleanup()
     """  # noqa: E501
     if os.fspath(path).lower().endswith(".json"):
@@ -1216,10 +1216,10 @@ def train_waveform_statistics(train, emotions, num_workers=4):
     -------
     dict
         ``{"categorical": stats, "attributes": stats}`` (each
-        :func:`sser_lobes.waveform_stats.combine_sums` output, or None when no
+        :func:`sser_lobes.dataio.waveform_stats.combine_sums` output, or None when no
         utterance qualifies).
     """
-    from sser_lobes.waveform_stats import waveform_statistics
+    from sser_lobes.dataio.waveform_stats import waveform_statistics
 
     attributes = ("arousal", "valence", "dominance")
     groups = {

@@ -34,28 +34,28 @@ from msp_podcast_prepare import (
 )
 from speechbrain.utils.distributed import if_main_process, run_on_main
 
-from sser_lobes.brain import SERBrain, write_json
-from sser_lobes.emotion_brain import training_weights
-from sser_lobes.feature_cache import setup_feature_cache
-from sser_lobes.metrics import ClassificationStats, RegressionStats
-from sser_lobes.plots import plot_confusion_matrix
-from sser_lobes.preflight import (
-    RecipeError,
-    check_choice,
-    check_model_options,
-    run_recipe_main,
-)
-from sser_lobes.recipe import (
+from sser_lobes.dataio.pipelines import (
     CROP_MODES,
     audio_pipeline,
     categorical_label_encoder,
     check_manifest_labels,
-    conditioning_items,
-    finish_distributed,
-    format_results_table,
     label_pipeline,
     make_loader_kwargs,
     read_manifest,
+)
+from sser_lobes.errors import RecipeError
+from sser_lobes.evaluation.metrics import ClassificationStats
+from sser_lobes.evaluation.plots import plot_confusion_matrix
+from sser_lobes.evaluation.regression_metrics import RegressionStats
+from sser_lobes.training.brain import SERBrain, write_json
+from sser_lobes.training.emotion_brain import training_weights
+from sser_lobes.training.feature_cache import setup_feature_cache
+from sser_lobes.training.options import check_choice
+from sser_lobes.training.preflight import check_model_options, run_recipe_main
+from sser_lobes.training.recipe import (
+    conditioning_items,
+    finish_distributed,
+    format_results_table,
     setup_experiment,
     use_cuda_precision,
 )

@@ -86,7 +86,7 @@ from pathlib import Path
 
 import numpy as np
 
-from sser_lobes.corpus_facts import (
+from sser_lobes.dataio.corpus_facts import (
     CREMAD_EMOTIONS,
     CREMAD_SENTENCES,
     EMODB_EMOTIONS,

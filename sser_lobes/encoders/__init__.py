@@ -1,0 +1,11 @@
+"""The self-supervised speech encoders: wav2vec 2.0, HuBERT and WavLM.
+
+Owns :class:`~sser_lobes.encoders.ssl_encoder.SSLEncoder` (the batch-invariant
+wrapper around a transformers model, with frozen / partial / entire
+fine-tuning), its faster CPU path (:mod:`sser_lobes.encoders.fast_path`),
+gradient checkpointing, int8 quantisation, the tiny random models the tests
+and the demo build, and the small helpers around transformers.
+
+May import: :mod:`sser_lobes.errors` only. Nothing here knows about emotions,
+corpora or recipes.
+"""

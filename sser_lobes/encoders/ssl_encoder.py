@@ -1,0 +1,891 @@
+"""A batch-invariant wrapper around HuggingFace wav2vec 2.0 / HuBERT / WavLM models.
+
+Compared with SpeechBrain's HuggingFace wrappers, padding never changes the
+features of an utterance:
+
+* the waveform is normalised with the statistics of its valid samples only
+  (SpeechBrain's wrapper layer-normalises over the padded length);
+* the attention mask is always passed, so the transformer ignores padded
+  frames;
+* for group-norm checkpoints (wav2vec2-base, HuBERT-base), whose first CNN
+  layer normalises every channel over time, the statistics are computed over
+  the valid frames only (:class:`MaskedGroupNorm`). The transformers docs
+  advise not to pass an attention mask to these models at all, which leaves
+  the padding inside the statistics.
+
+An utterance alone and the same utterance padded in a batch give the same
+frames (to float rounding), which the test-suite checks for both kinds of
+checkpoints.
+
+In eval mode (inference, validation, and the frozen CNN of partial
+fine-tuning) the same function is computed faster on CPU, with the same
+parameters and state-dict keys, by the modules of
+:mod:`sser_lobes.encoders.fast_path` (utterance-wise time-major CNN, feed-forward
+blocks on valid frames only, SDPA attention, channels-last position
+convolution). Their per-call state lives in a context variable, not on the
+shared modules: one encoder can serve several threads at once.
+"""
+
+import contextlib
+import json
+import logging
+import os
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import AutoConfig, AutoFeatureExtractor, AutoModel
+
+from sser_lobes.encoders.fast_path.call_state import CURRENT_CALL, EncoderCall
+from sser_lobes.encoders.fast_path.group_norm import MaskedGroupNorm
+from sser_lobes.encoders.fast_path.registry import (
+    FAST_MODULES,
+    check_transformers_version,
+)
+from sser_lobes.encoders.gradient_checkpointing import enable_checkpointing
+from sser_lobes.encoders.hf_utils import quiet_transformers
+
+logger = logging.getLogger(__name__)
+
+SUPPORTED_MODEL_TYPES = ("wav2vec2", "hubert", "wavlm")
+FINETUNE_MODES = ("frozen", "partial", "entire")
+OUTPUT_NORMS = ("utterance", "frame", None)
+WAVEFORM_NORMS = ("utterance", "global", "off")
+#: Added to the standard deviation by ``normalize_waveform="global"`` (as the
+#: Odyssey 2024 baseline's ``(x - mean) / (std + 1e-6)``).
+GLOBAL_NORM_EPS = 1e-6
+
+
+def relative_to_absolute(lengths, max_length):
+    """Convert SpeechBrain relative lengths to integer lengths.
+
+    Arguments
+    ---------
+    lengths : torch.Tensor or None
+        Relative lengths in (0, 1], ``[batch]``; ``None`` means all full.
+    max_length : int
+        The padded length.
+
+    Returns
+    -------
+    torch.Tensor
+        Long tensor ``[batch]`` of lengths in ``[1, max_length]``.
+
+    Example
+    -------
+    >>> relative_to_absolute(torch.tensor([1.0, 0.5]), 10)
+    tensor([10,  5])
+    """
+    lengths = torch.as_tensor(lengths, dtype=torch.float32)
+    return torch.round(lengths * max_length).long().clamp(1, max_length)
+
+
+def length_mask(lengths, max_length):
+    """Boolean mask ``[batch, max_length]`` that is True on valid positions.
+
+    Example
+    -------
+    >>> length_mask(torch.tensor([2, 3]), 3)
+    tensor([[ True,  True, False],
+            [ True,  True,  True]])
+    """
+    positions = torch.arange(max_length, device=lengths.device)
+    return positions[None, :] < lengths[:, None]
+
+
+def normalize_valid(wavs, mask, eps=1e-7):
+    """Zero-mean, unit-variance normalisation of each row over its valid samples.
+
+    Matches transformers' ``Wav2Vec2FeatureExtractor`` normalisation for one
+    utterance (biased variance, ``eps=1e-7``), and sets padding to zero.
+
+    Example
+    -------
+    >>> wav = torch.tensor([[1.0, 3.0, 0.0]])
+    >>> normalize_valid(wav, torch.tensor([[True, True, False]]))
+    tensor([[-1.,  1.,  0.]])
+    """
+    maskf = mask.to(wavs.dtype)
+    count = maskf.sum(-1, keepdim=True).clamp(min=1.0)
+    mean = (wavs * maskf).sum(-1, keepdim=True) / count
+    var = (((wavs - mean) * maskf) ** 2).sum(-1, keepdim=True) / count
+    normalized = (wavs - mean) / torch.sqrt(var + eps)
+    return torch.where(mask, normalized, torch.zeros_like(normalized))
+
+
+class SSLEncoder(nn.Module):
+    """A wav2vec 2.0 / HuBERT / WavLM encoder with three fine-tuning modes.
+
+    The architecture is read from the checkpoint's config, so any HuggingFace
+    model of a supported type loads from a hub id (``microsoft/wavlm-large``)
+    or a local folder (``python -m sser_lobes.tiny_ssl`` writes one).
+
+    Arguments
+    ---------
+    source : str
+        Hub id or local folder of the checkpoint.
+    finetune : str
+        ``"frozen"``: no parameter of the model trains, it runs in eval mode
+        without gradients (features only). ``"partial"``: the CNN feature
+        encoder is frozen and kept in eval mode, the transformer trains (best
+        in Wang et al. 2021). ``"entire"``: everything trains.
+    output_layer : str or int
+        Which output of the transformer encoder gives the features, exactly
+        as transformers returns it (the stock model's outputs, from
+        transformers 5.16 on).
+
+        * ``"last"``: the encoder's output (``last_hidden_state``). On
+          stable-layer-norm checkpoints (``do_stable_layer_norm=True``:
+          wav2vec2-large-lv60, HuBERT large, WavLM large), whose layers
+          normalise their inputs, the encoder's final layer norm is applied
+          to the last layer's output; on post-norm checkpoints (the base
+          models) it is the last layer's output itself. This is what
+          SpeechBrain's wrapper and the reference recipes use.
+        * an int ``k`` in ``0..num_layers``: ``hidden_states[k]``, the
+          SUPERB convention. ``0`` is the input of the first transformer
+          layer (the projected CNN features plus the convolutional position
+          embedding, layer-normalised on post-norm models); ``k`` is the
+          output of layer ``k``, never with the final layer norm of
+          stable-layer-norm models. ``output_layer=num_layers`` thus equals
+          ``"last"`` on post-norm models only.
+        * ``"weighted_sum"``: a learned softmax-weighted sum of
+          ``hidden_states[0..num_layers]`` as for an int (SUPERB style; the
+          weights train in every mode), or of ``weighted_sum_layers``.
+    num_layers : int or None
+        Build, load and run only the first ``num_layers`` transformer layers
+        (the others are neither loaded nor computed); ``None`` keeps them
+        all. The truncated encoder is a complete one: hidden states ``0`` to
+        ``num_layers`` are those of the full model, and with ``"last"`` its
+        output on stable-layer-norm models is the final layer norm applied to
+        hidden state ``num_layers`` (on post-norm models, that hidden state).
+    output_norm : str or bool or None
+        Normalisation of the output features, without learned parameters
+        (:func:`normalize_features`). ``"utterance"``: zero mean and unit
+        variance over each utterance's valid frames and all channels, which is
+        what SpeechBrain's wrapper computes with ``output_norm: True``
+        (``F.layer_norm`` over time and channels) except that padded frames
+        do not enter the statistics. ``"frame"`` (or ``True``): each frame
+        over its channels. ``None`` or ``False``: none.
+    normalize_waveform : str or bool or None
+        Normalisation of the input waveforms, over each utterance's valid
+        samples only (padding is zero). ``"utterance"`` (or ``True``): zero
+        mean and unit variance per utterance, as transformers' feature
+        extractor with ``do_normalize``. ``"global"``: ``(x - mean) / (std +
+        1e-6)`` with one mean and standard deviation for the whole training
+        set (the Odyssey 2024 baseline), set with
+        :meth:`set_waveform_stats` and kept in the state dict. ``"off"`` (or
+        ``False``): none. ``None``: the checkpoint's feature-extractor config
+        decides (``do_normalize``; without one, layer-norm models normalise).
+    apply_spec_augment : bool or None
+        SpecAugment-style time (and feature) masking of the transformer
+        input in training mode. ``None`` follows the checkpoint's config
+        (``apply_spec_augment``, ``mask_time_prob``; on for most hub
+        checkpoints, as in a plain transformers model); ``False`` turns it
+        off, as SpeechBrain's wrapper does by default.
+    gradient_checkpointing : bool
+        Recompute the activations of each transformer layer (and of the CNN
+        when it trains) in the backward pass instead of storing them: less
+        memory for about one more forward pass; the gradients are the same
+        (the random state is restored for the recompute). For ``partial``
+        and ``entire`` fine-tuning; a frozen encoder stores nothing anyway.
+    normalize_layers : bool
+        With ``output_layer="weighted_sum"``, layer-normalise each hidden
+        state before the sum.
+    config_overrides : dict or None
+        Values set on the transformers config before loading, e.g.
+        ``{"layerdrop": 0.0, "mask_time_prob": 0.0}``.
+    cache_dir : str or None
+        Where hub downloads are cached (transformers' default if None).
+    revision : str or None
+        Hub revision (branch, tag or commit) of the checkpoint.
+    config : dict, str, transformers.PretrainedConfig or None
+        Build from this config (or this config.json file) instead of reading
+        the source's.
+    load_weights : bool
+        ``False`` builds the architecture only (random weights), for models
+        whose weights are loaded afterwards from a saved state dict.
+    weighted_sum_layers : list of int or str or None
+        With ``output_layer="weighted_sum"``, sum only these hidden states
+        (indices as for an int ``output_layer``; ``"8-16"`` is the range 8
+        to 16 inclusive). ``None``: all of them.
+
+    The forward pass is two steps (:meth:`hidden_states`, then
+    :meth:`features_from_hidden`), so that the outputs of a frozen encoder
+    can be stored and fed back (:mod:`sser_lobes.training.feature_cache`).
+
+    Example
+    -------
+    >>> import tempfile
+    >>> from sser_lobes.encoders.tiny_ssl import make_tiny_ssl
+    >>> folder = make_tiny_ssl(tempfile.mkdtemp() + "/m", arch="wavlm")
+    >>> encoder = SSLEncoder(folder, finetune="partial")
+    >>> feats, lens = encoder(torch.randn(2, 16000), torch.tensor([1.0, 0.5]))
+    >>> feats.shape, encoder.output_size
+    (torch.Size([2, 49, 32]), 32)
+    >>> lens
+    tensor([1.0000, 0.4898])
+    """
+
+    #: Frames per chunk of the utterance-wise CNN (eval mode): 150 frames
+    #: are 3 s of audio, whose activations fit in the CPU cache.
+    cnn_chunk_frames = 150
+
+    def __init__(
+        self,
+        source=None,
+        finetune="partial",
+        output_layer="last",
+        num_layers=None,
+        output_norm=None,
+        normalize_waveform=None,
+        normalize_layers=False,
+        apply_spec_augment=None,
+        gradient_checkpointing=False,
+        config_overrides=None,
+        cache_dir=None,
+        revision=None,
+        config=None,
+        load_weights=True,
+        weighted_sum_layers=None,
+    ):
+        super().__init__()
+        check_transformers_version()
+        if source is None and (config is None or load_weights):
+            raise ValueError(
+                "SSLEncoder needs a source (hub id or folder), or a config with "
+                "load_weights=False."
+            )
+        if finetune not in FINETUNE_MODES:
+            raise ValueError(
+                f"finetune must be one of {FINETUNE_MODES}, got {finetune!r}."
+            )
+        self.source = None if source is None else str(source)
+        self.finetune = finetune
+        self.output_norm = _choice(
+            "output_norm", output_norm, OUTPUT_NORMS, {True: "frame", False: None}
+        )
+        self.normalize_layers = normalize_layers
+        self.apply_spec_augment = apply_spec_augment
+        if apply_spec_augment is not None:
+            config_overrides = {
+                **(config_overrides or {}),
+                "apply_spec_augment": bool(apply_spec_augment),
+            }
+
+        config = self.build_config(
+            source,
+            config=config,
+            num_layers=num_layers,
+            config_overrides=config_overrides,
+            cache_dir=cache_dir,
+            revision=revision,
+        )
+        self.num_layers = config.num_hidden_layers
+
+        if output_layer not in ("last", "weighted_sum"):
+            if isinstance(output_layer, bool) or not isinstance(output_layer, int):
+                raise ValueError(
+                    "output_layer must be 'last', 'weighted_sum' or a layer index, "
+                    f"got {output_layer!r}."
+                )
+            if not 0 <= output_layer <= self.num_layers:
+                raise ValueError(
+                    f"output_layer must be in 0..{self.num_layers}, got {output_layer}."
+                )
+        self.output_layer = output_layer
+        if weighted_sum_layers is not None and output_layer != "weighted_sum":
+            raise ValueError(
+                "weighted_sum_layers is for output_layer='weighted_sum', got "
+                f"output_layer={output_layer!r}."
+            )
+        self.weighted_sum_layers = weighted_sum_layers
+        #: The hidden states :meth:`hidden_states` returns: ``["last"]``, or
+        #: indices into transformers' ``hidden_states``.
+        self.selected_layers = (
+            [output_layer]
+            if output_layer != "weighted_sum"
+            else layer_selection(weighted_sum_layers, self.num_layers)
+        )
+
+        if load_weights:
+            # Only the layers kept in the config are loaded; transformers
+            # reports the dropped ones as unused weights, as asked for.
+            self.model = _quiet_from_pretrained(
+                self.source, config=config, cache_dir=cache_dir, revision=revision
+            )
+        else:
+            # Architecture only: the weights come from a saved state dict
+            # (exported models carry the whole EmotionModel, encoder included).
+            with quiet_transformers():
+                self.model = AutoModel.from_config(config)
+        self.config = self.model.config
+
+        if normalize_waveform is None:
+            normalize_waveform = (
+                _checkpoint_normalizes(self.source, config, cache_dir, revision)
+                if source is not None
+                else config.feat_extract_norm == "layer"
+            )
+        self.normalize_waveform = _choice(
+            "normalize_waveform",
+            normalize_waveform,
+            WAVEFORM_NORMS,
+            {True: "utterance", False: "off"},
+        )
+        if self.normalize_waveform == "global":
+            # Training-set statistics (set_waveform_stats), saved with the
+            # model so that inference normalises exactly as training did.
+            self.register_buffer("waveform_mean", torch.zeros(()))
+            self.register_buffer("waveform_std", torch.ones(()))
+            self.register_buffer("waveform_stats_samples", torch.zeros(()))
+
+        # Same parameters, faster eval-mode forward (see FAST_MODULES).
+        for module in self.model.modules():
+            if type(module) in FAST_MODULES:
+                module.__class__ = FAST_MODULES[type(module)]
+
+        self.uses_group_norm = config.feat_extract_norm == "group"
+        if self.uses_group_norm:
+            first = self.model.feature_extractor.conv_layers[0]
+            masked = MaskedGroupNorm(
+                first.layer_norm.num_channels, first.layer_norm.eps
+            )
+            masked.load_state_dict(first.layer_norm.state_dict())
+            first.layer_norm = masked
+
+        if output_layer == "weighted_sum":
+            self.layer_weights = nn.Parameter(torch.zeros(len(self.selected_layers)))
+
+        self.output_size = config.hidden_size
+        self.min_samples = int(self._receptive_field())
+
+        self.gradient_checkpointing = bool(gradient_checkpointing)
+        if self.gradient_checkpointing:
+            enable_checkpointing(self.model)
+
+        if finetune == "frozen":
+            for param in self.model.parameters():
+                param.requires_grad = False
+        elif finetune == "partial":
+            # HubertModel has no freeze_feature_encoder(); do what it does.
+            for param in self.model.feature_extractor.parameters():
+                param.requires_grad = False
+            self.model.feature_extractor._requires_grad = False
+        self.train(self.training)
+
+    @staticmethod
+    def build_config(
+        source=None,
+        config=None,
+        num_layers=None,
+        config_overrides=None,
+        cache_dir=None,
+        revision=None,
+    ):
+        """The transformers config the encoder is built from.
+
+        Arguments
+        ---------
+        source : str or None
+            Hub id or folder to read the config from (if ``config`` is None).
+        config : dict, str, transformers.PretrainedConfig or None
+            A config given directly (e.g. stored in an exported model), or
+            the path of a config.json.
+        num_layers, config_overrides :
+            As in the constructor, applied to the config.
+
+        Returns
+        -------
+        transformers.PretrainedConfig
+
+        Example
+        -------
+        >>> import tempfile
+        >>> from sser_lobes.encoders.tiny_ssl import make_tiny_ssl
+        >>> folder = make_tiny_ssl(tempfile.mkdtemp() + "/m")
+        >>> SSLEncoder.build_config(folder, num_layers=1).num_hidden_layers
+        1
+        """
+        name = source if source is not None else "the given config"
+        if config is None:
+            config = AutoConfig.from_pretrained(
+                source, cache_dir=cache_dir, revision=revision
+            )
+        elif isinstance(config, (str, os.PathLike)):
+            with open(config, encoding="utf-8") as handle:
+                config = AutoConfig.for_model(**json.load(handle))
+        elif isinstance(config, dict):
+            config = AutoConfig.for_model(**dict(config))
+        if config.model_type not in SUPPORTED_MODEL_TYPES:
+            raise ValueError(
+                f"{name} is a {config.model_type!r} model; SSLEncoder "
+                f"supports {SUPPORTED_MODEL_TYPES}."
+            )
+        for key, value in (config_overrides or {}).items():
+            if not hasattr(config, key):
+                raise ValueError(
+                    f"config_overrides: {key!r} is not a field of the "
+                    f"{config.model_type} config of {name}."
+                )
+            setattr(config, key, value)
+        if num_layers is not None:
+            if not 1 <= int(num_layers) <= config.num_hidden_layers:
+                raise ValueError(
+                    f"num_layers must be in 1..{config.num_hidden_layers} for "
+                    f"{name}, got {num_layers}."
+                )
+            config.num_hidden_layers = int(num_layers)
+        return config
+
+    def _receptive_field(self):
+        """Samples needed for one output frame."""
+        field = 1
+        for kernel, stride in zip(
+            reversed(self.config.conv_kernel), reversed(self.config.conv_stride)
+        ):
+            field = (field - 1) * stride + kernel
+        return field
+
+    def train(self, mode=True):
+        """Set train/eval mode; frozen parts always stay in eval mode."""
+        super().train(mode)
+        if self.finetune == "frozen":
+            self.model.eval()
+        elif self.finetune == "partial":
+            self.model.feature_extractor.eval()
+        return self
+
+    def frame_lengths(self, sample_lengths):
+        """Number of output frames for integer sample lengths.
+
+        Example
+        -------
+        >>> import tempfile
+        >>> from sser_lobes.encoders.tiny_ssl import make_tiny_ssl
+        >>> enc = SSLEncoder(make_tiny_ssl(tempfile.mkdtemp() + "/m"))
+        >>> enc.frame_lengths(torch.tensor([400, 16000]))
+        tensor([ 1, 49])
+        """
+        return self.model._get_feat_extract_output_lengths(sample_lengths).long()
+
+    def _call_state(self, input_shape, sample_lengths, frames):
+        """The :class:`EncoderCall` of one forward pass.
+
+        Arguments
+        ---------
+        input_shape : torch.Size
+            ``(batch, samples)`` of the padded waveforms.
+        sample_lengths : torch.Tensor
+            Long ``[batch]``: valid samples of each row.
+        frames : torch.Tensor
+            Long ``[batch]``: valid frames of each row.
+
+        Returns
+        -------
+        EncoderCall
+
+        Example
+        -------
+        >>> import tempfile
+        >>> from sser_lobes.encoders.tiny_ssl import make_tiny_ssl
+        >>> enc = SSLEncoder(make_tiny_ssl(tempfile.mkdtemp() + "/m"))
+        >>> lengths = torch.tensor([16000, 8000])
+        >>> call = enc._call_state((2, 16000), lengths, enc.frame_lengths(lengths))
+        >>> call.frame_shape, call.valid_rows.shape  # 49 + 24 valid frames
+        ((2, 49), torch.Size([73]))
+        """
+        config = self.config
+        padded_frames = input_shape[1]
+        for kernel, stride in zip(config.conv_kernel, config.conv_stride):
+            padded_frames = (padded_frames - kernel) // stride + 1
+        # Utterance-wise CNN for layer-norm models and masked group-norm
+        # ones; a group-norm model whose masking was turned off
+        # (uses_group_norm = False) runs batched, as transformers does.
+        utterance_wise = config.feat_extract_norm == "layer" or self.uses_group_norm
+        first_norm_frames = None
+        if self.uses_group_norm:
+            kernel, stride = config.conv_kernel[0], config.conv_stride[0]
+            first_norm_frames = (sample_lengths - kernel) // stride + 1
+        valid_rows = None
+        if bool((frames < padded_frames).any()):
+            valid = length_mask(frames, padded_frames).flatten()
+            valid_rows = torch.nonzero(valid).flatten()
+        return EncoderCall(
+            input_shape=tuple(input_shape),
+            sample_lengths=sample_lengths,
+            cnn_chunk_frames=self.cnn_chunk_frames if utterance_wise else None,
+            first_norm_frames=first_norm_frames,
+            frame_shape=(input_shape[0], padded_frames),
+            valid_rows=valid_rows,
+        )
+
+    def _utterance_cnn(self, wav):
+        """CNN features ``[frames, channels]`` of one waveform ``[samples]``,
+        as the eval path computes them
+        (:meth:`~sser_lobes.encoders.fast_path.feature_encoder.UtteranceWiseFeatureEncoder.utterance_features`).
+
+        Example
+        -------
+        >>> import tempfile
+        >>> from sser_lobes.encoders.tiny_ssl import make_tiny_ssl
+        >>> folder = make_tiny_ssl(tempfile.mkdtemp() + "/m", arch="wav2vec2")
+        >>> enc = SSLEncoder(folder)  # wav2vec2-base style: group norm
+        >>> wav = torch.randn(16000)
+        >>> whole = enc._utterance_cnn(wav)
+        >>> reference = enc.model.feature_extractor(wav[None])[0]  # transformers
+        >>> whole.shape, torch.allclose(whole, reference.T, atol=1e-5)
+        (torch.Size([49, 32]), True)
+        """
+        return self.model.feature_extractor.utterance_features(
+            wav, self.cnn_chunk_frames
+        )
+
+    def _short_batch_masking(self, wavs):
+        """No SpecAugment time mask for batches shorter than one mask span.
+
+        transformers raises "mask_length has to be smaller than
+        sequence_length" when the padded batch has fewer frames than
+        ``mask_time_length`` (10 frames, 0.2 s); duration-bucketed batches of
+        very short utterances hit that. Such batches are simply not masked.
+        """
+        config = self.config
+        if not (
+            self.model.training
+            and getattr(config, "apply_spec_augment", False)
+            and getattr(config, "mask_time_prob", 0) > 0
+        ):
+            return {}
+        frames = int(self.frame_lengths(torch.tensor([wavs.shape[1]]))[0])
+        if frames > config.mask_time_length:
+            return {}
+        return {
+            "mask_time_indices": torch.zeros(
+                wavs.shape[0], frames, dtype=torch.bool, device=wavs.device
+            )
+        }
+
+    def forward(self, wavs, wav_lens=None):
+        """Encode a padded batch of waveforms.
+
+        :meth:`hidden_states` followed by :meth:`features_from_hidden`.
+
+        Arguments
+        ---------
+        wavs : torch.Tensor
+            ``[batch, samples]`` waveforms at the model's sample rate.
+        wav_lens : torch.Tensor or None
+            Relative lengths ``[batch]`` (SpeechBrain convention).
+
+        Returns
+        -------
+        feats : torch.Tensor
+            ``[batch, frames, output_size]`` features; padded frames are zero.
+        feat_lens : torch.Tensor
+            Relative lengths of the frames ``[batch]``.
+        """
+        return self.features_from_hidden(*self.hidden_states(wavs, wav_lens))
+
+    def hidden_states(self, wavs, wav_lens=None):
+        """The transformers part: waveform normalisation and the model.
+
+        For a frozen encoder this is a deterministic function of the
+        waveform (eval mode, no gradient), which
+        :mod:`sser_lobes.training.feature_cache` stores.
+
+        Arguments
+        ---------
+        wavs : torch.Tensor
+            ``[batch, samples]`` waveforms at the model's sample rate.
+        wav_lens : torch.Tensor or None
+            Relative lengths ``[batch]`` (SpeechBrain convention).
+
+        Returns
+        -------
+        hidden : torch.Tensor
+            ``[batch, frames, len(selected_layers), hidden_size]``: the hidden
+            states of :attr:`selected_layers`. Padded frames hold whatever the
+            model computed there.
+        hidden_lens : torch.Tensor
+            Relative lengths of the frames ``[batch]``.
+
+        Example
+        -------
+        >>> import tempfile
+        >>> from sser_lobes.encoders.tiny_ssl import make_tiny_ssl
+        >>> folder = make_tiny_ssl(tempfile.mkdtemp() + "/m")
+        >>> encoder = SSLEncoder(folder, output_layer="weighted_sum")
+        >>> hidden, lens = encoder.hidden_states(torch.randn(2, 16000))
+        >>> hidden.shape, encoder.selected_layers  # 2 layers: 3 hidden states
+        (torch.Size([2, 49, 3, 32]), [0, 1, 2])
+        """
+        if wavs.dim() != 2:
+            raise ValueError(
+                "SSLEncoder expects waveforms [batch, samples], got "
+                f"{tuple(wavs.shape)}."
+            )
+        if wav_lens is None:
+            wav_lens = torch.ones(wavs.shape[0], device=wavs.device)
+        sample_lengths = relative_to_absolute(wav_lens, wavs.shape[1]).to(wavs.device)
+        too_short = sample_lengths < self.min_samples
+        if too_short.any():
+            raise ValueError(
+                f"{int(too_short.sum())} utterance(s) shorter than {self.min_samples} "
+                "samples, the receptive field of one frame of the SSL encoder."
+            )
+        sample_mask = length_mask(sample_lengths, wavs.shape[1])
+        wavs = wavs.float()
+        if self.normalize_waveform == "utterance":
+            wavs = normalize_valid(wavs, sample_mask)
+        elif self.normalize_waveform == "global":
+            if float(self.waveform_stats_samples) <= 0:
+                raise ValueError(
+                    "normalize_waveform='global' needs the training set's "
+                    "statistics: call set_waveform_stats() first (the recipes do "
+                    "after the data preparation)."
+                )
+            wavs = (wavs - self.waveform_mean) / (self.waveform_std + GLOBAL_NORM_EPS)
+            wavs = wavs * sample_mask
+        else:
+            wavs = wavs * sample_mask
+
+        need_hidden = self.output_layer != "last"
+        grad_context = torch.no_grad() if self.finetune == "frozen" else _null()
+        frames = self.frame_lengths(sample_lengths)
+        # This call's batch, for the modules of the fast path; set in the
+        # thread that runs this forward (a DataParallel replica's own).
+        token = CURRENT_CALL.set(self._call_state(wavs.shape, sample_lengths, frames))
+        try:
+            with grad_context:
+                out = self.model(
+                    wavs,
+                    attention_mask=sample_mask.long(),
+                    output_hidden_states=need_hidden,
+                    **self._short_batch_masking(wavs),
+                )
+        finally:
+            CURRENT_CALL.reset(token)
+
+        if self.output_layer == "last":
+            selected = [out.last_hidden_state]
+        else:
+            selected = [out.hidden_states[k] for k in self.selected_layers]
+        if len(selected) == 1:
+            hidden = selected[0][:, :, None]
+        else:
+            hidden = torch.stack(selected, dim=2)
+        return hidden, frames.float() / hidden.shape[1]
+
+    def features_from_hidden(self, hidden, hidden_lens):
+        """What follows the transformers model: the learned weighted sum,
+        ``normalize_layers``, ``output_norm`` and the padding mask.
+
+        Arguments
+        ---------
+        hidden : torch.Tensor
+            ``[batch, frames, len(selected_layers), hidden_size]``, as
+            :meth:`hidden_states` returns it (or as read from a feature
+            cache, zero-padded).
+        hidden_lens : torch.Tensor
+            Relative lengths of the frames ``[batch]``.
+
+        Returns
+        -------
+        feats : torch.Tensor
+            ``[batch, frames, output_size]`` features; padded frames are zero.
+        feat_lens : torch.Tensor
+            Relative lengths of the frames ``[batch]``.
+
+        Example
+        -------
+        >>> import tempfile
+        >>> from sser_lobes.encoders.tiny_ssl import make_tiny_ssl
+        >>> folder = make_tiny_ssl(tempfile.mkdtemp() + "/m")
+        >>> encoder = SSLEncoder(folder, output_layer="weighted_sum").eval()
+        >>> wavs, lens = torch.randn(2, 16000), torch.tensor([1.0, 0.6])
+        >>> hidden, hidden_lens = encoder.hidden_states(wavs, lens)
+        >>> feats, _ = encoder.features_from_hidden(hidden, hidden_lens)
+        >>> torch.equal(feats, encoder(wavs, lens)[0])
+        True
+        """
+        frames = relative_to_absolute(hidden_lens, hidden.shape[1]).to(hidden.device)
+        if self.output_layer == "weighted_sum":
+            if self.normalize_layers:
+                hidden = F.layer_norm(hidden, hidden.shape[-1:])
+            weights = F.softmax(self.layer_weights, dim=0).to(hidden.dtype)
+            # [layers] @ [batch, frames, layers, dim]: no [.., layers, dim]
+            # temporary, in the forward or the backward pass.
+            feats = torch.matmul(weights, hidden)
+        else:
+            feats = hidden[:, :, 0]
+
+        frame_mask = length_mask(frames, feats.shape[1])
+        feats = normalize_features(feats, frame_mask, self.output_norm)
+        feats = feats * frame_mask[:, :, None].to(feats.dtype)
+        return feats, frames.float() / feats.shape[1]
+
+    def set_waveform_stats(self, mean, std, samples):
+        """Set the training-set statistics of ``normalize_waveform="global"``.
+
+        Arguments
+        ---------
+        mean, std : float
+            Mean and standard deviation of every sample of the training audio.
+        samples : int
+            How many samples they were computed on (kept, to tell set
+            statistics from the defaults).
+
+        Example
+        -------
+        >>> import tempfile
+        >>> from sser_lobes.encoders.tiny_ssl import make_tiny_ssl
+        >>> folder = make_tiny_ssl(tempfile.mkdtemp() + "/m")
+        >>> enc = SSLEncoder(folder, normalize_waveform="global")
+        >>> enc.set_waveform_stats(0.01, 0.2, 16000)
+        >>> sorted(k for k in enc.state_dict() if k.startswith("waveform"))
+        ['waveform_mean', 'waveform_stats_samples', 'waveform_std']
+        """
+        if self.normalize_waveform != "global":
+            raise ValueError(
+                "set_waveform_stats is for normalize_waveform='global', this "
+                f"encoder uses {self.normalize_waveform!r}."
+            )
+        if not std > 0 or samples <= 0:
+            raise ValueError(f"invalid waveform statistics: std={std}, n={samples}")
+        self.waveform_mean.fill_(float(mean))
+        self.waveform_std.fill_(float(std))
+        self.waveform_stats_samples.fill_(float(samples))
+
+
+def _null():
+    return contextlib.nullcontext()
+
+
+def _choice(name, value, choices, aliases):
+    """``value`` (or its alias, e.g. a bool) if it is one of ``choices``."""
+    if isinstance(value, bool) or value is None:
+        value = aliases.get(value, value)
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {choices}, got {value!r}.")
+    return value
+
+
+def layer_selection(layers, num_layers=None):
+    """Hidden-state indices of ``weighted_sum_layers``.
+
+    Arguments
+    ---------
+    layers : list of int, str or None
+        Indices, a range ``"A-B"`` (inclusive), or ``None`` for all.
+    num_layers : int or None
+        Transformer layers of the model (hidden states ``0..num_layers``);
+        ``None`` checks the form only (and ``layers=None`` is then ``None``).
+
+    Returns
+    -------
+    list of int or None
+        Sorted, distinct indices.
+
+    Example
+    -------
+    >>> layer_selection("8-11", 12), layer_selection(None, 2)
+    ([8, 9, 10, 11], [0, 1, 2])
+    >>> layer_selection([3, 1], 12)
+    [1, 3]
+    >>> layer_selection([1, 13], 12)
+    Traceback (most recent call last):
+    ...
+    ValueError: weighted_sum_layers: hidden states are 0..12, got [1, 13].
+    """
+    if layers is None:
+        return None if num_layers is None else list(range(num_layers + 1))
+    if isinstance(layers, str):
+        first, sep, last = layers.partition("-")
+        if not (sep and first.strip().isdigit() and last.strip().isdigit()):
+            raise ValueError(
+                f"weighted_sum_layers: a range is 'A-B' (e.g. '8-16'), got {layers!r}."
+            )
+        layers = list(range(int(first), int(last) + 1))
+    if (
+        not isinstance(layers, (list, tuple))
+        or not layers
+        or any(isinstance(k, bool) or not isinstance(k, int) for k in layers)
+        or len(set(layers)) != len(layers)
+    ):
+        raise ValueError(
+            "weighted_sum_layers must be distinct hidden-state indices (e.g. "
+            f"[8, 9, 10]) or a range 'A-B', got {layers!r}."
+        )
+    top = num_layers if num_layers is not None else float("inf")
+    if any(not 0 <= k <= top for k in layers):
+        span = f"0..{num_layers}" if num_layers is not None else ">= 0"
+        raise ValueError(
+            f"weighted_sum_layers: hidden states are {span}, got {list(layers)}."
+        )
+    return sorted(layers)
+
+
+def normalize_features(feats, mask, mode):
+    """Normalise encoder features over valid frames only.
+
+    Arguments
+    ---------
+    feats : torch.Tensor
+        ``[batch, frames, dim]``.
+    mask : torch.Tensor
+        Bool ``[batch, frames]``, True on valid frames.
+    mode : str or None
+        ``"utterance"``: zero mean, unit variance over each utterance's
+        valid frames and all channels (SpeechBrain's ``output_norm``, which
+        takes ``F.layer_norm`` over time and channels, without the padding);
+        ``"frame"``: each frame over its channels; ``None``: unchanged.
+
+    Example
+    -------
+    >>> x = torch.randn(1, 6, 4)
+    >>> padded = torch.cat([x, torch.randn(1, 3, 4)], dim=1)
+    >>> mask = torch.tensor([[True] * 6 + [False] * 3])
+    >>> full = torch.ones(1, 6, dtype=torch.bool)
+    >>> alone = normalize_features(x, full, "utterance")
+    >>> torch.allclose(alone, F.layer_norm(x, x.shape[1:]), atol=1e-5)
+    True
+    >>> batched = normalize_features(padded, mask, "utterance")[:, :6]
+    >>> torch.allclose(batched, alone, atol=1e-5)
+    True
+    """
+    if mode is None:
+        return feats
+    if mode == "frame":
+        return F.layer_norm(feats, feats.shape[-1:])
+    weights = mask.to(feats.dtype)[:, :, None]
+    count = (weights.sum(dim=(1, 2)) * feats.shape[-1]).clamp(min=1.0)
+    mean = (feats * weights).sum(dim=(1, 2)) / count
+    centred = feats - mean[:, None, None]
+    var = ((centred * weights) ** 2).sum(dim=(1, 2)) / count
+    # eps as F.layer_norm's default
+    return centred * torch.rsqrt(var + 1e-5)[:, None, None]
+
+
+def _quiet_from_pretrained(source, **kwargs):
+    """``AutoModel.from_pretrained`` without the unused-weights report.
+
+    Pretraining-only weights (quantizer, project_q, ...) and layers dropped by
+    ``num_layers`` are expected to be unused.
+    """
+    with quiet_transformers():
+        return AutoModel.from_pretrained(source, **kwargs)
+
+
+def _checkpoint_normalizes(source, config, cache_dir, revision):
+    """``do_normalize`` from the checkpoint's feature-extractor config."""
+    try:
+        extractor = AutoFeatureExtractor.from_pretrained(
+            source, cache_dir=cache_dir, revision=revision
+        )
+        return bool(getattr(extractor, "do_normalize", True))
+    except OSError:
+        logger.info(
+            "%s has no feature-extractor config; normalising waveforms for "
+            "layer-norm models only.",
+            source,
+        )
+        return config.feat_extract_norm == "layer"
