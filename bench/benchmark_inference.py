@@ -234,7 +234,7 @@ def build_models(folder, config, seed=0, max_seconds=10.0):
     ---------
     folder : str or Path
         Where to write ``hf/`` (``WavLMForSequenceClassification`` and its
-        feature extractor) and ``sser/`` (``hyperparams.yaml`` and
+        feature extractor) and ``sser/`` (``sser_model.json`` and
         ``model.safetensors`` in :mod:`sser_lobes.inference.export`'s format).
     config : transformers.WavLMConfig
     seed : int
@@ -248,12 +248,12 @@ def build_models(folder, config, seed=0, max_seconds=10.0):
     head : sser_lobes.nnet.heads.LinearHead
         The folded head (shared with the SpeechBrain mode).
     """
-    from safetensors.torch import save_file
     from transformers import Wav2Vec2FeatureExtractor, WavLMForSequenceClassification
 
     from sser_lobes import EmotionModel, LinearHead, MeanPooling, SSLEncoder
     from sser_lobes.encoders.hf_utils import quiet_transformers
-    from sser_lobes.inference.export import inference_yaml
+    from sser_lobes.inference.export import write_model_folder
+    from sser_lobes.nnet.description import describe_run
 
     folder = Path(folder)
     hf_dir, sser_dir = folder / "hf", folder / "sser"
@@ -298,11 +298,8 @@ def build_models(folder, config, seed=0, max_seconds=10.0):
         "experiment_name": "benchmark_random_wavlm",
         "train_crop_seconds": float(max_seconds),
     }
-    state = {k: v.detach().contiguous().clone() for k, v in model.state_dict().items()}
-    save_file(state, str(sser_dir / "model.safetensors"))
-    (sser_dir / "hyperparams.yaml").write_text(
-        inference_yaml(hparams, sser_dir), encoding="utf-8"
-    )
+    window = float(max(10, math.ceil(max_seconds)))
+    write_model_folder(sser_dir, describe_run(hparams, window), model)
     return hf_dir, sser_dir, head
 
 

@@ -86,7 +86,7 @@ class Int8Systems(base.Systems):
         super().__init__(hf_dir, sser_dir, head, batch_size, save_dir)
         self.int8 = EmotionRecognizer.from_hparams(str(sser_dir), quantize="int8")
         hparams = self.recognizer.hparams
-        onnx_path = Path(save_dir) / "model.onnx"
+        onnx_path = Path(sser_dir) / "model.onnx"  # next to its sser_model.json
         metadata = {
             "task": "categorical",
             "labels": self.labels,

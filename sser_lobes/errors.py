@@ -21,6 +21,8 @@ error                  raised by
 ``QuantizationError``  :mod:`sser_lobes.encoders.quantize`
 ``ExportError``        :mod:`sser_lobes.inference.export`
 ``OnnxExportError``    :mod:`sser_lobes.inference.onnx_export`
+``ModelFormatError``   :mod:`sser_lobes.inference.model_description` (a model
+                       folder that is not a valid sser model)
 =====================  ====================================================
 
 Example
@@ -129,5 +131,6 @@ class OnnxExportError(ValueError):
     """A model that cannot be exported, or an export that does not check."""
 
 
-class UnsafeHparamsError(ValueError):
-    """A hyperparameter file names code that exported sser models never use."""
+class ModelFormatError(ValueError):
+    """A model folder that is not a valid sser model: its description or its
+    weights. The message is one line naming the file and the problem."""

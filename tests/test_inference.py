@@ -39,15 +39,16 @@ def test_export_folder(exported):
     _, out = exported
     names = {p.name for p in out.iterdir()}
     for name in (
-        "hyperparams.yaml",
+        "sser_model.json",
         "model.safetensors",
-        "label_encoder.txt",
-        "ssl_config.json",
+        "hyperparams.yaml",
         "README.md",
         "test_metrics.json",
         "test_confusion_matrix.png",
     ):
         assert name in names
+    # the description is the only copy of the labels and the SSL config
+    assert "label_encoder.txt" not in names and "ssl_config.json" not in names
     card = (out / "README.md").read_text()
     assert "IEMOCAP leave-one-session-out" in card
     assert (
@@ -55,7 +56,9 @@ def test_export_folder(exported):
         and "![test_confusion_matrix](test_confusion_matrix.png)" in card
     )
     assert "EmotionRecognizer.from_hparams" in card
-    assert "'neu' => 0" in (out / "label_encoder.txt").read_text()
+    description = json.loads((out / "sser_model.json").read_text())
+    assert description["labels"] == ["neu", "hap", "sad", "ang"]
+    assert description["architecture"]["head"]["n_outputs"] == 4
 
 
 def test_same_numbers_as_the_recipe_and_offline(exported, recognizer):

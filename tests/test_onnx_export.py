@@ -171,6 +171,7 @@ def test_gender_conditioned_attribute_model(tiny_models, tmp_path):
         OnnxEmotionRecognizer,
         export_onnx,
     )
+    from sser_lobes.nnet.description import FORMAT, FORMAT_VERSION, describe_model
     from sser_lobes.nnet.gender import GenderConditioning
     from sser_lobes.nnet.pooling import AttentiveStatisticsPooling
 
@@ -194,6 +195,13 @@ def test_gender_conditioned_attribute_model(tiny_models, tmp_path):
     path = tmp_path / "model.onnx"
     report = export_onnx(model, path, meta, task="attributes", attribute_range=(1, 7))
     assert list(report) == ["attributes", "logits", "gender_probabilities"]
+    description = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        **{k: meta[k] for k in ("task", "labels", "sample_rate", "window_seconds")},
+        "architecture": describe_model(model),
+    }
+    (tmp_path / "sser_model.json").write_text(json.dumps(description))
     onnx = OnnxEmotionRecognizer(path)
     wavs = 0.1 * torch.randn(2, 12000)
     out = onnx.run(wavs.numpy(), np.array([1.0, 0.6], np.float32))

@@ -399,6 +399,8 @@ def test_export_of_a_run_without_checkpoint_is_one_line(tmp_path, capsys):
     )
     (never / "save").mkdir()
     assert export.main([str(copied), str(tmp_path / "out2")]) == 1
+    assert "no checkpoint folder (save/)" in capsys.readouterr().err
+    assert export.main([str(copied), str(tmp_path / "out2"), "--trust-run"]) == 1
     assert "belongs to another run" in capsys.readouterr().err
     assert not (tmp_path / "out2" / "model.safetensors").exists()
 

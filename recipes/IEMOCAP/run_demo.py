@@ -96,7 +96,7 @@ def main(argv=None):
     from sser_lobes.inference.recognizer import EmotionRecognizer
 
     exported = out / "model"
-    if not (exported / "hyperparams.yaml").exists():
+    if not (exported / "sser_model.json").exists():
         export_run(out / "run", exported)
     recognizer = EmotionRecognizer.from_hparams(str(exported))
     manifest = json.loads((out / "run" / "manifests" / "test.json").read_text())

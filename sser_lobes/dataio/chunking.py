@@ -17,6 +17,8 @@ Windows and hops are in samples; bounds are ``(start, end)`` sample indices,
 
 from __future__ import annotations
 
+import json
+import math
 import operator
 
 import torch
@@ -277,3 +279,43 @@ def timeline(scores, bounds, sample_rate, labels):
             }
         )
     return rows
+
+
+def inference_window_seconds(manifest_paths, crop_seconds=None, minimum=10.0):
+    """The longest audio a trained model should classify whole: the training
+    crop or the longest utterance of its manifests, rounded up, at least
+    ``minimum`` seconds. Inference chunks only longer audio, so chunking
+    never changes a prediction the recipe evaluated whole.
+
+    Arguments
+    ---------
+    manifest_paths : iterable of path
+        The run's JSON manifests (entries with a ``duration``); unreadable
+        files are skipped.
+    crop_seconds : float or None
+        The training crop (``train_crop_seconds``).
+    minimum : float
+        The smallest window.
+
+    Example
+    -------
+    >>> import json, tempfile, pathlib
+    >>> path = pathlib.Path(tempfile.mkdtemp()) / "test.json"
+    >>> _ = path.write_text(json.dumps({"u": {"duration": 13.2}}))
+    >>> inference_window_seconds([path]), inference_window_seconds([], 4.0)
+    (14.0, 10.0)
+    """
+    longest = float(crop_seconds or 0.0)
+    for manifest in manifest_paths:
+        try:
+            with open(manifest, encoding="utf-8") as handle:
+                data = json.load(handle)
+        except (OSError, ValueError):
+            continue
+        if isinstance(data, dict):
+            for entry in data.values():
+                if isinstance(entry, dict) and isinstance(
+                    entry.get("duration"), (int, float)
+                ):
+                    longest = max(longest, float(entry["duration"]))
+    return float(max(minimum, math.ceil(longest)))

@@ -439,12 +439,7 @@ class SSLEncoder(nn.Module):
 
     def _receptive_field(self):
         """Samples needed for one output frame."""
-        field = 1
-        for kernel, stride in zip(
-            reversed(self.config.conv_kernel), reversed(self.config.conv_stride)
-        ):
-            field = (field - 1) * stride + kernel
-        return field
+        return receptive_field(self.config.conv_kernel, self.config.conv_stride)
 
     def train(self, mode=True):
         """Set train/eval mode; frozen parts always stay in eval mode."""
@@ -754,6 +749,20 @@ class SSLEncoder(nn.Module):
         self.waveform_mean.fill_(float(mean))
         self.waveform_std.fill_(float(std))
         self.waveform_stats_samples.fill_(float(samples))
+
+
+def receptive_field(kernels, strides):
+    """Samples the CNN feature encoder needs for one output frame.
+
+    Example
+    -------
+    >>> receptive_field([10, 3, 3, 3, 3, 2, 2], [5, 2, 2, 2, 2, 2, 2])
+    400
+    """
+    field = 1
+    for kernel, stride in zip(reversed(kernels), reversed(strides)):
+        field = (field - 1) * stride + kernel
+    return field
 
 
 def _null():

@@ -1,39 +1,45 @@
-"""Export a trained recipe run as a Hub-ready model folder, and publish it.
+"""Export a trained recipe run as a model folder people can load, and publish it.
 
-    python -m sser_lobes.export RUN_FOLDER OUT_DIR [--onnx] [--push REPO_ID] [--dry-run]
+    python -m sser_lobes.export RUN_FOLDER OUT_DIR [--onnx] [--push REPO_ID]
+        [--dry-run] [--trust-run]
 
-``RUN_FOLDER`` is the output folder of a recipe run (it holds
-``hyperparams.yaml``, ``save/`` with the checkpoints and the metrics files).
+``RUN_FOLDER`` is the output folder of a recipe run (``save/`` with the
+checkpoints and the model's description, the manifests, the metrics files).
 ``OUT_DIR`` receives:
 
-* ``hyperparams.yaml``: the inference hyperparameters for
-  :class:`sser_lobes.inference.recognizer.EmotionRecognizer` (architecture, labels, the
-  SSL encoder's config inline, the chunking window);
+* ``sser_model.json``: the model as data (task, labels, sample rate, the
+  inference window, the SSL encoder's config and options, pooling, head,
+  conditioning), the only file sser reads to build it
+  (:mod:`sser_lobes.inference.model_description`);
 * ``model.safetensors``: the whole EmotionModel of the best checkpoint (by the
   run's selection metric), SSL encoder weights included: no second download;
-* ``label_encoder.txt``, ``ssl_config.json``;
-* ``text_encoder/`` for text-fused models (tokenizer and weights);
+* ``hyperparams.yaml``: the same model for plain SpeechBrain users
+  (``Pretrained.from_hparams``, which builds whatever a YAML names; sser
+  never reads it unless asked to trust it);
+* ``text_encoder/`` for text-fused models (tokenizer and safetensors weights);
 * ``model.onnx`` with ``--onnx``: the same model as an ONNX graph (dynamic
   batch and time axes), checked against PyTorch with ONNX Runtime on padded
   batches as part of the export (:mod:`sser_lobes.inference.onnx_export`);
-* ``README.md``: a model card with usage, what loading runs, training
-  recipe, protocol, metrics table and confusion matrix; the run's
-  ``*_metrics.json`` and PNGs.
+* ``README.md``: a model card (:mod:`sser_lobes.inference.model_card`); the
+  run's ``*_metrics.json`` and PNGs.
 
-Safety. The exported ``hyperparams.yaml`` names only the constructors in
-:data:`sser_lobes.inference.safe_hparams.ALLOWED_TAGS`, the ones
-:class:`~sser_lobes.inference.recognizer.EmotionRecognizer` accepts; it keeps a
-SpeechBrain ``pretrainer`` section, so plain ``Pretrained.from_hparams`` can
-load it too (without any check). The run's checkpoint is read with
-``torch.load(weights_only=True)``: a pickle naming other Python objects is
-refused with an :class:`ExportError` naming the file. (The run folder's own
-``hyperparams.yaml`` is built as the recipe built it: export only your own
-runs.) Published files carry no local path of the training machine: the
-card names a Hub SSL source as is and a local one by its architecture, the
-corpus by its protocol; the copied metrics files are scrubbed (the run's own
-are not changed), and the export fails if any uploadable file still holds
-one. ``sser_export.json`` (the run folder and checkpoint paths) marks the
-folder as ours and is never uploaded.
+What export reads from the run folder. A run trained by this sser keeps its
+model's description in ``save/sser_model.json`` (the recipe writes it when
+training starts). Export reads it as data, with the checks a downloaded
+model gets, builds the model with sser's code, and reads the best
+checkpoint's weights with ``torch.load(weights_only=True)`` (a pickle naming
+any Python object is refused): nothing of the run folder is executed, so a
+run folder received from someone else can be exported. A run without that
+file (trained by an older sser) can only be exported by building its
+``hyperparams.yaml`` with HyperPyYAML, which RUNS the code that file names:
+export refuses it unless ``--trust-run`` is given, for your own run folders.
+
+Published files carry no local path of the training machine: the card names
+a Hub SSL source as is and a local one by its architecture, the corpus by its
+protocol; the description and the copied metrics files are scrubbed (the
+run's own are not changed), and the export fails if any uploadable file
+still holds one. ``sser_export.json`` (the run folder and checkpoint paths)
+marks the folder as ours and is never uploaded.
 
 ``--push REPO_ID`` uploads the folder with ``huggingface_hub`` (token from
 ``HF_TOKEN`` or the usual login); ``--dry-run`` lists what would be uploaded
@@ -41,38 +47,54 @@ without touching the network.
 """
 
 import argparse
-import importlib.metadata
 import json
-import math
 import pickle
-import re
 import shutil
 import sys
 from pathlib import Path
 
 import torch
-from hyperpyyaml import load_hyperpyyaml
 from safetensors.torch import save_file
-from speechbrain.utils.checkpoints import Checkpointer
 
-from sser_lobes.errors import ExportError
-from sser_lobes.inference.safe_hparams import ALLOWED_TAGS
-from sser_lobes.nnet.gender import GenderConditioning
-from sser_lobes.nnet.heads import LinearHead, MLPHead
-from sser_lobes.nnet.pooling import POOLINGS
-from sser_lobes.nnet.text_fusion import TextFusion
+from sser_lobes.dataio.chunking import inference_window_seconds
+from sser_lobes.errors import ExportError, ModelFormatError
+from sser_lobes.inference.model_card import describe_ssl, is_local_path, model_card
+from sser_lobes.inference.model_description import (
+    DESCRIPTION_FILE,
+    WEIGHTS_FILE,
+    model_file,
+    read_description,
+    validate_description,
+)
+from sser_lobes.nnet.description import build_model, describe_run
 
 MARKER = "sser_export.json"
-FORMAT_VERSION = 1
+
+#: The class of each head type in the SpeechBrain YAML.
+HEAD_CLASSES = {"linear": "LinearHead", "mlp": "MLPHead"}
+FORMAT_VERSION = 2
+
+#: Training facts a published description keeps (the others are local paths
+#: of the training machine, or say where things were).
+PUBLISHED_FACTS = (
+    "experiment_name",
+    "ssl_source",
+    "ssl_name",
+    "finetune",
+    "pooling_type",
+    "selection_metric",
+    "fold",
+    "seed",
+)
 
 
-def _j(value):
-    """JSON is valid YAML flow syntax: one-line, unambiguous values."""
-    return json.dumps(value)
+# --------------------------------------------------------------------------
+# Reading a run
+# --------------------------------------------------------------------------
 
 
-def load_run(run_folder, ssl_source=None, text_encoder_source=None):
-    """Rebuild the run's model and load its best checkpoint.
+def load_run(run_folder, ssl_source=None, text_encoder_source=None, trust_run=False):
+    """The model of a run's best checkpoint, and its description.
 
     Arguments
     ---------
@@ -82,39 +104,141 @@ def load_run(run_folder, ssl_source=None, text_encoder_source=None):
         Replace the sources recorded in the run (if they moved). The SSL
         encoder's weights are never read from the source: they come from the
         checkpoint.
+    trust_run : bool
+        For a run without ``save/sser_model.json``: build its
+        ``hyperparams.yaml`` with HyperPyYAML, which runs the code it names.
 
     Returns
     -------
-    hparams : dict
-        The run's hyperparameters, with ``model`` holding the best weights.
+    description : dict
+        The checked description of the run's model.
+    model : EmotionModel
+        With the weights of the selected checkpoint, in eval mode.
     checkpoint : speechbrain.utils.checkpoints.Checkpoint
         The selected checkpoint.
     """
     run = Path(run_folder)
+    if not run.is_dir():
+        raise ExportError(f"{run}: no such run folder")
+    save = run / "save"
+    if (save / DESCRIPTION_FILE).is_file() or (save / DESCRIPTION_FILE).is_symlink():
+        description, model, checkpoint = _load_run_data(save)
+    elif trust_run:
+        description, model, checkpoint = _load_run_yaml(run, ssl_source)
+    elif not (run / "hyperparams.yaml").is_file():
+        raise ExportError(f"{run}: no hyperparams.yaml; is it a recipe run folder?")
+    elif not save.is_dir():
+        raise ExportError(
+            f"{run}: no checkpoint folder (save/); the run never finished an epoch"
+        )
+    else:
+        raise ExportError(
+            f"{run}: no save/{DESCRIPTION_FILE} (the run was trained by an older "
+            "sser). Exporting it means building its hyperparams.yaml, which runs "
+            "the code that file names: if this run folder is your own, pass "
+            "--trust-run"
+        )
+    training = dict(description.get("training") or {})
+    if ssl_source:
+        training["ssl_source"] = ssl_source
+    if text_encoder_source:
+        training["text_encoder_source"] = text_encoder_source
+    description["training"] = training
+    return description, model, checkpoint
+
+
+def _load_run_data(save):
+    """The data-only path: ``save/sser_model.json`` and the checkpoint's
+    tensors; nothing of the run is executed."""
+    from speechbrain.utils.checkpoints import Checkpointer
+
+    try:
+        description = validate_description(
+            read_description(save), save / DESCRIPTION_FILE
+        )
+    except ModelFormatError as error:
+        raise ExportError(str(error)) from None
+    metric = (description.get("training") or {}).get("selection_metric")
+    checkpoint = Checkpointer(save).find_checkpoint(max_key=metric)
+    if checkpoint is None:
+        raise ExportError(
+            f"{save.parent}: no checkpoint in {save}; the run never finished an epoch"
+        )
+    try:
+        path = model_file(checkpoint.path, "model.ckpt", "model checkpoint")
+    except ModelFormatError as error:
+        raise ExportError(str(error)) from None
+    state = _load_tensors(path)
+    model = build_model(description["architecture"])
+    _check_state(state, model, path)
+    model.load_state_dict(state, strict=True)
+    return description, model.eval(), checkpoint
+
+
+def _load_run_yaml(run, ssl_source=None):
+    """The ``--trust-run`` path: the run's ``hyperparams.yaml`` built as the
+    recipe built it (this runs the code the file names)."""
+    from hyperpyyaml import load_hyperpyyaml
+    from speechbrain.utils.checkpoints import Checkpointer
+
     hparams_file = run / "hyperparams.yaml"
     if not hparams_file.is_file():
         raise ExportError(f"{run}: no hyperparams.yaml; is it a recipe run folder?")
+    save_folder = _run_save_folder(run)
     overrides = {"ssl_encoder": {"load_weights": False}}
-    saved_config = _run_save_folder(run) / "ssl_config.json"
+    saved_config = save_folder / "ssl_config.json"
     if saved_config.is_file() and not ssl_source:
         # The encoder's config as trained (kept by the recipe): the original
         # source (hub cache or local folder) is not needed.
         overrides["ssl_encoder"]["config"] = str(saved_config)
     if ssl_source:
         overrides["ssl_source"] = ssl_source
-    if text_encoder_source:
-        overrides["text_encoder_source"] = text_encoder_source
     with open(hparams_file, encoding="utf-8") as handle:
         hparams = load_hyperpyyaml(handle, overrides, overrides_must_match=False)
-    metric = hparams.get("selection_metric")
-    save_folder = _run_save_folder(run)
-    checkpoint = Checkpointer(save_folder).find_checkpoint(max_key=metric)
+    checkpoint = Checkpointer(save_folder).find_checkpoint(
+        max_key=hparams.get("selection_metric")
+    )
     if checkpoint is None:
         raise ExportError(
             f"{run}: no checkpoint in {save_folder}; the run never finished an epoch"
         )
-    hparams["model"].load_state_dict(_load_tensors(checkpoint.paramfiles["model"]))
-    return hparams, checkpoint
+    model = hparams["model"]
+    state = _load_tensors(checkpoint.paramfiles["model"])
+    _check_state(state, model, checkpoint.paramfiles["model"])
+    model.load_state_dict(state)
+    manifests = sorted(
+        Path(hparams.get("manifest_folder", run / "manifests")).glob("*.json")
+    )
+    if (run / "manifests").is_dir():
+        manifests = sorted((run / "manifests").glob("*.json"))
+    window = inference_window_seconds(manifests, hparams.get("train_crop_seconds"))
+    data = json.loads(json.dumps(describe_run(hparams, window)))
+    try:
+        description = validate_description(data, hparams_file)
+    except ModelFormatError as error:
+        raise ExportError(str(error)) from None
+    return description, model.eval(), checkpoint
+
+
+def _check_state(state, model, path):
+    """The checkpoint's tensors are the model's, name for name and shape for
+    shape; one line names the first difference."""
+    if not isinstance(state, dict) or not all(
+        isinstance(v, torch.Tensor) for v in state.values()
+    ):
+        raise ExportError(f"{path}: not a state dict of tensors")
+    expected = model.state_dict()
+    for key, value in expected.items():
+        if key not in state:
+            raise ExportError(f"{path}: lacks the tensor {key} of the run's model")
+        if tuple(state[key].shape) != tuple(value.shape):
+            raise ExportError(
+                f"{path}: {key} has shape {list(state[key].shape)}, the run's "
+                f"model needs {list(value.shape)}"
+            )
+    extra = sorted(set(state) - set(expected))
+    if extra:
+        raise ExportError(f"{path}: holds {extra[0]}, which the run's model lacks")
 
 
 def _load_tensors(path):
@@ -143,7 +267,7 @@ def _torch_load_reason(error):
 
 
 def _run_save_folder(run):
-    """The run's checkpoint folder as written in its hyperparams.yaml."""
+    """The checkpoint folder of a trusted run, as its hyperparams.yaml says."""
     import ruamel.yaml
 
     # Round-trip loading keeps the !new: tags as data: nothing is built.
@@ -175,329 +299,136 @@ def _same_folder(a, b):
         return False
 
 
-def _pooling_name(pooling):
-    for name, cls in POOLINGS.items():
-        if type(pooling) is cls:
-            return name
-    raise ExportError(f"cannot export pooling {type(pooling).__name__}.")
+# --------------------------------------------------------------------------
+# Writing the model folder
+# --------------------------------------------------------------------------
 
 
-def _head_yaml(head):
-    if isinstance(head, LinearHead):
-        return (
-            "head: !new:sser_lobes.nnet.heads.LinearHead\n"
-            f"    input_size: {head.input_size}\n"
-            f"    n_outputs: {head.n_outputs}\n"
-            f"    bias: {_j(head.use_bias)}\n"
-            f"    output_activation: {_j(head.output_activation)}\n"
-        )
-    if isinstance(head, MLPHead):
-        return (
-            "head: !new:sser_lobes.nnet.heads.MLPHead\n"
-            f"    input_size: {head.input_size}\n"
-            f"    n_outputs: {head.n_outputs}\n"
-            f"    hidden_size: {head.hidden_size}\n"
-            f"    dropout: {head.dropout}\n"
-            f"    input_dropout: {head.input_dropout}\n"
-            f"    output_activation: {_j(head.output_activation)}\n"
-        )
-    raise ExportError(f"cannot export head {type(head).__name__}.")
+def _j(value):
+    """JSON is valid YAML flow syntax: one-line, unambiguous values."""
+    return json.dumps(value)
 
 
-def _window_seconds(hparams, run):
-    """Longest audio the model sees whole: the training crop or the longest
-    utterance of the run's manifests, so that chunking never changes a
-    prediction the recipe evaluated whole."""
-    longest = float(hparams.get("train_crop_seconds") or 0.0)
-    folder = run / "manifests"
-    if not folder.is_dir():
-        folder = Path(hparams.get("manifest_folder", folder))
-    for manifest in folder.glob("*.json"):
-        try:
-            data = json.loads(manifest.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            continue
-        if isinstance(data, dict):
-            for entry in data.values():
-                if isinstance(entry, dict) and "duration" in entry:
-                    longest = max(longest, float(entry["duration"]))
-    return float(max(10, math.ceil(longest)))
-
-
-def inference_yaml(hparams, run, text_files=()):
-    """The ``hyperparams.yaml`` text of the exported model."""
-    model = hparams["model"]
-    encoder = model.encoder
-    task = hparams.get("task", "categorical")
-    labels = list(
-        hparams["emotions"] if task == "categorical" else hparams["attributes"]
-    )
-    window = _window_seconds(hparams, run)
-    config = json.loads(encoder.config.to_json_string())
+def speechbrain_yaml(description):
+    """``hyperparams.yaml`` for plain SpeechBrain users: the description's
+    model as HyperPyYAML (``Pretrained.from_hparams`` builds it; sser does
+    not read it)."""
+    arch = description["architecture"]
+    encoder = arch["encoder"]
+    head = arch["head"]
     lines = [
-        "# sser emotion recognizer: inference hyperparameters, written by",
-        "# sser_lobes.inference.export. Load with:",
+        "# sser emotion recognizer for plain SpeechBrain (Pretrained.from_hparams),",
+        "# written by sser_lobes.export from sser_model.json. sser itself reads",
+        "# sser_model.json (data only):",
         "#   EmotionRecognizer.from_hparams(source=THIS_FOLDER_OR_REPO)",
-        f"task: {task}",
-        f"labels: {_j(labels)}",
-        f"sample_rate: {int(hparams['sample_rate'])}",
-        f"window_seconds: {window}  # longer audio is classified in chunks",
-        f"eval_crop_seconds: {_j(hparams.get('eval_crop_seconds'))}  "
-        "# the recipe evaluated the first N s only: inference does the same",
-        f"chunk_hop_seconds: {window / 2}",
-        f"batch_size: {int(hparams.get('eval_batch_size', 8))}",
-        "attribute_range: [1.0, 7.0]  # attribute models: corpus scale",
-        "source: null  # set by EmotionRecognizer.from_hparams",
-        f"experiment: {_j(hparams.get('experiment_name'))}",
-        f"ssl_config: {_j(config)}",
+        f"task: {description['task']}",
+        f"labels: {_j(description['labels'])}",
+        f"sample_rate: {description['sample_rate']}",
+        f"window_seconds: {description['window_seconds']}",
+        f"chunk_hop_seconds: {description['chunk_hop_seconds']}",
+        f"eval_crop_seconds: {_j(description['eval_crop_seconds'])}",
+        f"batch_size: {description['batch_size']}",
+        f"attribute_range: {_j(description['attribute_range'])}",
+        f"ssl_config: {_j(encoder['config'])}",
         "ssl_encoder: !new:sser_lobes.SSLEncoder",
         "    config: !ref <ssl_config>",
         "    load_weights: False",
         "    finetune: frozen",
-        f"    output_layer: {_j(encoder.output_layer)}",
-        f"    output_norm: {_j(encoder.output_norm)}",
-        f"    normalize_waveform: {_j(encoder.normalize_waveform)}",
-        f"    normalize_layers: {_j(encoder.normalize_layers)}",
-        *(
-            [f"    weighted_sum_layers: {_j(encoder.selected_layers)}"]
-            if getattr(encoder, "weighted_sum_layers", None) is not None
-            else []
-        ),
+        f"    output_layer: {_j(encoder['output_layer'])}",
+        f"    output_norm: {_j(encoder['output_norm'])}",
+        f"    normalize_waveform: {_j(encoder['normalize_waveform'])}",
+        f"    normalize_layers: {_j(encoder['normalize_layers'])}",
+        f"    weighted_sum_layers: {_j(encoder.get('weighted_sum_layers'))}",
         "pooling: !apply:sser_lobes.make_pooling",
-        f"    - {_pooling_name(model.pooling)}",
-        f"    - {model.pooling.input_size}",
+        f"    - {arch['pooling']['type']}",
+        f"    - {arch['pooling']['input_size']}",
+        f"head: !new:sser_lobes.nnet.heads.{HEAD_CLASSES[head['type']]}",
     ]
-    yaml = "\n".join(lines) + "\n"
-    gender_ref = "null"
-    if isinstance(model.gender, GenderConditioning):
-        g = model.gender
-        yaml += (
-            "gender_conditioning: !new:sser_lobes.nnet.gender.GenderConditioning\n"
-            f"    input_size: {g.input_size}\n"
-            f"    mode: {g.mode}\n"
-            f"    embedding_size: {g.embedding_size}\n"
-            f"    hidden_size: {g.hidden_size}\n"
+    lines += [f"    {k}: {_j(v)}" for k, v in head.items() if k != "type"]
+    gender_ref = text_ref = "null"
+    if arch.get("gender"):
+        lines.append(
+            "gender_conditioning: !new:sser_lobes.nnet.gender.GenderConditioning"
         )
+        lines += [f"    {k}: {_j(v)}" for k, v in arch["gender"].items()]
         gender_ref = "!ref <gender_conditioning>"
-    text_ref = "null"
-    if isinstance(model.text_fusion, TextFusion):
-        t = model.text_fusion
-        yaml += (
-            "text_fusion: !new:sser_lobes.nnet.text_fusion.TextFusion\n"
-            f"    audio_size: {t.audio_size}\n"
-            f"    text_size: {t.text_size}\n"
-            f"    mode: {t.mode}\n"
-            f"    hidden_size: {t.hidden_size}\n"
-            f"    frame_size: {_j(t.frame_size)}\n"
-            f"    num_heads: {t.num_heads}\n"
-            f"    dropout: {t.dropout}\n"
-            f"text_encoder_files: {_j(sorted(text_files))}\n"
-            f"text_max_length: {int(hparams['text_max_length'])}\n"
-            f"text_normalize: {_j(bool(hparams['text_normalize']))}\n"
-            f"asr_source: {_j(_hub_id_or_none(hparams.get('asr_source')))}\n"
-        )
+    if arch.get("text_fusion"):
+        lines.append("text_fusion: !new:sser_lobes.nnet.text_fusion.TextFusion")
+        lines += [f"    {k}: {_j(v)}" for k, v in arch["text_fusion"].items()]
         text_ref = "!ref <text_fusion>"
-    yaml += _head_yaml(model.head)
-    yaml += (
-        "model: !new:sser_lobes.EmotionModel\n"
-        "    encoder: !ref <ssl_encoder>\n"
-        "    pooling: !ref <pooling>\n"
-        "    head: !ref <head>\n"
-        f"    gender: {gender_ref}\n"
-        f"    text_fusion: {text_ref}\n"
-        "modules:\n"
-        "    model: !ref <model>\n"
-        "pretrainer: !new:speechbrain.utils.parameter_transfer.Pretrainer\n"
-        "    loadables:\n"
-        "        model: !ref <model>\n"
-        "    paths:\n"
-        "        model: model.safetensors\n"
-        "    custom_hooks:\n"
-        "        model: !name:sser_lobes.inference.recognizer.load_safetensors_state\n"
-    )
-    return yaml
+    lines += [
+        "model: !new:sser_lobes.EmotionModel",
+        "    encoder: !ref <ssl_encoder>",
+        "    pooling: !ref <pooling>",
+        "    head: !ref <head>",
+        f"    gender: {gender_ref}",
+        f"    text_fusion: {text_ref}",
+        "modules:",
+        "    model: !ref <model>",
+        "pretrainer: !new:speechbrain.utils.parameter_transfer.Pretrainer",
+        "    loadables:",
+        "        model: !ref <model>",
+        "    paths:",
+        f"        model: {WEIGHTS_FILE}",
+        "    custom_hooks:",
+        "        model: !name:sser_lobes.inference.recognizer.load_safetensors_state",
+    ]
+    return "\n".join(lines) + "\n"
 
 
-def _hub_id_or_none(source):
-    """A local ASR folder does not travel with the export: it is dropped."""
-    return None if is_local_path(source) else source
+def write_model_folder(out, description, model):
+    """Write the loadable part of a model folder: ``sser_model.json`` (the
+    description, checked first), ``model.safetensors`` and the SpeechBrain
+    ``hyperparams.yaml``. The model card, metrics and text encoder are the
+    export's business; benchmarks and tests that build a model in memory use
+    this alone.
 
-
-def _metrics_rows(run):
-    rows = []
-    for path in sorted(Path(run).glob("*_metrics.json")):
-        data = json.loads(path.read_text(encoding="utf-8"))
-        split = data.get("split", path.name.replace("_metrics.json", ""))
-        keys = [
-            k
-            for k in ("WA", "UA", "macro_F1", "micro_F1", "CCC_mean", "gender_accuracy")
-            if isinstance(data.get(k), (int, float))
-        ]
-        rows.append((split, data.get("n"), {k: data[k] for k in keys}, data))
-    return rows
-
-
-def _package_version():
-    """The installed ``sser`` version (the source tree's if not installed)."""
+    Arguments
+    ---------
+    out : Path
+        An existing folder.
+    description : dict
+        The model's description (e.g.
+        :func:`sser_lobes.nnet.description.describe_run`).
+    model : EmotionModel
+        The model it describes, with its weights.
+    """
+    out = Path(out)
+    data = json.loads(json.dumps(description))
     try:
-        return importlib.metadata.version("sser")
-    except importlib.metadata.PackageNotFoundError:
-        import sser_lobes
-
-        return sser_lobes.__version__
-
-
-def is_local_path(value):
-    """Whether a source string names a local file or folder (not a Hub id).
-
-    Example
-    -------
-    >>> is_local_path("microsoft/wavlm-large"), is_local_path("/data/models/wavlm")
-    (False, True)
-    """
-    if not isinstance(value, str) or not value:
-        return False
-    path = Path(value).expanduser()
-    return (
-        value.startswith((".", "~", "\\"))
-        or path.is_absolute()
-        or re.match(r"^[A-Za-z]:[\\/]", value) is not None
-        or path.exists()
+        validate_description(data, out / DESCRIPTION_FILE)
+    except ModelFormatError as error:
+        raise ExportError(str(error)) from None
+    state = {k: v.detach().contiguous().clone() for k, v in model.state_dict().items()}
+    save_file(state, str(out / WEIGHTS_FILE))
+    (out / DESCRIPTION_FILE).write_text(
+        json.dumps(description, indent=2) + "\n", encoding="utf-8"
     )
+    (out / "hyperparams.yaml").write_text(speechbrain_yaml(data), encoding="utf-8")
 
 
-def describe_ssl(hparams, config):
-    """The SSL encoder as a model card names it, without local paths: a Hub
-    id as is, a local folder by its architecture.
-
-    Example
-    -------
-    >>> from types import SimpleNamespace
-    >>> config = SimpleNamespace(model_type="wavlm", hidden_size=1024,
-    ...     num_hidden_layers=24, feat_extract_norm="layer", do_stable_layer_norm=True)
-    >>> describe_ssl({"ssl_source": "microsoft/wavlm-large"}, config)
-    '`microsoft/wavlm-large`'
-    >>> text = describe_ssl({"ssl_source": "/home/me/wavlm"}, config)
-    >>> print(text.replace(", ", "\\n"))
-    a local wavlm checkpoint (hidden_size 1024
-    24 layers
-    feat_extract_norm layer
-    do_stable_layer_norm True)
-    """
-    source = hparams.get("ssl_source")
-    if source and not is_local_path(str(source)):
-        return f"`{source}`"
-    return (
-        f"a local {config.model_type} checkpoint (hidden_size "
-        f"{config.hidden_size}, {config.num_hidden_layers} layers, "
-        f"feat_extract_norm {getattr(config, 'feat_extract_norm', None)}, "
-        f"do_stable_layer_norm {getattr(config, 'do_stable_layer_norm', None)})"
-    )
+def published_description(description, text_files=()):
+    """The description an export writes: the text encoder's files listed,
+    training facts without the training machine's paths."""
+    published = json.loads(json.dumps(description))
+    training = published.get("training") or {}
+    facts = {k: training.get(k) for k in PUBLISHED_FACTS if k in training}
+    source = facts.get("ssl_source")
+    if source is not None and is_local_path(str(source)):
+        facts["ssl_source"] = describe_ssl(
+            source, published["architecture"]["encoder"]["config"]
+        )
+    elif source is not None:
+        facts["ssl_source"] = f"`{source}`"
+    published["training"] = facts
+    if published.get("text_encoder") is not None:
+        published["text_encoder"]["files"] = sorted(text_files)
+    asr = (description.get("training") or {}).get("asr_source")
+    published["asr_source"] = None if is_local_path(asr) else asr
+    return published
 
 
-def model_card(hparams, run, checkpoint, repo_id=None):
-    """README.md with Hub metadata, usage, safety, training details and
-    metrics; it holds no local path of the training machine."""
-    rows = _metrics_rows(run)
-    first = rows[0][3] if rows else {}
-    task = hparams.get("task", "categorical")
-    source = repo_id or "PATH_OR_REPO_ID"
-    columns = sorted({k for _, _, values, _ in rows for k in values})
-    table = ["| split | n | " + " | ".join(columns) + " |"]
-    table.append("|---" * (len(columns) + 2) + "|")
-    for split, n, values, _ in rows:
-        cells = [
-            f"{values[c]:.4f}" if c.startswith("CCC") else f"{100 * values[c]:.2f}"
-            for c in columns
-            if c in values
-        ]
-        table.append(f"| {split} | {n} | " + " | ".join(cells) + " |")
-    pictures = "\n".join(
-        f"![{p.stem}]({p.name})"
-        for p in sorted(Path(run).glob("*confusion_matrix.png"))
-    )
-    name = hparams.get("experiment_name")
-    key = "emotions" if task == "categorical" else "attributes"
-    labels = list(hparams.get(key) or [])
-    usage = (
-        "probabilities, score, index, label = recognizer.classify_file('speech.wav')"
-        if task == "categorical"
-        else "results = recognizer.predict_files(['speech.wav'])"
-    )
-    protocol = first.get("protocol") or "protocol not recorded"
-    encoder = describe_ssl(hparams, hparams["model"].encoder.config)
-    allowed = ", ".join(f"`{tag}`" for tag in ALLOWED_TAGS)
-    return f"""---
-library_name: speechbrain
-license: apache-2.0
-tags:
-- speech-emotion-recognition
-- audio-classification
-- sser
-- {hparams.get("ssl_name", "ssl")}
-pipeline_tag: audio-classification
----
-
-# {name}: speech emotion recognition
-
-Trained with the recipe `{name}` of the Python package `sser` (version
-{_package_version()}; SpeechBrain recipes for speech emotion recognition),
-on {protocol}; fold {first.get("fold")}, seed {first.get("seed")}.
-Encoder: {encoder}; fine-tuning: {hparams.get("finetune")}; pooling:
-`{hparams.get("pooling_type")}`; labels: {labels}.
-Checkpoint selected on `{hparams.get("selection_metric")}`
-(epoch {checkpoint.meta.get("epoch")}).
-
-## Usage
-
-```python
-# pip install sser
-from sser_lobes.inference.recognizer import EmotionRecognizer
-recognizer = EmotionRecognizer.from_hparams(
-    "{source}", savedir="pretrained/{name}"
-)
-{usage}
-```
-
-or on the command line:
-`sser-predict --model {source} audio_folder/ --output predictions.jsonl`.
-
-Any sample rate, mono or stereo, wav / flac / ogg; audio longer than the
-window is classified in overlapping chunks.
-
-## What loading runs
-
-`EmotionRecognizer.from_hparams` and `sser-predict` run no code chosen by
-this repository:
-- the interface is code of the installed `sser` package; no `custom.py` is
-  fetched or imported;
-- `hyperparams.yaml` is parsed without building anything, and refused unless
-  every constructor it names is one that `sser_lobes.inference.export` writes:
-  {allowed} (plus the references `!ref`, `!copy` and `!tuple`);
-- the weights are read only from `model.safetensors` (tensors, no pickle),
-  whatever the YAML's `pretrainer` section says.
-
-Not covered: `trust_hparams=True` (`sser-predict --trust-hparams`) skips the
-check and runs whatever the YAML names: use it only for files you wrote
-yourself. Plain SpeechBrain (`Pretrained.from_hparams`) can load this folder
-too, but it builds whatever the YAML names, without a check.
-
-## Metrics (whole evaluation sets)
-
-{chr(10).join(table)}
-
-{first.get("split_description") or ""}
-
-{pictures}
-
-## Training
-
-Recipe `{name}` of sser (SpeechBrain). Corpus and protocol: {protocol}.
-See the sser README for the protocol and the published anchors.
-"""
-
-
-def _local_paths(hparams, run, checkpoint):
+def _local_paths(description, run, checkpoint):
     """Absolute local paths of the training machine that an export must not
     publish, each with what replaces it (longest first).
 
@@ -505,9 +436,10 @@ def _local_paths(hparams, run, checkpoint):
     -------
     >>> from types import SimpleNamespace
     >>> run = Path("/work/results/run")
-    >>> hparams = {"data_folder": "/data/IEMOCAP_full_release", "lr": 0.1}
-    >>> paths = _local_paths(hparams, run, SimpleNamespace(path=run / "save/CKPT"))
-    >>> paths[str(run)], paths["/data/IEMOCAP_full_release"]
+    >>> description = {"training": {"data_folder": "/data/IEMOCAP", "seed": 1},
+    ...     "architecture": {"encoder": {"config": {"model_type": "wavlm"}}}}
+    >>> paths = _local_paths(description, run, SimpleNamespace(path=run / "save/C"))
+    >>> paths[str(run)], paths["/data/IEMOCAP"]
     ('<run folder>', '<data_folder>')
     """
     found = {}
@@ -517,13 +449,15 @@ def _local_paths(hparams, run, checkpoint):
             if len(Path(form).parts) > 1 and Path(form).is_absolute():
                 found.setdefault(form, label)
 
-    for key, value in hparams.items():
+    training = description.get("training") or {}
+    config = description["architecture"]["encoder"]["config"]
+    for key, value in training.items():
         if isinstance(value, str) and is_local_path(value):
             path = Path(value).expanduser()
             if path.is_absolute() or path.exists():
                 label = f"<{key}>"
                 if key == "ssl_source":
-                    label = describe_ssl(hparams, hparams["model"].encoder.config)
+                    label = describe_ssl(value, config)
                 add(path, label)
     add(checkpoint.path, "<checkpoint>")
     add(run.absolute(), "<run folder>")
@@ -630,8 +564,9 @@ def export_run(
     ssl_source=None,
     text_encoder_source=None,
     onnx=False,
+    trust_run=False,
 ):
-    """Write the Hub-ready folder of a run (see the module docstring).
+    """Write the model folder of a run (see the module docstring).
 
     ``onnx=True`` also writes ``model.onnx``, checked against the PyTorch
     model with ONNX Runtime
@@ -644,45 +579,34 @@ def export_run(
     """
     run = Path(run_folder)
     out = _check_out_dir(out_dir)
-    hparams, checkpoint = load_run(run, ssl_source, text_encoder_source)
-    model = hparams["model"]
+    description, model, checkpoint = load_run(
+        run, ssl_source, text_encoder_source, trust_run
+    )
     if onnx and model.text_fusion is not None:
         raise ExportError(
             f"{run}: a text-fused model is not exported to ONNX (its text encoder "
             "is a second model); export it without --onnx."
         )
-
-    state = {k: v.detach().contiguous().clone() for k, v in model.state_dict().items()}
-    save_file(state, str(out / "model.safetensors"))
-    task = hparams.get("task", "categorical")
-    labels = hparams["emotions"] if task == "categorical" else hparams["attributes"]
-    (out / "label_encoder.txt").write_text(
-        "".join(f"'{label}' => {i}\n" for i, label in enumerate(labels))
-        + "================\n'starting_index' => 0\n",
-        encoding="utf-8",
-    )
-    (out / "ssl_config.json").write_text(
-        model.encoder.config.to_json_string(), encoding="utf-8"
-    )
-
+    for stale in ("model.onnx", "label_encoder.txt", "ssl_config.json"):
+        (out / stale).unlink(missing_ok=True)  # of an earlier export here
     text_files = []
     if model.text_fusion is not None:
-        text_files = _export_text_encoder(hparams, out / "text_encoder")
-    (out / "hyperparams.yaml").write_text(
-        inference_yaml(hparams, run, text_files), encoding="utf-8"
-    )
-    local_paths = _local_paths(hparams, run, checkpoint)
+        text_files = _export_text_encoder(
+            description["training"].get("text_encoder_source"), out / "text_encoder"
+        )
+    local_paths = _local_paths(description, run, checkpoint)
+    published = _scrub(published_description(description, text_files), local_paths)
+    write_model_folder(out, published, model)
     for pattern in ("*_metrics.json", "*confusion_matrix.png", "learning_curves.png"):
         for path in run.glob(pattern):
             shutil.copy(path, out / path.name)
             if path.suffix == ".json":
                 # The copy only: the run's own files are never changed.
                 _scrub_json_file(out / path.name, local_paths)
-    _scrub_json_file(out / "ssl_config.json", local_paths)
     for path in (out / "text_encoder").rglob("*.json"):
         _scrub_json_file(path, local_paths, ours=False)
     (out / "README.md").write_text(
-        model_card(hparams, run, checkpoint, repo_id), encoding="utf-8"
+        model_card(published, run, checkpoint, repo_id), encoding="utf-8"
     )
     (out / MARKER).write_text(
         json.dumps(
@@ -696,8 +620,6 @@ def export_run(
         + "\n",
         encoding="utf-8",
     )
-    stale_onnx = out / "model.onnx"
-    stale_onnx.unlink(missing_ok=True)  # of an earlier export to this folder
     if onnx:
         from sser_lobes.inference.onnx_export import export_folder_onnx
 
@@ -711,16 +633,20 @@ def export_run(
     return out
 
 
-def _export_text_encoder(hparams, folder):
-    """Save the run's text encoder (tokenizer + weights) inside the export."""
+def _export_text_encoder(source, folder):
+    """Save the run's text encoder (tokenizer + safetensors weights) inside
+    the export."""
     from transformers import AutoModel, AutoTokenizer
 
     from sser_lobes.encoders.hf_utils import quiet_transformers
 
-    source = hparams["text_encoder_source"]
+    if not source:
+        raise ExportError("the run's text encoder source is not recorded")
     with quiet_transformers():
         AutoTokenizer.from_pretrained(source).save_pretrained(folder)
-        AutoModel.from_pretrained(source).save_pretrained(folder)
+        AutoModel.from_pretrained(source).save_pretrained(
+            folder, safe_serialization=True
+        )
     return [str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file()]
 
 
@@ -754,7 +680,14 @@ def push(out_dir, repo_id, dry_run=False, private=False):
 
 def main(argv=None):
     """Command line; returns the exit status."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m sser_lobes.export",
+        description=__doc__.split("\n\n")[0],
+        epilog="A run trained by this sser is exported from data only "
+        "(save/sser_model.json and the checkpoint's tensors): nothing of the "
+        "run folder is executed. --trust-run instead builds the run's "
+        "hyperparams.yaml, which RUNS the code that file names.",
+    )
     parser.add_argument("run_folder")
     parser.add_argument("out_dir")
     parser.add_argument("--push", metavar="REPO_ID", help="upload to this Hub repo")
@@ -768,6 +701,13 @@ def main(argv=None):
         help="also write model.onnx (needs onnx and onnxruntime), checked "
         "against PyTorch with ONNX Runtime",
     )
+    parser.add_argument(
+        "--trust-run",
+        action="store_true",
+        help="for a run without save/sser_model.json (trained by an older "
+        "sser): build its hyperparams.yaml with HyperPyYAML. This RUNS the code "
+        "that file names: only for your own run folders",
+    )
     args = parser.parse_args(argv)
     from sser_lobes.errors import OnnxExportError
 
@@ -779,9 +719,11 @@ def main(argv=None):
             ssl_source=args.ssl_source,
             text_encoder_source=args.text_encoder_source,
             onnx=args.onnx,
+            trust_run=args.trust_run,
         )
     except (ExportError, OnnxExportError, OSError) as error:
-        print(f"error: {error}", file=sys.stderr)
+        message = " ".join(str(error).split())
+        print(f"error: {message}", file=sys.stderr)
         return 1
     print(f"exported {args.run_folder} -> {out}")
     if args.push:

@@ -400,32 +400,79 @@ def export_folder_onnx(folder):
     return path, report
 
 
+def check_onnx_file(path, n_outputs):
+    """Refuse an ONNX file whose tensors live in external files (an external
+    data location is a path, which could name any file of the machine), or
+    whose first output does not have ``n_outputs`` columns.
+
+    Raises
+    ------
+    sser_lobes.errors.ModelFormatError
+    """
+    from sser_lobes.errors import ModelFormatError
+
+    onnx = _require("onnx")
+    try:
+        proto = onnx.load(str(path), load_external_data=False)
+    except Exception as error:  # onnx raises protobuf's DecodeError and others
+        summary = " ".join(str(error).split()) or type(error).__name__
+        raise ModelFormatError(f"{path}: not an ONNX model ({summary})") from None
+    external = onnx.TensorProto.EXTERNAL
+    tensors = list(proto.graph.initializer)
+    for node in proto.graph.node:
+        tensors += [a.t for a in node.attribute if a.HasField("t")]
+    if any(t.data_location == external for t in tensors):
+        raise ModelFormatError(
+            f"{path}: keeps tensors in external data files; sser's ONNX exports "
+            "hold their weights inside the file"
+        )
+    outputs = proto.graph.output
+    dims = outputs[0].type.tensor_type.shape.dim if outputs else []
+    if not dims or dims[-1].dim_value != n_outputs:
+        raise ModelFormatError(
+            f"{path}: its first output does not give {n_outputs} values per "
+            "utterance (one per label of sser_model.json)"
+        )
+
+
 class OnnxEmotionRecognizer:
     """Run an exported ``model.onnx`` with ONNX Runtime (no PyTorch model).
+
+    The settings (task, labels, sample rate, windows) are read from the model
+    folder's ``sser_model.json`` with the checks of
+    :mod:`sser_lobes.inference.model_description`, as the PyTorch recognizer
+    reads them; ``model.onnx`` must lie inside the folder, keep its weights
+    inside the file (no external data files, which could name any file of
+    the machine) and give one output per label.
 
     Arguments
     ---------
     source : str or Path
-        An export folder holding ``model.onnx``, or the ``.onnx`` file.
+        An export folder holding ``model.onnx``, or that ``.onnx`` file.
     threads : int or None
         ONNX Runtime's intra-op threads (``None``: its default).
 
     Example
     -------
-    >>> import tempfile, os
+    >>> import tempfile, json, pathlib
     >>> from sser_lobes import EmotionModel, LinearHead, MeanPooling, SSLEncoder
     >>> from sser_lobes.encoders.tiny_ssl import make_tiny_ssl
+    >>> from sser_lobes.nnet.description import FORMAT, FORMAT_VERSION, describe_model
     >>> encoder = SSLEncoder(make_tiny_ssl(tempfile.mkdtemp() + "/m"))
     >>> model = EmotionModel(encoder, MeanPooling(32), LinearHead(32, 2)).eval()
-    >>> path = os.path.join(tempfile.mkdtemp(), "model.onnx")
+    >>> folder = pathlib.Path(tempfile.mkdtemp())
+    >>> description = {"format": FORMAT, "format_version": FORMAT_VERSION,
+    ...     "task": "categorical", "labels": ["neu", "ang"], "sample_rate": 16000,
+    ...     "window_seconds": 10.0, "architecture": describe_model(model)}
+    >>> _ = (folder / "sser_model.json").write_text(json.dumps(description))
     >>> meta = {"task": "categorical", "labels": ["neu", "ang"],
     ...         "sample_rate": 16000, "window_seconds": 10.0,
     ...         "chunk_hop_seconds": 5.0, "eval_crop_seconds": None,
     ...         "min_samples": encoder.min_samples}
-    >>> report = export_onnx(model, path, meta)
+    >>> report = export_onnx(model, folder / ONNX_FILE, meta)
     >>> sorted(report), report["probabilities"] < ATOL
     (['logits', 'probabilities'], True)
-    >>> recognizer = OnnxEmotionRecognizer(path)
+    >>> recognizer = OnnxEmotionRecognizer(folder)
     >>> wavs, lens = torch.randn(2, 16000), torch.tensor([1.0, 0.7])
     >>> onnx_probs = recognizer.predict_batch(wavs.numpy(), lens.numpy())
     >>> torch_probs = torch.softmax(model(wavs, lens)["logits"], -1)
@@ -434,30 +481,39 @@ class OnnxEmotionRecognizer:
     """
 
     def __init__(self, source, threads=None):
-        path = Path(source)
-        if path.is_dir():
-            path = path / ONNX_FILE
-        if not path.is_file():
+        from sser_lobes.encoders.ssl_encoder import receptive_field
+        from sser_lobes.inference.model_description import (
+            DESCRIPTION_FILE,
+            model_file,
+            read_description,
+            validate_description,
+        )
+
+        source = Path(source)
+        folder = source if source.is_dir() else source.parent
+        name = ONNX_FILE if source.is_dir() else source.name
+        if not (folder / name).is_file():
             raise FileNotFoundError(
-                f"{path}: no such ONNX file (write one with: python -m "
-                "sser_lobes.inference.export RUN_FOLDER OUT_FOLDER --onnx)"
+                f"{folder / name}: no such ONNX file (write one with: python -m "
+                "sser_lobes.export RUN_FOLDER OUT_FOLDER --onnx)"
             )
-        self.path = path
-        self.session = _session(path, threads)
-        props = self.session.get_modelmeta().custom_metadata_map
-        missing = [key for key in METADATA_KEYS if key not in props]
-        if missing:
-            raise OnnxExportError(
-                f"{path}: not an sser ONNX export (no metadata {', '.join(missing)})."
-            )
-        meta = {key[len("sser_") :]: json.loads(props[key]) for key in METADATA_KEYS}
-        self.task = meta["task"]
-        self.labels = list(meta["labels"])
-        self.sample_rate = int(meta["sample_rate"])
-        self.window_seconds = float(meta["window_seconds"])
-        self.chunk_hop_seconds = float(meta["chunk_hop_seconds"])
-        self.eval_crop_seconds = meta["eval_crop_seconds"]
-        self.min_samples = int(meta["min_samples"])
+        description = validate_description(
+            read_description(folder), folder / DESCRIPTION_FILE
+        )
+        self.path = model_file(folder, name, "ONNX model")
+        self.task = description["task"]
+        self.labels = list(description["labels"])
+        self.sample_rate = int(description["sample_rate"])
+        self.window_seconds = float(description["window_seconds"])
+        self.chunk_hop_seconds = float(description["chunk_hop_seconds"])
+        self.eval_crop_seconds = description["eval_crop_seconds"]
+        config = description["architecture"]["encoder"]["config"]
+        self.min_samples = receptive_field(
+            config.get("conv_kernel", [10, 3, 3, 3, 3, 2, 2]),
+            config.get("conv_stride", [5, 2, 2, 2, 2, 2, 2]),
+        )
+        check_onnx_file(self.path, len(self.labels))
+        self.session = _session(self.path, threads)
         self.output_names = [o.name for o in self.session.get_outputs()]
 
     def run(self, waveforms, wav_lens):

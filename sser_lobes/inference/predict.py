@@ -10,8 +10,9 @@ Folders are searched recursively for audio files. One result per file
 (label, score, all probabilities; or the attributes of an attribute model);
 a file that cannot be read gets an error naming it and the others go on. The
 exit status is 1 if any file failed, 2 if nothing could be run at all
-(e.g. a model whose ``hyperparams.yaml`` names code an exported sser model
-never uses: it is refused, see :mod:`sser_lobes.inference.safe_hparams`).
+(e.g. a model folder that is not a valid sser model: one line names the file
+and the problem, see :mod:`sser_lobes.inference.model_description`; loading
+runs no code of the folder).
 ``--quantize int8`` runs the SSL encoder in dynamic int8 on the CPU
 (:mod:`sser_lobes.encoders.quantize`); with ``--device cuda`` it is refused.
 
@@ -148,8 +149,15 @@ def build_parser():
     parser.add_argument(
         "--trust-hparams",
         action="store_true",
-        help="skip the check of the model's hyperparams.yaml: this runs code "
-        "named in the YAML, only for your own hand-written files",
+        help="build the model folder's hyperparams.yaml with HyperPyYAML instead "
+        "of reading sser_model.json: this RUNS the code the YAML names, only for "
+        "folders you wrote yourself",
+    )
+    parser.add_argument(
+        "--asr-source",
+        help="a transformers ASR model (Hub id or folder) that transcribes files "
+        "without a transcript, for text-fused models (never taken from the "
+        "model folder)",
     )
     return parser
 
@@ -186,6 +194,7 @@ def _load_model(args):
             run_opts={"device": args.device},
             trust_hparams=args.trust_hparams,
             quantize=args.quantize,
+            asr_source=args.asr_source,
         )
     except (OSError, ValueError) as error:
         message = " ".join(str(error).split())

@@ -1,26 +1,26 @@
 """One-line inference with a trained sser model, from a folder or the Hub.
 
-    from sser_lobes.inference.recognizer import EmotionRecognizer
+    from sser_lobes import EmotionRecognizer
     rec = EmotionRecognizer.from_hparams("sser/wavlm-large-iemocap")
     probabilities, score, index, label = rec.classify_file("speech.wav")
 
 The model folder is what ``python -m sser_lobes.export`` writes:
-``hyperparams.yaml`` (architecture, labels, SSL config inline),
-``model.safetensors`` (the whole EmotionModel, SSL encoder included, so there
-is no second download) and ``label_encoder.txt``.
+``sser_model.json`` (the model described as data: task, labels, sample rate,
+windows, the SSL encoder's config, pooling, head, conditioning) and
+``model.safetensors`` (the whole EmotionModel, SSL encoder included).
 
-Loading runs nothing the source chose. The interface is code of this
-installed package (no ``custom.py`` is fetched or imported, unlike
-``foreign_class`` interfaces); ``hyperparams.yaml`` is parsed without
-building anything and refused unless every constructor it names is one that
-:mod:`sser_lobes.inference.export` writes (:mod:`sser_lobes.inference.safe_hparams`);
-the weights
-are read only from ``model.safetensors`` (tensors, no pickle), whatever the
-file's pretrainer section says. ``trust_hparams=True`` skips the check and so
-runs whatever the YAML names: only for your own hand-written files. Not
-covered: a text-fused model's ``asr_source`` (a transformers model named in
-the YAML) is downloaded when a transcript is first needed, and its files are
-then read by transformers (without remote code).
+Loading runs nothing the folder chose. The description is read with
+:mod:`json` and checked against the schema of
+:mod:`sser_lobes.inference.model_description`; the modules are built by this
+package's code; the weights are read from ``model.safetensors`` (tensors
+only) after their names and shapes are checked against the description. No
+``hyperparams.yaml`` is read, no ``custom.py`` is fetched, no file outside
+the folder is followed. ``trust_hparams=True`` instead builds the folder's
+``hyperparams.yaml`` with HyperPyYAML, which RUNS the code the YAML names:
+only for files you wrote yourself. A text-fused model's text encoder is read
+from the folder's ``text_encoder/`` (safetensors weights, no remote code);
+the ASR model for missing transcripts is the caller's choice
+(``asr_source=``), never the folder's.
 
 Same numbers as the recipes: the forward pass is the recipes'
 :class:`sser_lobes.EmotionModel`, audio is read the same way, and padding
@@ -30,7 +30,7 @@ wav / flac / ogg); audio longer than the model's window is classified in
 overlapping chunks whose probabilities are pooled (``return_timeline`` gives
 the per-chunk results). Gender-conditioned models predict the gender
 themselves; text-fused models take an optional transcript, or use the
-configured ASR model, or fall back to their learned empty-text embedding.
+caller's ASR model, or fall back to their learned empty-text embedding.
 """
 
 import functools
@@ -41,28 +41,37 @@ from typing import NamedTuple
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file
 from speechbrain.inference.interfaces import Pretrained
-from speechbrain.utils.fetching import FetchConfig, LocalStrategy, fetch
 
-from sser_lobes.dataio.audio import audio_info, load_audio_any, load_audio_segment
+from sser_lobes.dataio.audio import (
+    audio_info,
+    load_audio_any,
+    load_audio_segment,
+)
 from sser_lobes.dataio.chunking import pool_chunk_scores, split_into_chunks, timeline
 from sser_lobes.encoders.quantize import (
     QUANTIZE_CHOICES,
     check_int8_device,
     quantize_int8,
 )
-from sser_lobes.errors import AudioError, UnsafeHparamsError
-from sser_lobes.inference.safe_hparams import load_checked_hparams
+from sser_lobes.errors import AudioError, ModelFormatError
+from sser_lobes.inference.model_description import (
+    DESCRIPTION_FILE,
+    WEIGHTS_FILE,
+    load_model,
+    model_file,
+    read_description,
+    validate_description,
+)
 
 logger = logging.getLogger(__name__)
-
-#: The only file the weights of an exported model are read from.
-WEIGHTS_FILE = "model.safetensors"
 
 #: Peak amplitude under which audio is refused as silent (the default of
 #: :func:`sser_lobes.dataio.audio.load_audio_any`; segments get the same check).
 SILENCE_THRESHOLD = 1e-4
+
+#: The folder a text-fused model's text encoder is saved in.
+TEXT_ENCODER_FOLDER = "text_encoder"
 
 
 def prediction_result(name, outputs, row, labels):
@@ -110,7 +119,8 @@ class Utterance(NamedTuple):
         utterance's batch is run, so only one batch is held in memory.
     text : str or None
         Transcript for text-fused models (None: the model's behaviour for a
-        missing transcript, its ASR or its learned empty-text embedding).
+        missing transcript, the caller's ASR or its learned empty-text
+        embedding).
     seconds : float or None
         Expected duration, which orders the batches (None: 0).
 
@@ -128,7 +138,10 @@ class Utterance(NamedTuple):
 
 
 def load_safetensors_state(module, path):
-    """Pretrainer hook: load a safetensors state dict into ``module`` (strict).
+    """Load a safetensors state dict into ``module`` (strict).
+
+    The loading hook that the ``hyperparams.yaml`` written for plain
+    SpeechBrain users names (``Pretrained.from_hparams``).
 
     Example
     -------
@@ -142,18 +155,54 @@ def load_safetensors_state(module, path):
     >>> torch.equal(other.weight, layer.weight)
     True
     """
+    from safetensors.torch import load_file
+
     state = load_file(str(path), device="cpu")
     module.load_state_dict(state, strict=True)
+
+
+def _looks_like_path(source):
+    text = str(source)
+    return text.startswith(("/", ".", "~")) or "\\" in text or text.count("/") != 1
+
+
+def model_folder(source, savedir=None, revision=None, files=(DESCRIPTION_FILE,)):
+    """The local folder of a model: ``source`` itself, or the folder its Hub
+    files are downloaded to.
+
+    A Hub repository's ``files`` are downloaded (as real files, no links)
+    into ``savedir``, by default ``~/.cache/sser/<owner>--<name>``; a local
+    folder is read in place (nothing is written there).
+    """
+    local = Path(str(source)).expanduser()
+    if local.is_dir():
+        return local
+    if _looks_like_path(source):
+        raise FileNotFoundError(f"{source}: no such model folder")
+    from huggingface_hub import hf_hub_download
+
+    if savedir is None:
+        savedir = Path.home() / ".cache" / "sser" / str(source).replace("/", "--")
+    hub_logger = logging.getLogger("huggingface_hub")
+    level = hub_logger.level
+    hub_logger.setLevel(logging.ERROR)  # the error raised says it in one line
+    try:
+        for name in files:
+            hf_hub_download(
+                repo_id=str(source), filename=name, revision=revision, local_dir=savedir
+            )
+    finally:
+        hub_logger.setLevel(level)
+    return Path(savedir)
 
 
 class EmotionRecognizer(Pretrained):
     """Speech emotion recognition with an exported sser model.
 
-    Load with ``EmotionRecognizer.from_hparams(source=FOLDER_OR_REPO_ID,
-    savedir=...)`` (checked loading, see :meth:`from_hparams`);
-    ``run_opts={"device": "cuda"}`` picks the device; ``quantize="int8"``
-    runs the SSL encoder's linear layers in int8 on the CPU
-    (:mod:`sser_lobes.encoders.quantize`).
+    Load with ``EmotionRecognizer.from_hparams(FOLDER_OR_REPO_ID)`` (see
+    :meth:`from_hparams`); ``run_opts={"device": "cuda"}`` picks the device;
+    ``quantize="int8"`` runs the SSL encoder's linear layers in int8 on the
+    CPU (:mod:`sser_lobes.encoders.quantize`).
 
     Categorical models: :meth:`classify_file`, :meth:`classify_batch`,
     :meth:`predict_files`. Attribute (arousal / valence / dominance) models:
@@ -168,58 +217,49 @@ class EmotionRecognizer(Pretrained):
     def from_hparams(
         cls,
         source,
-        hparams_file="hyperparams.yaml",
         overrides=None,
-        overrides_must_match=True,
         savedir=None,
+        revision=None,
         download_only=False,
-        local_strategy=None,
-        fetch_config=None,
         trust_hparams=False,
+        hparams_file="hyperparams.yaml",
         quantize=None,
+        asr_source=None,
         **kwargs,
     ):
-        """Load from a local folder or a Hub repository id.
-
-        Unlike SpeechBrain's ``Pretrained.from_hparams``, no code chosen by
-        the source runs: ``hyperparams.yaml`` is checked against the
-        constructors :mod:`sser_lobes.inference.export` writes
-        (:mod:`sser_lobes.inference.safe_hparams`) before anything in it is built, the
-        weights are read only from ``model.safetensors`` (whatever the
-        file's pretrainer says), and no ``custom.py`` is fetched or imported.
+        """Load a model folder or a Hub repository: data only, no code.
 
         Arguments
         ---------
         source : str or Path
             An exported model folder (read in place: nothing is written
-            there) or a Hub repository id (collected in ``savedir``, by
-            default ``~/.cache/sser/<owner>--<name>``).
-        hparams_file : str
-            The hyperparameter file of the source.
+            there) or a Hub repository id (its files are downloaded into
+            ``savedir``).
         overrides : dict or None
-            Values replacing the file's, e.g. ``{"window_seconds": 4.0}``.
-        overrides_must_match : bool
-            Whether every override must name a key of the file.
+            Inference settings replacing the model's: ``window_seconds``,
+            ``chunk_hop_seconds``, ``batch_size``, ``eval_crop_seconds``.
         savedir : str or Path or None
-            Where the files of a Hub model are collected.
+            Where the files of a Hub model are downloaded (default
+            ``~/.cache/sser/<owner>--<name>``).
+        revision : str or None
+            Hub revision (branch, tag or commit) of a Hub model.
         download_only : bool
-            Only fetch ``hyperparams.yaml`` and ``model.safetensors``
-            (returns None).
-        local_strategy : speechbrain.utils.fetching.LocalStrategy or None
-            How fetched files are linked into ``savedir`` (default: symlinks
-            for Hub models; local folders are never linked).
-        fetch_config : speechbrain.utils.fetching.FetchConfig or None
-            Hub options (revision, token, network).
+            Only download the files of a Hub model (returns None).
         trust_hparams : bool
-            Skip the check of ``hyperparams.yaml``: this runs code named in
-            the YAML, only for your own hand-written files.
+            Build the folder's ``hyperparams.yaml`` with HyperPyYAML instead
+            of reading ``sser_model.json``. This RUNS the code the YAML
+            names: only for files you wrote yourself.
+        hparams_file : str
+            The YAML file read with ``trust_hparams=True``.
         quantize : str or None
             ``"int8"``: dynamic int8 quantization of the SSL encoder's linear
-            layers for CPU inference
-            (:func:`sser_lobes.encoders.quantize.quantize_int8`). It runs on the CPU
-            (the default device then, whatever accelerator the machine has);
-            a ``run_opts`` device other than a CPU is refused with a
-            one-line error. ``None``: the fp32 model.
+            layers for CPU inference (:func:`sser_lobes.encoders.quantize.
+            quantize_int8`); a ``run_opts`` device other than a CPU is
+            refused. ``None``: the fp32 model.
+        asr_source : str or None
+            A transformers ASR model (Hub id or folder) that transcribes
+            utterances given without a transcript, for text-fused models.
+            The model folder's own suggestion is never used by itself.
         **kwargs : dict
             Passed to the constructor, e.g. ``run_opts={"device": "cuda"}``.
 
@@ -229,9 +269,9 @@ class EmotionRecognizer(Pretrained):
 
         Raises
         ------
-        sser_lobes.errors.UnsafeHparamsError
-            If the file names anything an exported model does not use; the
-            message names the file, line and tag.
+        sser_lobes.errors.ModelFormatError
+            If the folder is not a valid sser model folder: one line naming
+            the file and the problem.
         sser_lobes.errors.QuantizationError
             If ``quantize="int8"`` is asked for on a device other than a CPU.
         """
@@ -246,59 +286,37 @@ class EmotionRecognizer(Pretrained):
             run_opts["device"] = run_opts.get("device") or "cpu"
             check_int8_device(run_opts["device"])
             kwargs["run_opts"] = run_opts
-        overrides = dict(overrides or {})
-        # The source is remembered so that optional files (the text encoder
-        # of text-fused models) are fetched from it only when first needed.
-        overrides.setdefault("source", str(source))
-        local = Path(str(source)).expanduser()
-        if not local.is_dir() and str(source).startswith(("/", ".", "~")):
-            raise FileNotFoundError(f"{source}: no such model folder")
-        if local.is_dir() and not (local / hparams_file).is_file():
-            raise FileNotFoundError(
-                f"{source}: no {hparams_file} in this folder; it is not an exported "
-                "sser model (write one with: python -m sser_lobes.export RUN_FOLDER "
-                "OUT_FOLDER)"
-            )
-        if local.is_dir():
-            # A local folder is read in place: nothing is linked or written there.
-            savedir = local if savedir is None else savedir
-            local_strategy = local_strategy or LocalStrategy.NO_LINK
-        elif savedir is None:
-            # A Hub model is collected in a per-repository folder of the cache.
-            savedir = Path.home() / ".cache" / "sser" / str(source).replace("/", "--")
-        fetch_kwargs = {
-            "source": source,
-            "savedir": savedir,
-            "local_strategy": local_strategy or LocalStrategy.SYMLINK,
-            "fetch_config": fetch_config or FetchConfig(),
-        }
-        hparams_path = fetch(filename=hparams_file, **fetch_kwargs)
-        if download_only:
-            fetch(filename=WEIGHTS_FILE, **fetch_kwargs)
-            return None
-        hparams = load_checked_hparams(
-            hparams_path, overrides, overrides_must_match, trust_hparams
-        )
-        modules = hparams.get("modules")
-        if not isinstance(modules, dict) or not isinstance(
-            modules.get("model"), torch.nn.Module
-        ):
-            raise ValueError(f"{hparams_path}: needs modules: {{model: ...}}.")
-        _check_text_encoder_files(hparams, hparams_path)
-        weights_path = fetch(filename=WEIGHTS_FILE, **fetch_kwargs)
-        try:
-            load_safetensors_state(modules["model"], weights_path)
-        except (RuntimeError, OSError, SafetensorError) as error:
-            summary = " ".join(str(error).split())
-            raise ValueError(
-                f"{weights_path}: cannot load the weights of the model of "
-                f"{hparams_path}: {summary}"
-            ) from None
+        local = Path(str(source)).expanduser().is_dir()
+        if trust_hparams:
+            files = (hparams_file, WEIGHTS_FILE)
+            folder = model_folder(source, savedir, revision, files)
+            if download_only:
+                return None
+            model, hparams = _from_trusted_yaml(folder / hparams_file, overrides)
+        else:
+            folder = model_folder(source, savedir, revision)
+            description = _description(folder, overrides)
+            if not local:  # the description is checked before the rest comes
+                text = description["text_encoder"] or {"files": []}
+                names = [f"{TEXT_ENCODER_FOLDER}/{n}" for n in text["files"]]
+                model_folder(source, savedir, revision, (WEIGHTS_FILE, *names))
+            if download_only:
+                return None
+            weights = model_file(folder, WEIGHTS_FILE, "model.safetensors")
+            try:
+                model = load_model(description, weights)
+            except (RuntimeError, SafetensorError) as error:
+                summary = " ".join(str(error).split())
+                raise ModelFormatError(
+                    f"{weights}: cannot load the weights: {summary}"
+                ) from None
+            hparams = _hparams_of(description)
+        hparams["folder"] = str(folder)
+        hparams["asr_source"] = asr_source
         if quantize == "int8":
-            modules["model"].eval()
-            quantize_int8(modules["model"])
-        hparams["savedir"] = savedir
-        return cls(modules=modules, hparams=hparams, **kwargs)
+            model.eval()
+            quantize_int8(model)
+        return cls(modules={"model": model}, hparams=hparams, **kwargs)
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -316,37 +334,31 @@ class EmotionRecognizer(Pretrained):
         return getattr(self.model, "text_fusion", None) is not None
 
     def _text_encoder_folder(self):
-        files = list(getattr(self.hparams, "text_encoder_files", []) or [])
-        source = getattr(self.hparams, "source", None)
-        savedir = getattr(self.hparams, "savedir", None)
-        folder = None
+        """The model folder's ``text_encoder/``, every listed file checked to
+        lie inside the model folder."""
+        folder = Path(self.hparams.folder)
+        files = list(getattr(self.hparams, "text_encoder_files", None) or [])
+        if not files:
+            raise ModelFormatError(f"{folder}: this model has no text encoder files")
         for name in files:
-            path = fetch(
-                filename=f"text_encoder/{name}",
-                source=source,
-                savedir=None if savedir is None else Path(savedir) / "text_encoder",
-                save_filename=name,
-            )
-            folder = Path(path).parent
-        return folder
+            model_file(folder, f"{TEXT_ENCODER_FOLDER}/{name}", "text encoder file")
+        return folder / TEXT_ENCODER_FOLDER
 
     def _embed_texts(self, texts):
         from sser_lobes.text.embedder import TextEmbedder
 
         if self._text_embedder is None:
-            folder = self._text_encoder_folder()
-            if folder is None:
-                raise ValueError("this model has no text encoder files.")
             self._text_embedder = TextEmbedder(
-                str(folder),
+                str(self._text_encoder_folder()),
                 max_length=self.hparams.text_max_length,
                 normalize=self.hparams.text_normalize,
                 device=str(self.device),
+                safetensors_only=True,
             )
         return torch.as_tensor(self._text_embedder.embed(texts), dtype=torch.float32)
 
     def transcribe(self, wavs, wav_lens=None):
-        """Transcripts from the model's configured ASR (``asr_source``)."""
+        """Transcripts from the caller's ASR model (``asr_source``), or None."""
         source = getattr(self.hparams, "asr_source", None)
         if not source:
             return None
@@ -663,23 +675,6 @@ class EmotionRecognizer(Pretrained):
             )
 
 
-def _check_text_encoder_files(hparams, hparams_path):
-    """Text encoder files are fetched into ``savedir/text_encoder``: their
-    names must stay inside it."""
-    for name in hparams.get("text_encoder_files") or []:
-        parts = Path(str(name)).parts
-        if (
-            not parts
-            or Path(str(name)).is_absolute()
-            or ".." in parts
-            or "\\" in str(name)
-        ):
-            raise UnsafeHparamsError(
-                f"{hparams_path}: text_encoder_files entry {name!r} is not a "
-                "file name inside text_encoder/."
-            )
-
-
 def _header_seconds(path, start=None, end=None):
     """Duration of a file or segment from its header (0.0 if unreadable:
     loading it will report why)."""
@@ -703,3 +698,93 @@ def _pad(waveforms):
         batch[row, : len(wav)] = wav
     lens = torch.tensor([len(w) / longest for w in waveforms])
     return batch, lens
+
+
+def _description(folder, overrides=None):
+    """The checked description of a model folder; a folder exported before
+    the data-only format gets one line saying what to do."""
+    folder = Path(folder)
+    if (
+        not (folder / DESCRIPTION_FILE).exists()
+        and not (folder / DESCRIPTION_FILE).is_symlink()
+    ):
+        if (folder / "hyperparams.yaml").is_file():
+            raise ModelFormatError(
+                f"{folder}: no {DESCRIPTION_FILE}: this model was exported by an "
+                "older sser (hyperparams.yaml only). Re-export its run with "
+                "`python -m sser_lobes.export RUN_FOLDER OUT_FOLDER`, or, if you "
+                "wrote this folder yourself, load it with trust_hparams=True "
+                "(sser-predict --trust-hparams), which runs the code its YAML names"
+            )
+        raise ModelFormatError(
+            f"{folder}: no {DESCRIPTION_FILE}; it is not an exported sser model "
+            "(write one with: python -m sser_lobes.export RUN_FOLDER OUT_FOLDER)"
+        )
+    data = read_description(folder)
+    return validate_description(data, folder / DESCRIPTION_FILE, overrides)
+
+
+def _hparams_of(description):
+    """The recognizer's settings from a checked description."""
+    text = description["text_encoder"] or {}
+    return {
+        "task": description["task"],
+        "labels": list(description["labels"]),
+        "sample_rate": description["sample_rate"],
+        "window_seconds": description["window_seconds"],
+        "chunk_hop_seconds": description["chunk_hop_seconds"],
+        "eval_crop_seconds": description["eval_crop_seconds"],
+        "batch_size": description["batch_size"],
+        "attribute_range": tuple(description["attribute_range"]),
+        "text_encoder_files": list(text.get("files", [])),
+        "text_max_length": text.get("max_length"),
+        "text_normalize": text.get("normalize"),
+        "description": description,
+    }
+
+
+def _from_trusted_yaml(path, overrides=None):
+    """The model and settings of a ``hyperparams.yaml`` built by HyperPyYAML
+    (``trust_hparams=True``: this runs whatever the file names)."""
+    from hyperpyyaml import load_hyperpyyaml
+
+    if not path.is_file():
+        raise ModelFormatError(f"{path}: no such file")
+    with open(path, encoding="utf-8") as handle:
+        hparams = load_hyperpyyaml(handle, overrides or {})
+    model = (hparams.get("modules") or {}).get("model")
+    if not isinstance(model, torch.nn.Module):
+        raise ModelFormatError(f"{path}: needs modules: {{model: ...}}")
+    weights = path.parent / WEIGHTS_FILE
+    try:
+        load_safetensors_state(model, weights)
+    except (RuntimeError, OSError, SafetensorError) as error:
+        summary = " ".join(str(error).split())
+        raise ModelFormatError(
+            f"{weights}: cannot load the weights: {summary}"
+        ) from None
+    labels = list(hparams.get("labels") or [])
+    outputs = getattr(getattr(model, "head", None), "n_outputs", len(labels))
+    if len(labels) != outputs:
+        raise ModelFormatError(
+            f"{path}: labels names {len(labels)} classes, the head has {outputs} "
+            "outputs"
+        )
+    settings = dict(hparams)
+    settings |= {
+        key: hparams.get(key, default)
+        for key, default in (
+            ("task", "categorical"),
+            ("sample_rate", 16000),
+            ("window_seconds", 10.0),
+            ("chunk_hop_seconds", 5.0),
+            ("eval_crop_seconds", None),
+            ("batch_size", 8),
+            ("attribute_range", (1.0, 7.0)),
+            ("text_encoder_files", []),
+            ("text_max_length", None),
+            ("text_normalize", None),
+        )
+    }
+    settings["labels"] = labels
+    return model.eval(), settings

@@ -299,6 +299,10 @@ class TextEmbedder:
         HuggingFace cache folder (transformers' default if None).
     revision : str or None
         Hub revision (branch, tag or commit).
+    safetensors_only : bool
+        Load a local folder's weights from safetensors files only, never a
+        pickled ``pytorch_model.bin`` (a downloaded model folder's text
+        encoder); no remote code is run either way.
 
     Attributes
     ----------
@@ -329,6 +333,7 @@ class TextEmbedder:
         device="cpu",
         cache_dir=None,
         revision=None,
+        safetensors_only=False,
     ):
         from transformers import AutoModel, AutoTokenizer
 
@@ -340,13 +345,15 @@ class TextEmbedder:
         folder = resolve_text_encoder(source, revision=revision, cache_dir=cache_dir)
         load_from = os.fspath(folder) if folder is not None else self.source
         kwargs = {} if folder is not None else {"revision": revision}
+        kwargs["trust_remote_code"] = False
+        weights = {"use_safetensors": True} if safetensors_only else {}
         try:
             with quiet_transformers():
                 self.tokenizer = AutoTokenizer.from_pretrained(
                     load_from, cache_dir=cache_dir, **kwargs
                 )
                 self.model = AutoModel.from_pretrained(
-                    load_from, cache_dir=cache_dir, **kwargs
+                    load_from, cache_dir=cache_dir, **kwargs, **weights
                 )
         except OSError as error:
             raise OSError(

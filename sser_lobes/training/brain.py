@@ -34,9 +34,16 @@ import speechbrain as sb
 import torch
 from speechbrain.utils.distributed import if_main_process, rank_prefixed_message
 
+from sser_lobes.dataio.chunking import inference_window_seconds
+from sser_lobes.dataio.files import atomic_write_json
 from sser_lobes.evaluation.metrics import ClassificationStats
 from sser_lobes.evaluation.plots import plot_learning_curves
+from sser_lobes.nnet.description import describe_run
 from sser_lobes.nnet.gender import GENDERS
+
+#: The run's model description, in its save folder (the name a model
+#: folder's description has too).
+RUN_DESCRIPTION = "sser_model.json"
 
 logger = logging.getLogger(__name__)
 
@@ -101,8 +108,11 @@ class SERBrain(sb.Brain):
     def on_fit_start(self):
         """Recover the latest checkpoint, then the history up to its epoch.
 
-        Also keeps the SSL encoder's config next to the checkpoints, so that
-        exporting the run never needs the original checkpoint source.
+        Also keeps, next to the checkpoints, the model's description as data
+        (``sser_model.json``, :func:`sser_lobes.nnet.description.describe_run`),
+        from which ``python -m sser_lobes.export`` rebuilds the model without
+        running the run's YAML, and the SSL encoder's config (for runs
+        exported with ``--trust-run``).
         """
         super().on_fit_start()
         if if_main_process():
@@ -110,6 +120,12 @@ class SERBrain(sb.Brain):
             save.mkdir(parents=True, exist_ok=True)
             config = self.hparams.ssl_encoder.config.to_json_string()
             (save / "ssl_config.json").write_text(config, encoding="utf-8")
+            hparams = vars(self.hparams)
+            manifests = sorted(Path(hparams["manifest_folder"]).glob("*.json"))
+            window = inference_window_seconds(
+                manifests, hparams.get("train_crop_seconds")
+            )
+            atomic_write_json(save / RUN_DESCRIPTION, describe_run(hparams, window))
         self.history = {}
         history_file = Path(self.hparams.output_folder) / "history.json"
         if history_file.exists():
