@@ -54,6 +54,7 @@ import sys
 from pathlib import Path
 
 import torch
+import yaml
 from safetensors.torch import save_file
 
 from sser_lobes.dataio.chunking import inference_window_seconds
@@ -159,7 +160,14 @@ def _load_run_data(save):
     except ModelFormatError as error:
         raise ExportError(str(error)) from None
     metric = (description.get("training") or {}).get("selection_metric")
-    checkpoint = Checkpointer(save).find_checkpoint(max_key=metric)
+    _check_checkpoint_folders(save)
+    try:
+        checkpoint = Checkpointer(save).find_checkpoint(max_key=metric)
+    except (KeyError, TypeError, ValueError, OSError, yaml.YAMLError) as error:
+        summary = " ".join(str(error).split())[:200] or type(error).__name__
+        raise ExportError(
+            f"{save}: cannot read the checkpoints' metadata: {summary}"
+        ) from None
     if checkpoint is None:
         raise ExportError(
             f"{save.parent}: no checkpoint in {save}; the run never finished an epoch"
@@ -171,8 +179,32 @@ def _load_run_data(save):
     state = _load_tensors(path)
     model = build_model(description["architecture"])
     _check_state(state, model, path)
+    bad = next(
+        (
+            k
+            for k, v in state.items()
+            if v.is_floating_point() and not v.isfinite().all()
+        ),
+        None,
+    )
+    if bad is not None:
+        raise ExportError(f"{path}: {bad} holds NaN or infinite values")
     model.load_state_dict(state, strict=True)
     return description, model.eval(), checkpoint
+
+
+def _check_checkpoint_folders(save):
+    """Each ``CKPT+*`` of a run is a real folder inside ``save/`` whose
+    ``CKPT.yaml`` is a small regular file: a symlink out of the run, a FIFO
+    (which would block the reader) or a huge file is refused."""
+    for folder in sorted(save.glob("CKPT+*")):
+        if folder.is_symlink() or not folder.is_dir():
+            raise ExportError(f"{folder}: not a checkpoint folder inside the run")
+        meta = folder / "CKPT.yaml"
+        if meta.is_symlink() or not meta.is_file() or meta.stat().st_size > 65536:
+            raise ExportError(
+                f"{meta}: not a checkpoint's metadata file (a regular file under 64 kB)"
+            )
 
 
 def _load_run_yaml(run, ssl_source=None):
@@ -591,18 +623,22 @@ def export_run(
         (out / stale).unlink(missing_ok=True)  # of an earlier export here
     text_files = []
     if model.text_fusion is not None:
-        text_files = _export_text_encoder(
-            description["training"].get("text_encoder_source"), out / "text_encoder"
-        )
+        source = description["training"].get("text_encoder_source")
+        if not (text_encoder_source or trust_run) and is_local_path(source):
+            raise ExportError(
+                f"{run}: the run names a local text encoder ({source}); the export "
+                "reads that folder and publishes its files: pass "
+                f"--text-encoder-source {source} to confirm"
+            )
+        text_files = _export_text_encoder(source, out / "text_encoder")
     local_paths = _local_paths(description, run, checkpoint)
     published = _scrub(published_description(description, text_files), local_paths)
     write_model_folder(out, published, model)
-    for pattern in ("*_metrics.json", "*confusion_matrix.png", "learning_curves.png"):
-        for path in run.glob(pattern):
-            shutil.copy(path, out / path.name)
-            if path.suffix == ".json":
-                # The copy only: the run's own files are never changed.
-                _scrub_json_file(out / path.name, local_paths)
+    for path in _run_files_to_publish(run):
+        shutil.copy(path, out / path.name)
+        if path.suffix == ".json":
+            # The copy only: the run's own files are never changed.
+            _scrub_json_file(out / path.name, local_paths)
     for path in (out / "text_encoder").rglob("*.json"):
         _scrub_json_file(path, local_paths, ours=False)
     (out / "README.md").write_text(
@@ -633,6 +669,30 @@ def export_run(
     return out
 
 
+#: The run's files an export publishes next to the model.
+PUBLISHED_RUN_FILES = ("*_metrics.json", "*confusion_matrix.png", "learning_curves.png")
+
+
+def _run_files_to_publish(run):
+    """The run's metrics and figures: regular files inside the run folder
+    only (a symlink to a file elsewhere would publish that file), and JSON
+    that parses."""
+    found = []
+    for pattern in PUBLISHED_RUN_FILES:
+        for path in sorted(run.glob(pattern)):
+            if path.is_symlink() or not path.is_file():
+                print(f"warning: {path}: not a regular file of the run, left out")
+                continue
+            if path.suffix == ".json":
+                try:
+                    json.loads(path.read_text(encoding="utf-8"))
+                except (UnicodeDecodeError, ValueError):
+                    print(f"warning: {path}: not JSON, left out")
+                    continue
+            found.append(path)
+    return found
+
+
 def _export_text_encoder(source, folder):
     """Save the run's text encoder (tokenizer + safetensors weights) inside
     the export."""
@@ -642,11 +702,17 @@ def _export_text_encoder(source, folder):
 
     if not source:
         raise ExportError("the run's text encoder source is not recorded")
-    with quiet_transformers():
-        AutoTokenizer.from_pretrained(source).save_pretrained(folder)
-        AutoModel.from_pretrained(source).save_pretrained(
-            folder, safe_serialization=True
-        )
+    try:
+        with quiet_transformers():
+            AutoTokenizer.from_pretrained(source).save_pretrained(folder)
+            AutoModel.from_pretrained(source, trust_remote_code=False).save_pretrained(
+                folder, safe_serialization=True
+            )
+    except (OSError, ValueError, RuntimeError) as error:
+        summary = " ".join(str(error).split())[:300]
+        raise ExportError(
+            f"{source}: cannot read the text encoder: {summary}"
+        ) from None
     return [str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file()]
 
 

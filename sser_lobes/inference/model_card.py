@@ -84,13 +84,35 @@ def metrics_rows(run):
     ``*_metrics.json`` files."""
     rows = []
     for path in sorted(Path(run).glob("*_metrics.json")):
-        data = json.loads(path.read_text(encoding="utf-8"))
-        split = data.get("split", path.name.replace("_metrics.json", ""))
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, ValueError):
+            continue
+        if not isinstance(data, dict):
+            continue
+        split = card_text(data.get("split", path.name.replace("_metrics.json", "")))
+        n = data.get("n") if isinstance(data.get("n"), int) else None
         values = {
-            k: data[k] for k in CARD_METRICS if isinstance(data.get(k), (int, float))
+            k: data[k]
+            for k in CARD_METRICS
+            if isinstance(data.get(k), (int, float)) and not isinstance(data[k], bool)
         }
-        rows.append((split, data.get("n"), values, data))
+        rows.append((split, n, values, data))
     return rows
+
+
+def card_text(value, limit=200):
+    """A value of a run's files as plain text for the card: one line, no
+    Markdown or HTML markup (a received run's files could carry links,
+    images or script tags into a published card).
+
+    Example
+    -------
+    >>> card_text("test <img src=x onerror=alert(1)> [click](http://x)")
+    'test img src=x onerror=alert1 clickhttp://x'
+    """
+    text = " ".join(str(value).split())[:limit]
+    return "".join(c for c in text if c not in "<>[]()`*_|#!\\{}")
 
 
 def _metrics_table(rows):
@@ -134,7 +156,7 @@ def model_card(description, run, checkpoint, repo_id=None):
         if task == "categorical"
         else "results = recognizer.predict_files(['speech.wav'])"
     )
-    protocol = first.get("protocol") or "protocol not recorded"
+    protocol = card_text(first.get("protocol") or "protocol not recorded")
     pictures = "\n".join(
         f"![{p.stem}]({p.name})"
         for p in sorted(Path(run).glob("*confusion_matrix.png"))
@@ -156,7 +178,7 @@ pipeline_tag: audio-classification
 
 Trained with the recipe `{name}` of the Python package `sser` (version
 {package_version()}; SpeechBrain recipes for speech emotion recognition),
-on {protocol}; fold {first.get("fold")}, seed {first.get("seed")}.
+on {protocol}; fold {card_text(first.get("fold"))}, seed {card_text(first.get("seed"))}.
 Encoder: {encoder}; fine-tuning: {training.get("finetune")}; pooling:
 `{pooling}`; labels: {list(description["labels"])}.
 Checkpoint selected on `{training.get("selection_metric")}`
@@ -200,7 +222,7 @@ which builds whatever the YAML names: sser never reads it unless asked with
 
 {_metrics_table(rows)}
 
-{first.get("split_description") or ""}
+{card_text(first.get("split_description") or "", 1000)}
 
 {pictures}
 

@@ -172,6 +172,8 @@ def main(argv=None):
         parser.error("give audio files or folders, or --csv FILE")
     if not args.csv and (args.label_map or args.metrics):
         parser.error("--label-map and --metrics go with --csv FILE")
+    from sser_lobes.errors import ModelFormatError
+
     if args.csv:
         from sser_lobes.dataio.corpus_csv import parse_label_map
 
@@ -179,8 +181,11 @@ def main(argv=None):
             args.label_map = parse_label_map(args.label_map, option="--label-map")
         except ValueError as error:
             parser.error(str(error))
-        return _predict_corpus(args)
-    return _predict_files(args)
+    try:
+        return _predict_corpus(args) if args.csv else _predict_files(args)
+    except ModelFormatError as error:  # found only when first needed (text)
+        print(f"error: {' '.join(str(error).split())}", file=sys.stderr)
+        return 2
 
 
 def _load_model(args):
