@@ -18,6 +18,7 @@ import torch
 from conftest import CUSTOM, FAST_TRAINING, run_recipe, run_script
 
 from sser_lobes.dataio.corpus_csv import read_corpus
+from sser_lobes.dataio.splits import stratified_group_folds
 
 HPARAMS = CUSTOM / "hparams"
 
@@ -111,7 +112,7 @@ def test_speaker_folds_are_stratified_when_speakers_lack_classes():
         "c": Counter(ang=4, sad=4, neu=4),
         "d": Counter(ang=4, sad=4, neu=4),
     }
-    folds = custom_prepare.speaker_folds(counts, ["ang", "neu", "sad"], 2, seed=3)
+    folds = stratified_group_folds(counts, ["ang", "neu", "sad"], 2, seed=3)
     for fold in folds:
         assert sum(counts[s]["sad"] for s in fold) == 4, folds
 

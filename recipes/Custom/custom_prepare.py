@@ -16,9 +16,13 @@ inference interface's conversion.
 Protocols (``split_mode``):
 
 * ``speaker_kfold`` (default): the speakers are grouped into ``num_folds``
-  folds, stratified by class as far as the speakers allow; fold
-  ``test_fold`` (from 1) is the test set; with fewer speakers than folds,
-  each speaker is a fold (leave-one-speaker-out). Validation speakers are
+  folds (:func:`sser_lobes.dataio.splits.stratified_group_folds`:
+  scikit-learn's ``StratifiedGroupKFold``, then a search that puts every
+  class into every fold where the speakers allow it, and stratifies by
+  class as far as they allow); fold ``test_fold`` (from 1) is the test set;
+  ``split_info.json`` records each fold's speakers and class counts. With
+  fewer speakers than folds, each speaker is a fold (leave-one-speaker-out,
+  in sorted order). Validation speakers are
   drawn from the training side (``valid_ratio`` of its utterances, whole
   speakers, so that valid is speaker-disjoint from train too; with one
   training speaker, or ``valid_split: utterances``, a stratified share of its
@@ -70,7 +74,7 @@ from sser_lobes.dataio.preparation import (
     write_state,
 )
 from sser_lobes.dataio.row_report import log_summary
-from sser_lobes.dataio.splits import stratified_share
+from sser_lobes.dataio.splits import stratified_group_folds, stratified_share
 from sser_lobes.errors import CorpusError, PreparationError
 
 logger = logging.getLogger(__name__)
@@ -199,69 +203,6 @@ def count_folds(csv_file, num_folds):
     return min(num_folds, len(speakers)) if num_folds else len(speakers)
 
 
-def speaker_folds(speaker_counts, classes, num_folds, seed):
-    """Group speakers into folds, stratified by class as far as they allow.
-
-    Speakers are placed one at a time, those with the most utterances first
-    (ties in a seeded order), each into the fold where the folds' class
-    shares and sizes stay closest to ``1 / num_folds``; no fold stays empty.
-
-    Arguments
-    ---------
-    speaker_counts : dict
-        Speaker -> ``Counter`` of classes.
-    classes : list of str
-    num_folds : int
-        At most the number of speakers.
-    seed : int
-
-    Returns
-    -------
-    list of list of str
-        The speakers of each fold (sorted within a fold).
-
-    Example
-    -------
-    >>> from collections import Counter
-    >>> counts = {s: Counter(a=5, b=5) for s in "pqrs"}
-    >>> counts["t"] = Counter(a=9, b=1)
-    >>> [len(fold) for fold in speaker_folds(counts, ["a", "b"], 2, seed=1)]
-    [3, 2]
-    """
-    speakers = sorted(speaker_counts)
-    random.Random(seed).shuffle(speakers)
-    speakers.sort(key=lambda s: -sum(speaker_counts[s].values()))
-    totals = {c: sum(speaker_counts[s][c] for s in speakers) or 1 for c in classes}
-    grand = sum(sum(speaker_counts[s].values()) for s in speakers) or 1
-    folds = [Counter() for _ in range(num_folds)]
-    members = [[] for _ in range(num_folds)]
-    target = 1.0 / num_folds
-
-    def cost(candidate):
-        trial = [
-            folds[f] + (speaker_counts[s_now] if f == candidate else Counter())
-            for f in range(num_folds)
-        ]
-        spread = sum(
-            (trial[f][c] / totals[c] - target) ** 2
-            for f in range(num_folds)
-            for c in classes
-        )
-        sizes = sum(
-            (sum(trial[f].values()) / grand - target) ** 2 for f in range(num_folds)
-        )
-        return spread + len(classes) * sizes
-
-    for position, s_now in enumerate(speakers):
-        empty = [f for f in range(num_folds) if not members[f]]
-        remaining = len(speakers) - position
-        allowed = empty if remaining <= len(empty) else range(num_folds)
-        best = min(allowed, key=lambda f: (cost(f), len(members[f]), f))
-        folds[best] += speaker_counts[s_now]
-        members[best].append(s_now)
-    return [sorted(fold) for fold in members]
-
-
 def _draw_valid(ids, records, options, rng):
     """Split the training side into (valid, train, speaker_disjoint)."""
     speakers = sorted({records[u]["speaker"] for u in ids} - {None})
@@ -338,8 +279,11 @@ def _split(records, options, corpus_name):
                 f"test_fold {options['test_fold']} but the corpus' {len(counts)} "
                 f"speakers make {k} folds (test_fold 1..{k})"
             )
-        folds = speaker_folds(
-            counts, sorted({r["emo"] for r in records.values()}), k, options["seed"]
+        classes = sorted({r["emo"] for r in records.values()})
+        folds = (
+            [[speaker] for speaker in sorted(counts)]
+            if k == len(counts)
+            else stratified_group_folds(counts, classes, k, options["seed"])
         )
         test_speakers = set(folds[options["test_fold"] - 1])
         test = [u for u in ids if records[u]["speaker"] in test_speakers]
@@ -349,6 +293,13 @@ def _split(records, options, corpus_name):
         info = {
             **info,
             "folds": folds,
+            "fold_counts": [
+                {
+                    "total": sum(sum(counts[s].values()) for s in fold),
+                    **{c: sum(counts[s][c] for s in fold) for c in classes},
+                }
+                for fold in folds
+            ],
             "num_folds": k,
             "leave_one_speaker_out": loso,
             "valid_speaker_disjoint": disjoint,
