@@ -357,6 +357,10 @@ def test_user_mistakes_are_one_line_before_the_model_is_built(
         expect_ok=False,
     )
     assert "none.csv: corpus file not found" in run.error
+    # A hyphen instead of an underscore: the option meant, named.
+    argv = [HPARAMS / "train_wavlm_large.yaml", f"--csv-file={csv_corpus}"]
+    run = run_recipe(CUSTOM, argv, expect_ok=False)
+    assert "unknown option --csv-file: did you mean --csv_file?" in run.error
 
 
 def test_cross_corpus_run_records_both_corpora_and_the_mapping(

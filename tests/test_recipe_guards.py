@@ -90,6 +90,8 @@ BAD_OPTIONS = [
     ("--finetune=bogus", "--finetune must be one of frozen, partial, entire"),
     ("--pooling_type=foo", "--pooling_type must be one of"),
     ("--bogus_key=1", "unknown option --bogus_key"),
+    ("--numbr_of_epochs=3", "--numbr_of_epochs: did you mean --number_of_epochs?"),
+    ("--test-session=3", "unknown option --test-session: did you mean --test_session?"),
     ("--batching=sorted", "--batching must be one of bucketed, random"),
     ("--selection_metric=F1", "--selection_metric must be one of"),
     ("--number_of_epochs=0", "--number_of_epochs must be an integer >= 1"),
