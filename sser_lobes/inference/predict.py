@@ -2,7 +2,7 @@
 
     sser-predict --model DIR_OR_REPO FILES_OR_FOLDERS... [--output out.jsonl|out.csv]
                  [--batch-size N] [--device cpu|cuda] [--quantize int8]
-                 [--trust-hparams]
+                 [--num-threads N] [--trust-hparams]
     sser-predict --model DIR_OR_REPO --csv corpus.csv [--label-map "calm:neu,..."]
                  [--output preds.csv] [--metrics metrics.json] [...]
 
@@ -14,6 +14,8 @@ exit status is 1 if any file failed, 2 if nothing could be run at all
 never uses: it is refused, see :mod:`sser_lobes.inference.safe_hparams`).
 ``--quantize int8`` runs the SSL encoder in dynamic int8 on the CPU
 (:mod:`sser_lobes.encoders.quantize`); with ``--device cuda`` it is refused.
+``--num-threads`` sets torch's CPU threads (:mod:`sser_lobes.encoders.threads`,
+the recipes' ``--num_threads``).
 
 ``--csv`` evaluates the model on a prepared corpus without retraining. The
 file is the one :mod:`sser_lobes.dataio.corpus_csv` reads: one utterance per row,
@@ -140,6 +142,13 @@ def build_parser():
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--device", default="cpu")
     parser.add_argument(
+        "--num-threads",
+        type=int,
+        help="torch's CPU threads (default: what torch picks, at most the CPUs "
+        "this process may use; fewer can be faster when other jobs share the "
+        "cores)",
+    )
+    parser.add_argument(
         "--quantize",
         choices=["int8"],
         help="int8: dynamic int8 SSL encoder, faster on CPU (CPU only)",
@@ -164,6 +173,12 @@ def main(argv=None):
         parser.error("give audio files or folders, or --csv FILE")
     if not args.csv and (args.label_map or args.metrics):
         parser.error("--label-map and --metrics go with --csv FILE")
+    from sser_lobes.encoders.threads import set_num_threads
+
+    try:
+        set_num_threads(args.num_threads, "--num-threads")
+    except ValueError as error:
+        parser.error(str(error))
     if args.csv:
         from sser_lobes.dataio.corpus_csv import parse_label_map
 

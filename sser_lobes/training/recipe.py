@@ -21,6 +21,7 @@ Example
 """
 
 import hashlib
+import logging
 import os
 import shutil
 import tempfile
@@ -32,6 +33,8 @@ import torch
 from sser_lobes.dataio.pipelines import text_pipeline
 from sser_lobes.nnet.gender import gender_index
 from sser_lobes.training.hparams import load_hparams
+
+logger = logging.getLogger(__name__)
 
 
 def setup_experiment(argv, script=None, check_options=None):
@@ -91,6 +94,7 @@ def setup_experiment(argv, script=None, check_options=None):
     else:
         check_model_options(preview, (preview.get("selection_metric"),))
     check_pretrained_sources(preview)
+    threads = use_threads(preview)
 
     sb.utils.distributed.ddp_init_group(run_opts)
     try:
@@ -113,7 +117,21 @@ def setup_experiment(argv, script=None, check_options=None):
         os.unlink(handle.name)
     if sb.utils.distributed.if_main_process():
         _keep_script_copy(hparams["output_folder"], script)
+    logger.info("torch runs with %d CPU thread(s) (--num_threads)", threads)
     return hparams, run_opts, guard
+
+
+def use_threads(hparams):
+    """Run torch with ``num_threads`` CPU threads (null: torch's choice, at
+    most the CPUs this process may use; :mod:`sser_lobes.encoders.threads`)."""
+    from sser_lobes.encoders.threads import set_num_threads
+    from sser_lobes.errors import RecipeError
+
+    try:
+        threads = set_num_threads(hparams.get("num_threads"), "--num_threads")
+    except ValueError as error:
+        raise RecipeError(str(error)) from None
+    return threads
 
 
 def _keep_script_copy(folder, script):
