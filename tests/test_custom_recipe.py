@@ -422,7 +422,7 @@ def test_fold_loop_runs_every_fold_and_aggregates(csv_corpus, tiny_models, tmp_p
         "fold2of3",
         "fold3of3",
     ]
-    runs = work / "results/Custom/corpus/wavlm_large_partial/speaker_kfold/seed_1993"
+    runs = work / "results/Custom/corpus/wavlm_h32_l2_partial/speaker_kfold/seed_1993"
     tested = []
     for fold in ("fold1of3", "fold2of3", "fold3of3"):
         info = json.loads((runs / fold / "manifests/split_info.json").read_text())
@@ -551,7 +551,7 @@ def test_gender_and_text_overlays_read_the_csv_columns(
     )
     run_recipe(CUSTOM, argv)
     metrics = json.loads((out / "test_metrics.json").read_text())
-    assert metrics["experiment"] == "wavlm_large_partial_gender_text"
+    assert metrics["experiment"] == "wavlm_h32_l2_partial_gender_text"
     assert "gender_accuracy" in metrics
     test = json.loads((out / "manifests" / "test.json").read_text())
     assert all(

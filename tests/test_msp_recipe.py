@@ -159,7 +159,7 @@ def test_system_b_options_run(msp_small_corpus, tiny_models, tmp_path):
         epochs=1,
     )
     metrics = json.loads((out / "test1_metrics.json").read_text())
-    assert metrics["experiment"] == "wavlm_large_categorical_std_focal"
+    assert metrics["experiment"] == "wavlm_h32_l2_categorical_std_focal"
     assert metrics["pooling"] == "std"
     assert "| test1 |" in run.stdout
 

@@ -267,6 +267,26 @@ def test_default_fold_names_follow_the_protocol(iemocap_corpus, mode, extra, fol
     assert split["split_mode"] == mode
 
 
+def test_the_run_folder_is_named_after_the_encoder_given(
+    iemocap_small_corpus, tiny_models, tmp_path, monkeypatch
+):
+    """--ssl_source=<a local folder> without --ssl_name: the run folder and
+    the experiment are named from the folder's config, not wavlm_large."""
+    monkeypatch.chdir(tmp_path)
+    argv = [
+        IEMOCAP_HPARAMS,
+        f"--data_folder={iemocap_small_corpus}",
+        f"--ssl_source={tiny_models['hubert_base']}",
+        "--number_of_epochs=1",
+        *FAST_TRAINING,
+    ]
+    run_recipe(IEMOCAP, argv)
+    run = tmp_path / "results/IEMOCAP/hubert_h32_l2_partial/loso/seed_1993/session5"
+    metrics = json.loads((run / "test_metrics.json").read_text())
+    assert metrics["experiment"] == "hubert_h32_l2_partial"
+    assert not (tmp_path / "results/IEMOCAP/wavlm_large_partial").exists()
+
+
 # --------------------------------------------------------------------------
 # 3. MSP-Podcast: empty splits
 # --------------------------------------------------------------------------

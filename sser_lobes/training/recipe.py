@@ -77,7 +77,7 @@ def setup_experiment(argv, script=None, check_options=None):
     from sser_lobes.training.split_guard import SplitGuard
 
     hparams_file, run_opts, overrides = sb.parse_arguments(argv)
-    overrides = parse_overrides(overrides)
+    overrides = name_the_encoder(parse_overrides(overrides))
     check_run_options(run_opts)
     preview = preview_hparams(hparams_file, overrides)
     guard = None
@@ -119,6 +119,26 @@ def setup_experiment(argv, script=None, check_options=None):
         _keep_script_copy(hparams["output_folder"], script)
     logger.info("torch runs with %d CPU thread(s) (--num_threads)", threads)
     return hparams, run_opts, guard
+
+
+def name_the_encoder(overrides):
+    """``ssl_name`` from ``--ssl_source`` when the command line gives the
+    source without a name (:func:`sser_lobes.encoders.hf_utils.model_name`):
+    a run on another encoder never lands in the default encoder's run folder
+    (``wavlm_large_partial``).
+
+    Example
+    -------
+    >>> name_the_encoder({"ssl_source": "facebook/hubert-large-ll60k"})["ssl_name"]
+    'hubert_large_ll60k'
+    >>> name_the_encoder({"ssl_source": "x/y", "ssl_name": "mine"})["ssl_name"]
+    'mine'
+    """
+    from sser_lobes.encoders.hf_utils import model_name
+
+    if "ssl_source" in overrides and "ssl_name" not in overrides:
+        overrides = {**overrides, "ssl_name": model_name(overrides["ssl_source"])}
+    return overrides
 
 
 def use_threads(hparams):
