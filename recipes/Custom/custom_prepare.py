@@ -60,6 +60,8 @@ from collections import Counter
 from pathlib import Path
 
 from sser_lobes.dataio.corpus_csv import (
+    audio_key,
+    file_identities,
     parse_class_list,
     parse_label_map,
     read_corpus,
@@ -99,6 +101,7 @@ def validate_options(
     emotions=None,
     label_map=None,
     test_label_map=None,
+    allow_overlap=False,
 ):
     """Check the protocol options; a ``ValueError`` names the bad one.
 
@@ -138,6 +141,8 @@ def validate_options(
             raise ValueError(f"{name} must be a number in (0, 1), got {ratio!r}")
         if not 0 < ratio < 1:
             raise ValueError(f"{name} must be in (0, 1), got {ratio}")
+    if allow_overlap not in (True, False):
+        raise ValueError(f"allow_overlap must be True or False, got {allow_overlap!r}")
     if split_mode == "random" and valid_ratio + test_ratio >= 1:
         raise ValueError(
             f"valid_ratio + test_ratio must be below 1, got {valid_ratio + test_ratio}"
@@ -153,6 +158,7 @@ def validate_options(
         "emotions": parse_class_list(emotions),
         "label_map": parse_label_map(label_map),
         "test_label_map": parse_label_map(test_label_map, "test_label_map"),
+        "allow_overlap": allow_overlap,
     }
 
 
@@ -195,11 +201,35 @@ def corpus_classes(csv_file, label_map=None, emotions=None):
     return list(emotions)
 
 
+def require_speakers(csv_file, columns):
+    """One line when ``speaker_kfold`` meets a file without speakers.
+
+    Example
+    -------
+    >>> require_speakers("c.csv", ["wav", "emotion"])
+    Traceback (most recent call last):
+    ...
+    sser_lobes.errors.CorpusError: c.csv: no speaker column ...--split_mode=random...
+    """
+    if "speaker" not in columns:
+        raise CorpusError(
+            f"{csv_file}: no speaker column (found: {', '.join(columns)}); "
+            "split_mode=speaker_kfold, the default, keeps each speaker in one "
+            "fold. For a corpus without speakers use --split_mode=random "
+            "(speaker-DEPENDENT) or --split_mode=given (a split column)"
+        )
+
+
 def count_folds(csv_file, num_folds):
     """Number of folds of ``speaker_kfold`` on this CSV (fewer speakers: one each)."""
     columns, rows = read_table(csv_file)
-    require_columns(csv_file, columns, ("wav", "emotion", "speaker"))
-    speakers = {v["speaker"] for _, v, _ in rows if v is not None and v.get("speaker")}
+    require_columns(csv_file, columns, ("wav", "emotion"))
+    require_speakers(csv_file, columns)
+    speakers = {
+        v["speaker"].casefold()
+        for _, v, _ in rows
+        if v is not None and v.get("speaker")
+    }  # spk01 and SPK01 are one speaker (read_corpus merges them)
     return min(num_folds, len(speakers)) if num_folds else len(speakers)
 
 
@@ -344,6 +374,50 @@ def _split(records, options, corpus_name):
     )
 
 
+def _test_overlap(rows, test_rows, splits, num_workers, names):
+    """What the test split shares with train + valid: ``{"files": [...],
+    "speakers": [...]}``.
+
+    ``files``: the test utterances whose audio (file and segment,
+    :func:`~sser_lobes.dataio.corpus_csv.audio_key`) is a training-side
+    utterance's, as ``"<test file>, line <n> = <file>, line <m>"``.
+    ``speakers``: the test speakers also on the training side, compared
+    case-folded, when the utterances name their speakers.
+
+    ``rows`` are the kept rows of the corpus, ``test_rows`` those of the
+    cross-corpus test file (empty without one: the test split is then part
+    of ``rows``); ``names`` the files they come from, ``(training, test)``.
+    """
+    by_id = {row.id: row for row in rows}
+    if test_rows:
+        test = list(test_rows)
+    else:
+        test = [by_id[u] for u in splits["test"]]
+    training = [by_id[u] for split in ("train", "valid") for u in splits[split]]
+    identities = file_identities({r.wav for r in (*training, *test)}, num_workers)
+    seen = {audio_key(r, identities): r for r in training}
+    files = []
+    for row in test:
+        other = seen.get(audio_key(row, identities))
+        if other is not None:
+            files.append(
+                f"{names[1]}, line {row.line} is {names[0]}, line {other.line} "
+                f"({row.wav})"
+            )
+    train_speakers = {r.speaker.casefold(): r.speaker for r in training if r.speaker}
+    test_speakers = {r.speaker.casefold() for r in test if r.speaker}
+    speakers = sorted(train_speakers[k] for k in test_speakers & set(train_speakers))
+    if speakers:
+        logger.warning(
+            "%d test speaker id(s) also name training-side speakers (compared "
+            "case-folded): %s; split_info.json says speaker_independent: false. If "
+            "they are other people, give them other ids",
+            len(speakers),
+            ", ".join(speakers[:10]),
+        )
+    return {"files": files, "speakers": speakers}
+
+
 def _keep_classes(rows, emotions, dropped, what):
     """Rows whose class is one of ``emotions``; the others counted in ``dropped``."""
     kept = []
@@ -386,6 +460,7 @@ def prepare_custom(
     test_csv=None,
     test_label_map=None,
     num_workers=4,
+    allow_overlap=False,
 ):
     """Prepare train / valid / test manifests of a corpus CSV for one fold.
 
@@ -407,6 +482,10 @@ def prepare_custom(
         Label map of ``test_csv``.
     num_workers : int
         Threads reading audio headers.
+    allow_overlap : bool
+        Keep test utterances whose audio is also on the training side (the
+        preparation refuses them otherwise; ``split_info.json`` records
+        ``file_disjoint`` and the shared files either way).
 
     Returns
     -------
@@ -438,6 +517,7 @@ def prepare_custom(
         emotions,
         label_map,
         test_label_map,
+        allow_overlap,
     )
     csv_file = Path(os.path.abspath(os.fspath(csv_file)))
     if not csv_file.is_file():
@@ -469,6 +549,7 @@ def prepare_custom(
     mode = options["split_mode"]
     need = ["wav", "emotion"]
     if mode == "speaker_kfold" and test_csv is None:
+        require_speakers(csv_file, read_table(csv_file)[0])
         need.append("speaker")
     if mode == "given":
         need.append("split")
@@ -481,6 +562,7 @@ def prepare_custom(
     records = {row.id: row.manifest_entry() for row in rows}
     corpus_name = csv_file.stem
     splits, info, description = _split(records, options, corpus_name)
+    test_rows = []
     test_records = {}
     test_report = None
     test_dropped = Counter()
@@ -501,30 +583,59 @@ def prepare_custom(
                 f"the {name} split is empty ({description}); {csv_file} has "
                 f"{len(records)} usable rows of the classes {', '.join(classes)}"
             )
-    every = {**records, **test_records}
-    absent = absent_classes(every, splits, classes, description)
+    sources = {
+        split: test_records if (split == "test" and test_csv is not None) else records
+        for split in splits
+    }
+    entries = {split: [sources[split][u] for u in ids] for split, ids in splits.items()}
+    absent = absent_classes(
+        {(split, u): sources[split][u] for split, ids in splits.items() for u in ids},
+        {split: [(split, u) for u in ids] for split, ids in splits.items()},
+        classes,
+        description,
+    )
+    overlap = _test_overlap(
+        rows,
+        test_rows,
+        splits,
+        num_workers,
+        (csv_file, test_csv if test_csv is not None else csv_file),
+    )
+    if overlap["files"] and not options["allow_overlap"]:
+        example = overlap["files"][0]
+        raise PreparationError(
+            f"{len(overlap['files'])} test utterance(s) are audio of the training "
+            f"side, e.g. {example}; a test set must not hold training audio. "
+            "Remove them, or pass --allow_overlap=True to keep them (split_info.json "
+            "then says file_disjoint: false)"
+        )
+    if overlap["files"]:
+        logger.warning(
+            "--allow_overlap: %d test utterance(s) are audio of the training side, "
+            "e.g. %s",
+            len(overlap["files"]),
+            overlap["files"][0],
+        )
 
     save_folder.mkdir(parents=True, exist_ok=True)
     write_state(save_folder, _WRITER, _FORMAT_VERSION, options, complete=False)
     for split, ids in splits.items():
-        source = test_records if (split == "test" and test_csv is not None) else records
-        atomic_write_json(paths[split], {u: source[u] for u in ids})
+        atomic_write_json(paths[split], {u: sources[split][u] for u in ids})
 
     speakers = {
-        split: sorted({every[u]["speaker"] for u in ids} - {None})
-        for split, ids in splits.items()
+        split: sorted({e["speaker"] for e in members} - {None})
+        for split, members in entries.items()
     }
     has_speakers = all(
-        every[u]["speaker"] is not None for ids in splits.values() for u in ids
+        e["speaker"] is not None for members in entries.values() for e in members
     )
     if mode == "random" and test_csv is None:
         independent = False
-    elif test_csv is not None:
-        independent = True  # another corpus: other speakers by construction
     elif has_speakers:
-        independent = not (set(speakers["test"]) & set(speakers["train"]))
+        # Speaker ids compare case-folded (read_corpus merged them per file).
+        independent = not overlap["speakers"]
     else:
-        independent = None
+        independent = None  # unknown: some utterance has no speaker
     split_info = {
         "corpus": corpus_name,
         "csv_file": options["csv_file"],
@@ -534,6 +645,7 @@ def prepare_custom(
         + (f" -> {test_csv.stem}" if test_csv is not None else ""),
         "split_description": description,
         "speaker_independent": independent,
+        "file_disjoint": not overlap["files"],
         **info,
         "test_fold": options["test_fold"] if test_csv is None else None,
         "seed": options["seed"],
@@ -551,13 +663,17 @@ def prepare_custom(
         },
         "counts": {
             split: {
-                "total": len(ids),
-                **{c: sum(every[u]["emo"] == c for u in ids) for c in classes},
+                "total": len(members),
+                **{c: sum(e["emo"] == c for e in members) for c in classes},
             }
-            for split, ids in splits.items()
+            for split, members in entries.items()
         },
         "speakers": speakers,
     }
+    if overlap["files"]:
+        split_info["test_files_in_training"] = overlap["files"]
+    if overlap["speakers"]:
+        split_info["test_speakers_in_training"] = overlap["speakers"]
     if absent:
         split_info["absent_classes"] = absent
     if mode == "random" and test_csv is None:
@@ -572,6 +688,7 @@ def prepare_custom(
         "skipped": report.summary(),
         "dropped_classes": dict(sorted(dropped.items())),
         "speakers_missing_classes": missing_classes,
+        "merged_speaker_spellings": report.notes.get("merged_speaker_spellings", {}),
     }
     if test_csv is not None:
         summary["test_csv"] = {
@@ -579,6 +696,9 @@ def prepare_custom(
             "rows_kept": len(test_records),
             "skipped": test_report.summary(),
             "dropped_classes": dict(sorted(test_dropped.items())),
+            "merged_speaker_spellings": test_report.notes.get(
+                "merged_speaker_spellings", {}
+            ),
         }
     atomic_write_json(save_folder / SPLIT_INFO_FILE, split_info)
     atomic_write_json(save_folder / SUMMARY_FILE, summary)
@@ -650,6 +770,11 @@ def main(argv=None):
     parser.add_argument("--test_csv", help="another corpus as the test set")
     parser.add_argument("--test_label_map", help="label map of --test_csv")
     parser.add_argument(
+        "--allow_overlap",
+        action="store_true",
+        help="keep test utterances whose audio is also in training",
+    )
+    parser.add_argument(
         "--print_num_folds",
         action="store_true",
         help="only print the number of speaker_kfold folds of the CSV",
@@ -679,6 +804,7 @@ def main(argv=None):
         label_map=args.label_map,
         test_csv=args.test_csv,
         test_label_map=args.test_label_map,
+        allow_overlap=args.allow_overlap,
     )
 
 

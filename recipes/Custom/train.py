@@ -70,6 +70,7 @@ def protocol_options(hparams):
             emotions=hparams["emotions"],
             label_map=hparams["label_map"],
             test_label_map=hparams["test_label_map"],
+            allow_overlap=hparams["allow_overlap"],
         )
     except ValueError as error:
         raise RecipeError(str(error)) from None
@@ -155,6 +156,7 @@ def prepare_data(hparams):
             "test_csv": hparams["test_csv"],
             "test_label_map": hparams["test_label_map"],
             "num_workers": hparams["num_prep_workers"],
+            "allow_overlap": hparams["allow_overlap"],
         },
     )
     info_file = Path(hparams["manifest_folder"]) / "split_info.json"

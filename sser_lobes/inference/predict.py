@@ -245,7 +245,11 @@ def _predict_corpus(args):
     corpus = Path(os.path.abspath(args.csv))  # as read_corpus names it
     try:
         rows, report = read_corpus(
-            corpus, label_map=args.label_map, require=("wav",), progressbar=True
+            corpus,
+            label_map=args.label_map,
+            require=("wav",),
+            progressbar=True,
+            duplicates="keep",
         )
     except CorpusError as error:
         print(f"error: {' '.join(str(error).split())}", file=sys.stderr)
