@@ -20,10 +20,12 @@ Example
 | test | 4 | 50.00 | 25.00 |
 """
 
+import contextlib
 import hashlib
 import logging
 import os
 import shutil
+import sys
 import tempfile
 from pathlib import Path
 
@@ -37,13 +39,21 @@ from sser_lobes.training.hparams import load_hparams
 logger = logging.getLogger(__name__)
 
 
-def setup_experiment(argv, script=None, check_options=None):
-    """Parse the command line, check the options, start DDP, load hparams.
+def setup_experiment(argv, script=None, check_options=None, prepare=None):
+    """Parse the command line, check the options, prepare the data, start DDP,
+    load hparams.
 
     The options are checked on a preview of the hyperparameters, before
-    anything is built (:mod:`sser_lobes.training.preflight`): a mistake is reported as
-    one :class:`~sser_lobes.errors.RecipeError` before the SSL encoder is
-    downloaded or built, and before anything is written into the run folder.
+    anything is built (:mod:`sser_lobes.training.preflight`): a mistake is
+    reported as one :class:`~sser_lobes.errors.RecipeError` before the SSL
+    encoder is downloaded or built, and before anything is written into the
+    run folder. The data preparation runs next, on the preview's plain
+    values and still before anything is built, into a staging copy of the
+    manifest folder
+    (:func:`~sser_lobes.training.split_guard.prepare_guarded`): a run that
+    the split guard refuses, or whose data the recipe refuses, leaves the
+    run folder as it was. Only then are the hyperparameters loaded (which
+    builds the encoder) and ``hyperparams.yaml`` written.
 
     Arguments
     ---------
@@ -57,14 +67,17 @@ def setup_experiment(argv, script=None, check_options=None):
         recipe's own checks on the plain values (data folder, protocol).
         ``derived_overrides`` (e.g. the fold name) are applied to the
         hyperparameters; ``split_options`` define the split for the
-        :class:`~sser_lobes.training.split_guard.SplitGuard` (None: no guard).
+        :class:`~sser_lobes.training.split_guard.SplitGuard` (None: no guard),
+        which also holds the training ``seed``.
+    prepare : callable or None
+        ``prepare(preview, folder) -> manifest paths``: the recipe's data
+        preparation into ``folder`` (on the main process only), with its
+        checks of the prepared data. None: no preparation.
 
     Returns
     -------
     hparams : dict
     run_opts : dict
-    guard : sser_lobes.training.split_guard.SplitGuard or None
-        Call ``guard.check_manifests(...)`` after the data preparation.
     """
     from sser_lobes.errors import RecipeError
     from sser_lobes.training.preflight import (
@@ -74,7 +87,7 @@ def setup_experiment(argv, script=None, check_options=None):
         parse_overrides,
         preview_hparams,
     )
-    from sser_lobes.training.split_guard import SplitGuard
+    from sser_lobes.training.split_guard import SEED_OPTION, SplitGuard
 
     hparams_file, run_opts, overrides = sb.parse_arguments(argv)
     overrides = name_the_encoder(parse_overrides(overrides))
@@ -88,7 +101,9 @@ def setup_experiment(argv, script=None, check_options=None):
             preview = preview_hparams(hparams_file, overrides)
         if split_options is not None:
             guard = SplitGuard(
-                preview["save_folder"], split_options, preview["output_folder"]
+                preview["save_folder"],
+                {**split_options, SEED_OPTION: preview.get("seed")},
+                preview["output_folder"],
             )
             guard.check_options()
     else:
@@ -97,10 +112,24 @@ def setup_experiment(argv, script=None, check_options=None):
     threads = use_threads(preview)
 
     sb.utils.distributed.ddp_init_group(run_opts)
+    output = Path(preview["output_folder"])
+    new_folders = [p for p in (output, *output.parents) if not p.exists()]
+    records = []
+    if prepare is not None:
+        # SpeechBrain sets up the console and log.txt with the run folder,
+        # which is written after the preparation: show its messages now, and
+        # put them into log.txt below.
+        with _preparation_log(records):
+            sb.utils.distributed.run_on_main(
+                _prepare_run_folder, args=[preview, prepare, guard]
+            )
     try:
         hparams, merged_text = load_hparams(hparams_file, overrides)
     except (ValueError, OSError) as error:
         # The options were checked; what is left is a value a lobe refuses.
+        # A run folder that this call created holds nothing of use.
+        if new_folders and sb.utils.distributed.if_main_process():
+            shutil.rmtree(new_folders[-1], ignore_errors=True)
         raise RecipeError(f"{hparams_file}: {error}") from error
     # Save the merged (overlay-resolved) hyperparameters with the experiment.
     with tempfile.NamedTemporaryFile(
@@ -115,10 +144,56 @@ def setup_experiment(argv, script=None, check_options=None):
         )
     finally:
         os.unlink(handle.name)
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, logging.FileHandler):
+            for record in records:
+                handler.handle(record)
     if sb.utils.distributed.if_main_process():
         _keep_script_copy(hparams["output_folder"], script)
     logger.info("torch runs with %d CPU thread(s) (--num_threads)", threads)
-    return hparams, run_opts, guard
+    return hparams, run_opts
+
+
+@contextlib.contextmanager
+def _preparation_log(records):
+    """INFO and above on the console (as SpeechBrain's console handler
+    shows them), each record also kept in ``records``."""
+
+    class Console(logging.StreamHandler):
+        def emit(self, record):
+            records.append(record)
+            super().emit(record)
+
+    root = logging.getLogger()
+    handler = Console(sys.stdout)
+    handler.setLevel(logging.INFO)
+    handler.setFormatter(logging.Formatter("%(name)s - %(message)s"))
+    level = root.level
+    root.addHandler(handler)
+    root.setLevel(min(level, logging.INFO) if level else logging.INFO)
+    try:
+        yield
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(level)
+
+
+def _prepare_run_folder(preview, prepare, guard):
+    """The staged preparation, then the fingerprint (main process)."""
+    from sser_lobes.training.split_guard import prepare_guarded
+
+    manifests = prepare_guarded(
+        preview["manifest_folder"],
+        lambda folder: prepare(preview, Path(folder)),
+        guard,
+    )
+    logger.info(
+        "%s: the prepared manifests are in place (prepared in a staging copy)",
+        preview["manifest_folder"],
+    )
+    if guard is not None:
+        # Never resume checkpoints trained on another split (or corpus).
+        guard.check_manifests(manifests, write=True)
 
 
 def name_the_encoder(overrides):
