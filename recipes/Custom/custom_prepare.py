@@ -87,7 +87,7 @@ VALID_SPLITS = ("speakers", "utterances")
 SPLIT_INFO_FILE = "split_info.json"
 SUMMARY_FILE = "prep_summary.json"
 _WRITER = "custom_prepare"
-_FORMAT_VERSION = 1
+_FORMAT_VERSION = 2  # 2: fold_counts, file_disjoint; duplicate audio dropped
 
 
 def validate_options(

@@ -59,6 +59,7 @@ from sser_lobes.training.recipe import (
     finish_distributed,
     format_results_table,
     setup_experiment,
+    task_identity,
     use_cuda_precision,
 )
 
@@ -464,7 +465,13 @@ def main(argv=None):
     brain.split_info = {
         "protocol": "MSP-Podcast v1.11 official partitions (speaker-independent)",
         "speaker_independent": True,
+        "num_folds": None,
     }
+    brain.task_identity = task_identity(
+        hparams,
+        brain.split_info,
+        [manifest_path(hparams, split) for split in run_splits(hparams)],
+    )
     brain.train_sampler = train_sampler
     # feature_cache: True: encoder outputs computed once, read every epoch.
     setup_feature_cache(hparams, datasets, brain)

@@ -261,10 +261,18 @@ class SERBrain(sb.Brain):
         )
 
     def run_record(self, split, loss, **extra):
-        """Identity of this run for a ``<split>_metrics.json``."""
+        """Identity of this run for a ``<split>_metrics.json``.
+
+        ``task_identity`` (:func:`sser_lobes.training.recipe.task_identity`,
+        set by the recipe as ``self.task_identity``) is what
+        :mod:`sser_lobes.evaluation.aggregate` groups runs by, with the
+        experiment, ``encoder`` and ``finetune``.
+        """
         info = getattr(self, "split_info", None) or {}
         return {
             "experiment": self.hparams.experiment_name,
+            "task_identity": getattr(self, "task_identity", None),
+            "encoder": getattr(self.hparams, "ssl_name", None),
             "protocol": info.get("protocol"),
             "split_description": info.get("split_description"),
             "speaker_independent": info.get("speaker_independent"),

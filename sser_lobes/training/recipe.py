@@ -239,6 +239,47 @@ def _keep_script_copy(folder, script):
         shutil.copy(script, folder)
 
 
+def task_identity(hparams, split_info, manifests):
+    """What a run's scores are scores of: runs are averaged, compared and
+    fused only when this is the same (:mod:`sser_lobes.evaluation.aggregate`).
+
+    ``labels`` (the classes in their index order, or Task 2's attributes),
+    ``label_map`` (classes merged or renamed: IEMOCAP's exc -> hap, the
+    Custom recipe's ``--label_map``), ``test_label_map`` (of a cross-corpus
+    test file), ``corpus`` (:func:`~sser_lobes.training.split_guard.corpus_digest`
+    of the run's manifests: the same for every fold), ``protocol`` and
+    ``num_folds``.
+
+    Example
+    -------
+    >>> import tempfile, json, os
+    >>> path = os.path.join(tempfile.mkdtemp(), "test.json")
+    >>> _ = open(path, "w").write(json.dumps({"u1": {"emo": "ang"}}))
+    >>> identity = task_identity({"emotions": ["neu", "ang"]},
+    ...     {"protocol": "loso", "merge_exc_into_hap": False, "num_folds": 5}, [path])
+    >>> identity["labels"], identity["num_folds"], len(identity["corpus"])
+    (['neu', 'ang'], 5, 16)
+    """
+    from sser_lobes.training.split_guard import corpus_digest
+
+    if hparams.get("task", "categorical") == "categorical":
+        labels = list(hparams["emotions"])
+    else:
+        labels = list(hparams["attributes"])
+    label_map = split_info.get("label_map") or {}
+    if split_info.get("merge_exc_into_hap"):
+        label_map = {"exc": "hap", **label_map}
+    test_corpus = split_info.get("test_corpus") or {}
+    return {
+        "labels": labels,
+        "label_map": dict(label_map),
+        "test_label_map": test_corpus.get("label_map") or None,
+        "corpus": corpus_digest(manifests)[:16],
+        "protocol": split_info.get("protocol"),
+        "num_folds": split_info.get("num_folds"),
+    }
+
+
 def gender_pipeline():
     """Dynamic item ``gender`` -> ``gender_index`` (0 F, 1 M, -1 unknown).
 

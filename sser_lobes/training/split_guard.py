@@ -83,6 +83,41 @@ def manifest_digest(path, location_fields=LOCATION_FIELDS):
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
+def corpus_digest(manifests, location_fields=LOCATION_FIELDS):
+    """SHA-256 of every utterance of a run's manifests taken together.
+
+    The union of a fold's train, valid and test manifests is the corpus the
+    task is defined on (after the class selection), whichever fold the run
+    is: runs of every fold of one task share the digest, runs on another
+    corpus content or class selection do not. Audio paths are left out, as
+    in :func:`manifest_digest`.
+
+    Example
+    -------
+    >>> import tempfile, json, os
+    >>> folder = tempfile.mkdtemp()
+    >>> def write(name, data):
+    ...     path = os.path.join(folder, name)
+    ...     _ = open(path, "w").write(json.dumps(data))
+    ...     return path
+    >>> a = {"u1": {"emo": "ang"}}
+    >>> b = {"u2": {"emo": "neu"}}
+    >>> fold1 = [write("train1.json", a), write("test1.json", b)]
+    >>> fold2 = [write("train2.json", b), write("test2.json", a)]
+    >>> corpus_digest(fold1) == corpus_digest(fold2)
+    True
+    """
+    entries = []
+    for path in manifests:
+        with open(path, encoding="utf-8") as handle:
+            data = json.load(handle)
+        for utt, entry in data.items():
+            if isinstance(entry, dict):
+                entry = {k: v for k, v in entry.items() if k not in location_fields}
+            entries.append(json.dumps([utt, entry], sort_keys=True, ensure_ascii=False))
+    return hashlib.sha256("\n".join(sorted(entries)).encode("utf-8")).hexdigest()
+
+
 def has_checkpoints(save_folder):
     """Whether a SpeechBrain save folder holds a checkpoint (``CKPT+*``).
 
