@@ -74,8 +74,8 @@ def test_iemocap_encoder_settings_are_the_wrappers(iemocap_reference):
     assert encoder.model.config.apply_spec_augment is False
     assert encoder.output_norm == "utterance"  # output_norm: True
     # The wrapper follows the checkpoint's do_normalize (True for the tiny
-    # model, as for facebook/wav2vec2-base).
-    assert encoder.normalize_waveform == "utterance"
+    # model, as for facebook/wav2vec2-base) with F.layer_norm (eps 1e-5).
+    assert encoder.normalize_waveform == "layer_norm"
 
 
 def test_spec_augment_never_masks_in_training(tiny_models):
@@ -138,6 +138,50 @@ def test_encoder_equals_speechbrains_wrapper_on_one_utterance(
         in_batch, _ = ours(batch, torch.tensor([16000 / 24000, 1.0]))
     assert torch.allclose(alone, reference, atol=1e-4)
     assert torch.allclose(in_batch[0, : alone.shape[1]], alone[0], atol=1e-4)
+
+
+def _model_input(model, run):
+    """The waveform a transformers model receives during ``run()``."""
+    seen = []
+    handle = model.register_forward_pre_hook(
+        lambda module, args, kwargs: seen.append(
+            (args[0] if args else kwargs["input_values"]).detach().clone()
+        ),
+        with_kwargs=True,
+    )
+    try:
+        with torch.no_grad():
+            run()
+    finally:
+        handle.remove()
+    return seen[0]
+
+
+@pytest.mark.parametrize("rms", [1.0, 0.1, 0.01])
+def test_waveform_normalisation_equals_the_wrappers_at_speech_levels(
+    tiny_models, tmp_path, rms
+):
+    """SpeechBrain's wrapper normalises with F.layer_norm (eps 1e-5). At an
+    RMS of 0.01 (quiet speech) an eps of 1e-7 gives 4.8 % larger waveforms;
+    unit-variance noise cannot show it."""
+    from speechbrain.integrations.huggingface.wav2vec2 import Wav2Vec2
+
+    folder = tiny_models["wav2vec2_large"]
+    wrapper = Wav2Vec2(
+        source=str(folder), save_path=str(tmp_path), output_norm=True
+    ).eval()
+    ours = iemocap_encoder(folder).eval()
+    wav = rms * torch.randn(1, 16000, generator=torch.Generator().manual_seed(0))
+    theirs = _model_input(wrapper.model, lambda: wrapper(wav, torch.ones(1)))
+    mine = _model_input(ours.model, lambda: ours(wav, torch.ones(1)))
+    assert torch.allclose(mine, theirs, rtol=1e-4, atol=1e-6), (
+        (mine / theirs).mean().item()
+    )
+
+
+def iemocap_encoder(folder):
+    """The IEMOCAP recipe's encoder, built from its YAML, on ``folder``."""
+    return _load(IEMOCAP / "train_wavlm_large.yaml", folder)["ssl_encoder"]
 
 
 def test_reference_switches_overlay(tiny_models):

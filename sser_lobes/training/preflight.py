@@ -223,7 +223,7 @@ def check_model_options(hparams, selection_metrics, global_waveform_norm=False):
             raise RecipeError(f"--{error}") from None
     check_int(hparams, "num_layers", minimum=1, allow_none=True)
     check_choice(hparams, "output_norm", ("utterance", "frame", None, True, False))
-    norms = ["utterance", "off", None, True, False]
+    norms = ["layer_norm", "utterance", "off", None, True, False]
     if global_waveform_norm:
         norms.append("global")
     check_choice(hparams, "normalize_waveform", norms)
