@@ -395,6 +395,17 @@ def test_any_change_invalidates_the_affected_entries(
     )
 
 
+def test_filling_leaves_the_random_state_as_it_was(tiny_models, audio_files, tmp_path):
+    """A DataLoader draws a seed from torch's generator; filling the cache
+    must not shift the dropout masks of the training that follows (the MSP
+    comparison above trains a head with dropout)."""
+    encoder = _encoder(tiny_models["wavlm"])
+    torch.manual_seed(3)
+    before = torch.get_rng_state()
+    _filled(tmp_path / "cache", encoder, audio_files)
+    assert torch.equal(torch.get_rng_state(), before)
+
+
 def test_fingerprint_covers_weights_and_waveform_statistics(tiny_models):
     encoder = _encoder(tiny_models["wavlm"], normalize_waveform="global")
     encoder.set_waveform_stats(0.0, 0.1, 16000)

@@ -598,7 +598,8 @@ def fill(
     Returns
     -------
     int
-        How many utterances were computed.
+        How many utterances were computed. Torch's random state is the same
+        after the call as before it.
     """
     from speechbrain.dataio.batch import PaddedBatch
     from tqdm import tqdm
@@ -619,8 +620,12 @@ def fill(
     was_training = encoder.training
     encoder.eval()
     done = 0
+    # A DataLoader draws its base seed from torch's global generator: without
+    # the fork, filling the cache would shift every later random draw
+    # (dropout, crops) and a cached run would not train as an uncached one.
+    cuda = [device] if device.type == "cuda" else []
     try:
-        with dataset.output_keys_as(["id", "sig"]):
+        with torch.random.fork_rng(devices=cuda), dataset.output_keys_as(["id", "sig"]):
             loader = torch.utils.data.DataLoader(
                 dataset,
                 batch_sampler=batches,
