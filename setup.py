@@ -38,6 +38,8 @@ setup(
         "numpy>=1.24",
         "matplotlib>=3.7",
         "safetensors>=0.4",
+        # StratifiedGroupKFold: the Custom recipe's speaker folds
+        "scikit-learn>=1.3",
     ],
     extras_require={
         # an offline pretrained text encoder (all-MiniLM-L6-v2) for the
