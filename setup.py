@@ -40,6 +40,8 @@ setup(
         "safetensors>=0.4",
         # StratifiedGroupKFold: the Custom recipe's speaker folds
         "scikit-learn>=1.3",
+        # the expected calibration error (sser_lobes.evaluation.calibration)
+        "torchmetrics>=1.9",
     ],
     extras_require={
         # an offline pretrained text encoder (all-MiniLM-L6-v2) for the
