@@ -173,9 +173,13 @@ def reliability_bins(probs, targets, n_bins=N_BINS):
     confidence = probs.max(axis=1)
     correct = probs.argmax(axis=1) == targets
     edges = np.linspace(0.0, 1.0, n_bins + 1)
-    # Bins [lower, upper): a confidence on an edge is in the bin above it, as
-    # in torchmetrics (1.0 in the last bin).
-    index = np.clip(np.searchsorted(edges, confidence, side="right") - 1, 0, n_bins - 1)
+    # Bins [lower, upper): a confidence on an edge is in the bin above it (1.0
+    # in the last bin), compared in float32 as torchmetrics compares them, so
+    # that the diagram's bins are those of the ECE.
+    index = np.searchsorted(
+        edges.astype(np.float32), confidence.astype(np.float32), side="right"
+    )
+    index = np.clip(index - 1, 0, n_bins - 1)
     bins = []
     for b in range(n_bins):
         members = index == b
