@@ -107,7 +107,28 @@ def _metrics_table(rows):
     return "\n".join(table)
 
 
-def model_card(description, run, checkpoint, repo_id=None):
+def _transformers_usage(source, notes):
+    """The card's transformers section (empty without the checkpoint)."""
+    if notes is None:
+        return ""
+    lines = "".join(f"- {note}.\n" for note in notes)
+    return f"""
+### With transformers alone (no sser, no custom code)
+
+```python
+from transformers import pipeline
+classifier = pipeline("audio-classification", model="{source}")
+classifier("speech.wav", top_k=None)
+```
+
+`config.json` names its weights `transformers.safetensors`
+(`transformers_weights`); the feature extractor normalises the waveform as
+sser does. One file at a time the probabilities equal sser's (checked at
+export). Differences of use:
+{lines}"""
+
+
+def model_card(description, run, checkpoint, repo_id=None, transformers_notes=None):
     """README.md with Hub metadata, usage, what loading runs, metrics and
     training details.
 
@@ -122,6 +143,11 @@ def model_card(description, run, checkpoint, repo_id=None):
         The exported checkpoint (its epoch).
     repo_id : str or None
         The Hub repository the folder is pushed to.
+    transformers_notes : list of str or None
+        The folder also holds a stock transformers checkpoint
+        (:mod:`sser_lobes.inference.transformers_export`): the card's
+        library is then ``transformers`` (the Hub's widget runs its
+        pipeline), with usage and these differences of use.
     """
     rows = metrics_rows(run)
     first = rows[0][3] if rows else {}
@@ -141,8 +167,9 @@ def model_card(description, run, checkpoint, repo_id=None):
     )
     encoder = training.get("ssl_source") or "an SSL encoder"
     pooling = description["architecture"]["pooling"]["type"]
+    library = "speechbrain" if transformers_notes is None else "transformers"
     return f"""---
-library_name: speechbrain
+library_name: {library}
 license: apache-2.0
 tags:
 - speech-emotion-recognition
@@ -176,7 +203,7 @@ or on the command line:
 
 Any sample rate, mono or stereo, wav / flac / ogg; audio longer than
 {description["window_seconds"]:g} s is classified in overlapping windows.
-
+{_transformers_usage(source, transformers_notes)}
 ## What loading reads and runs
 
 `EmotionRecognizer.from_hparams` and `sser-predict` run no code of this
