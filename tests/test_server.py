@@ -122,9 +122,7 @@ def test_timeline_of_long_audio(recognizer, files, tmp_path):
             want["end"],
             want["label"],
         )
-    assert torch.allclose(
-        probabilities_of(result, rec.labels), expected[0], atol=1e-5
-    )
+    assert torch.allclose(probabilities_of(result, rec.labels), expected[0], atol=1e-5)
 
 
 def test_limits_are_json_errors_and_the_service_goes_on(client):
@@ -299,4 +297,5 @@ def test_full_queue_is_429_and_slow_service_503(recognizer, files, monkeypatch):
 def test_command_line_refuses_a_bad_model_in_one_line(tmp_path, capsys):
     assert server.main([str(tmp_path)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith("error: ") and "sser_model.json" in err[0]
+    assert len(err) == 1 and err[0].startswith("error: ")
+    assert "sser_model.json" in err[0]

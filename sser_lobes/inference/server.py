@@ -303,9 +303,7 @@ def create_app(recognizer, limits=None):
             )
         except TimeoutError:
             future.cancel()
-            return error(
-                503, f"not served within {limits.timeout_s:g} s (--timeout-s)"
-            )
+            return error(503, f"not served within {limits.timeout_s:g} s (--timeout-s)")
         except (AudioError, ValueError) as problem:
             return error(422, f"{name}: {problem}")
         if "error" in result:
@@ -352,8 +350,7 @@ class BodySizeLimit:
 
         return HTTPException(
             413,
-            f"the upload is over the limit of {self.max_bytes} bytes "
-            "(--max-upload-mb)",
+            f"the upload is over the limit of {self.max_bytes} bytes (--max-upload-mb)",
         )
 
     async def __call__(self, scope, receive, send):
@@ -421,9 +418,7 @@ def main(argv=None):
     if args.threads:
         torch.set_num_threads(args.threads)
     try:
-        recognizer = EmotionRecognizer.from_hparams(
-            args.model, quantize=args.quantize
-        )
+        recognizer = EmotionRecognizer.from_hparams(args.model, quantize=args.quantize)
     except (ModelFormatError, QuantizationError, OSError) as problem:
         print(f"error: {' '.join(str(problem).split())}", file=sys.stderr)
         return 2
