@@ -26,6 +26,8 @@ checkpoints and the model's description, the manifests, the metrics files).
   "audio-classification", model=OUT_DIR)`` loads with no custom code, or one
   line saying why this kind of model has no exact transformers form
   (:mod:`sser_lobes.inference.transformers_export`);
+* ``app.py`` and ``requirements.txt``: the folder runs as a Hub Space, the
+  web page of :mod:`sser_lobes.inference.demo` (:mod:`sser_lobes.inference.space`);
 * ``README.md``: a model card (:mod:`sser_lobes.inference.model_card`); the
   run's ``*_metrics.json`` and PNGs.
 
@@ -72,6 +74,7 @@ from sser_lobes.inference.model_description import (
     read_description,
     validate_description,
 )
+from sser_lobes.inference.space import write_space_files
 from sser_lobes.nnet.description import build_model, describe_run
 
 MARKER = "sser_export.json"
@@ -614,6 +617,7 @@ def export_run(
     published = _scrub(published_description(description, text_files), local_paths)
     write_model_folder(out, published, model)
     notes = transformers_export.export_transformers(out) if transformers else None
+    write_space_files(out)
     for pattern in ("*_metrics.json", "*confusion_matrix.png", "learning_curves.png"):
         for path in run.glob(pattern):
             shutil.copy(path, out / path.name)

@@ -177,6 +177,8 @@ tags:
 - sser
 - {training.get("ssl_name") or "ssl"}
 pipeline_tag: audio-classification
+sdk: gradio
+app_file: app.py
 ---
 
 # {name}: speech emotion recognition
@@ -200,6 +202,9 @@ recognizer = EmotionRecognizer.from_hparams("{source}")
 
 or on the command line:
 `sser-predict --model {source} audio_folder/ --output predictions.jsonl`.
+A web page to drop or record audio (this folder runs as a Gradio Space):
+`pip install -r requirements.txt && python app.py`, or `sser-demo {source}`;
+an HTTP service: `sser-serve {source}`.
 
 Any sample rate, mono or stereo, wav / flac / ogg; audio longer than
 {description["window_seconds"]:g} s is classified in overlapping windows.
