@@ -380,8 +380,9 @@ class BodySizeLimit:
         return await self.app(scope, limited_receive, send)
 
 
-def main(argv=None):
-    """Command line; returns the exit status."""
+def build_parser():
+    """The command line's parser (the Dockerfile's ENTRYPOINT is checked
+    against it)."""
     parser = argparse.ArgumentParser(
         prog="sser-serve", description=__doc__.split("\n\n")[0]
     )
@@ -401,6 +402,12 @@ def main(argv=None):
     parser.add_argument(
         "--threads", type=int, default=None, help="torch intra-op threads"
     )
+    return parser
+
+
+def main(argv=None):
+    """Command line; returns the exit status."""
+    parser = build_parser()
     args = parser.parse_args(argv)
     for option in ("max_batch_size", "max_queue", "port"):
         if getattr(args, option) < 1:
