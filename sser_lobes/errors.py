@@ -27,6 +27,8 @@ error                  raised by
                        bounded queue is full: the server answers 429)
 ``BatcherClosedError`` :mod:`sser_lobes.inference.dynamic_batching` (the
                        batcher stopped: the server answers 503)
+``UploadLimitError``   :mod:`sser_lobes.inference.server` (audio over the
+                       service's duration limit: it answers 413)
 =====================  ====================================================
 
 Example
@@ -146,3 +148,7 @@ class QueueFullError(ValueError):
 
 class BatcherClosedError(ValueError):
     """A request to a dynamic batcher that has stopped."""
+
+
+class UploadLimitError(ValueError):
+    """An upload over a limit of the HTTP service (its audio's duration)."""

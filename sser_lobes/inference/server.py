@@ -50,6 +50,7 @@ from sser_lobes.errors import (
     ModelFormatError,
     QuantizationError,
     QueueFullError,
+    UploadLimitError,
 )
 from sser_lobes.inference.abstention import decide
 from sser_lobes.inference.dynamic_batching import DynamicBatcher
@@ -102,7 +103,7 @@ class Limits:
         }
 
 
-class Request:
+class QueuedAudio:
     """One decoded request in the batcher's queue."""
 
     def __init__(self, name, wav, timeline=False):
@@ -222,6 +223,27 @@ def create_app(recognizer, limits=None):
         )
         return error(422, problems or "invalid request")
 
+    def decode(name, data):
+        """The waveform of an upload, checked, cropped as the model's recipe
+        evaluated it."""
+        seconds = audio_bytes_seconds(data, name)
+        if seconds > limits.max_audio_seconds:
+            raise UploadLimitError(
+                f"{name}: {seconds:.1f} s of audio, over the limit of "
+                f"{limits.max_audio_seconds:g} s (--max-audio-seconds)"
+            )
+        wav = load_audio_bytes(
+            data,
+            name,
+            sample_rate=recognizer.sample_rate,
+            min_samples=recognizer.min_samples,
+            silence_threshold=SILENCE_THRESHOLD,
+        )
+        crop = getattr(recognizer.hparams, "eval_crop_seconds", None)
+        if crop:
+            wav = wav[: int(round(crop * recognizer.sample_rate))]
+        return wav
+
     @app.exception_handler(Exception)
     async def internal_error(request, exc):
         return error(500, f"internal error: {type(exc).__name__}: {exc}")
@@ -272,27 +294,14 @@ def create_app(recognizer, limits=None):
             return error(422, "timeline is for categorical models")
         name, data = await _read_audio(request)
         try:
-            seconds = audio_bytes_seconds(data, name)
-            if seconds > limits.max_audio_seconds:
-                return error(
-                    413,
-                    f"{name}: {seconds:.1f} s of audio, over the limit of "
-                    f"{limits.max_audio_seconds:g} s (--max-audio-seconds)",
-                )
-            wav = load_audio_bytes(
-                data,
-                name,
-                sample_rate=recognizer.sample_rate,
-                min_samples=recognizer.min_samples,
-                silence_threshold=SILENCE_THRESHOLD,
-            )
+            # decoding and resampling run off the event loop
+            wav = await asyncio.to_thread(decode, name, data)
+        except UploadLimitError as problem:
+            return error(413, str(problem))
         except AudioError as problem:
             return error(422, str(problem))
-        crop = getattr(recognizer.hparams, "eval_crop_seconds", None)
-        if crop:
-            wav = wav[: int(round(crop * recognizer.sample_rate))]
         try:
-            future = app.state.batcher.submit(Request(name, wav, timeline))
+            future = app.state.batcher.submit(QueuedAudio(name, wav, timeline))
         except QueueFullError as problem:
             return error(429, f"busy: {problem}; retry later", {"Retry-After": "1"})
         except BatcherClosedError:
@@ -334,6 +343,7 @@ async def _read_audio(request):
                 422, f"multipart upload without a file field {FILE_FIELD!r}"
             )
         return upload.filename or "upload", await upload.read()
+    # a raw body is named by the optional query parameter ``name``
     return request.query_params.get("name") or "body", await request.body()
 
 
