@@ -190,3 +190,12 @@ def test_the_page_in_a_browser(page_url, recognizer, audio, tmp_path):
         url for url in requested if not url.startswith((page_url, "data:", "blob:"))
     ]
     assert not outside, f"the page fetched from outside: {outside[:3]}"
+
+
+def test_command_line_refuses_a_bad_model_in_one_line(tmp_path, capsys):
+    from sser_lobes.inference import demo
+
+    assert demo.main([str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ")
+    assert "sser_model.json" in err[0]
