@@ -129,7 +129,28 @@ def _metrics_table(rows):
     return "\n".join(table)
 
 
-def model_card(description, run, checkpoint, repo_id=None):
+def _transformers_usage(source, notes):
+    """The card's transformers section (empty without the checkpoint)."""
+    if notes is None:
+        return ""
+    lines = "".join(f"- {note}.\n" for note in notes)
+    return f"""
+### With transformers alone (no sser, no custom code)
+
+```python
+from transformers import pipeline
+classifier = pipeline("audio-classification", model="{source}")
+classifier("speech.wav", top_k=None)
+```
+
+`config.json` names its weights `transformers.safetensors`
+(`transformers_weights`); the feature extractor normalises the waveform as
+sser does. One file at a time the probabilities equal sser's (checked at
+export). Differences of use:
+{lines}"""
+
+
+def model_card(description, run, checkpoint, repo_id=None, transformers_notes=None):
     """README.md with Hub metadata, usage, what loading runs, metrics and
     training details.
 
@@ -144,6 +165,11 @@ def model_card(description, run, checkpoint, repo_id=None):
         The exported checkpoint (its epoch).
     repo_id : str or None
         The Hub repository the folder is pushed to.
+    transformers_notes : list of str or None
+        The folder also holds a stock transformers checkpoint
+        (:mod:`sser_lobes.inference.transformers_export`): the card's
+        library is then ``transformers`` (the Hub's widget runs its
+        pipeline), with usage and these differences of use.
     """
     rows = metrics_rows(run)
     first = rows[0][3] if rows else {}
@@ -163,8 +189,9 @@ def model_card(description, run, checkpoint, repo_id=None):
     )
     encoder = training.get("ssl_source") or "an SSL encoder"
     pooling = description["architecture"]["pooling"]["type"]
+    library = "speechbrain" if transformers_notes is None else "transformers"
     return f"""---
-library_name: speechbrain
+library_name: {library}
 license: apache-2.0
 tags:
 - speech-emotion-recognition
@@ -172,6 +199,8 @@ tags:
 - sser
 - {training.get("ssl_name") or "ssl"}
 pipeline_tag: audio-classification
+sdk: gradio
+app_file: app.py
 ---
 
 # {name}: speech emotion recognition
@@ -195,10 +224,13 @@ recognizer = EmotionRecognizer.from_hparams("{source}")
 
 or on the command line:
 `sser-predict --model {source} audio_folder/ --output predictions.jsonl`.
+A web page to drop or record audio (this folder runs as a Gradio Space):
+`pip install -r requirements.txt && python app.py`, or `sser-demo {source}`;
+an HTTP service: `sser-serve {source}`.
 
 Any sample rate, mono or stereo, wav / flac / ogg; audio longer than
 {description["window_seconds"]:g} s is classified in overlapping windows.
-
+{_transformers_usage(source, transformers_notes)}
 ## What loading reads and runs
 
 `EmotionRecognizer.from_hparams` and `sser-predict` run no code of this
