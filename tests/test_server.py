@@ -30,6 +30,18 @@ from sser_lobes.inference.dynamic_batching import DynamicBatcher  # noqa: E402
 from sser_lobes.inference.recognizer import EmotionRecognizer  # noqa: E402
 
 
+def wait_until(condition, what, polls=3000, fail=True):
+    """Poll ``condition`` (every 20 ms, at most ``polls`` times): a hang
+    guard, not a timing; a loaded machine only makes it poll longer."""
+    for _ in range(polls):
+        if condition():
+            return True
+        time.sleep(0.02)
+    if fail:
+        pytest.fail(f"gave up waiting for {what}")
+    return False
+
+
 @pytest.fixture(scope="module")
 def recognizer(exported):
     return EmotionRecognizer.from_hparams(str(exported[1]))
@@ -206,10 +218,7 @@ def running_server(app):
     uv = uvicorn.Server(config)
     thread = threading.Thread(target=uv.run, daemon=True)
     thread.start()
-    deadline = time.monotonic() + 30
-    while not uv.started:
-        assert time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.02)
+    wait_until(lambda: uv.started, "uvicorn to start")
     try:
         yield f"http://127.0.0.1:{port}"
     finally:
@@ -268,17 +277,17 @@ def test_full_queue_is_429_and_slow_service_503(recognizer, files, monkeypatch):
         post = functools.partial(httpx.post, f"{url}/v1/classify", timeout=60)
         with httpx.Client(timeout=60) as http, ThreadPoolExecutor(2) as pool:
             running = pool.submit(post, content=data)
-            deadline = time.monotonic() + 10
-            while http.get(f"{url}/healthz").json()["waiting"] and (
-                time.monotonic() < deadline
-            ):
-                time.sleep(0.02)
+            wait_until(
+                lambda: not http.get(f"{url}/healthz").json()["waiting"],
+                "the queue to empty",
+                fail=False,
+            )
             time.sleep(0.2)  # the worker holds the first request
             waiting = pool.submit(post, content=data)
-            deadline = time.monotonic() + 10
-            while not http.get(f"{url}/healthz").json()["waiting"]:
-                assert time.monotonic() < deadline
-                time.sleep(0.02)
+            wait_until(
+                lambda: http.get(f"{url}/healthz").json()["waiting"],
+                "the second request to wait",
+            )
             refused = http.post(f"{url}/v1/classify", content=data)
             assert refused.status_code == 429
             assert refused.headers["retry-after"] == "1"
@@ -286,10 +295,10 @@ def test_full_queue_is_429_and_slow_service_503(recognizer, files, monkeypatch):
             assert waiting.result().status_code == 503
             assert running.result().status_code == 503
             release.set()
-            deadline = time.monotonic() + 10
-            while http.get(f"{url}/healthz").json()["waiting"]:
-                assert time.monotonic() < deadline  # the given-up one is skipped
-                time.sleep(0.02)
+            wait_until(  # the given-up one is skipped
+                lambda: not http.get(f"{url}/healthz").json()["waiting"],
+                "the given-up request to be skipped",
+            )
             again = http.post(f"{url}/v1/classify", content=data)
             assert again.status_code == 200, again.text
 

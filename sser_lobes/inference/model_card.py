@@ -84,13 +84,17 @@ def metrics_rows(run):
     ``*_metrics.json`` files."""
     rows = []
     for path in sorted(Path(run).glob("*_metrics.json")):
+        if path.is_symlink() or not path.is_file():
+            continue  # a FIFO would block the reader; a link leads elsewhere
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, UnicodeDecodeError, ValueError):
             continue
         if not isinstance(data, dict):
             continue
-        split = card_text(data.get("split", path.name.replace("_metrics.json", "")))
+        split = re.sub(
+            r"[^A-Za-z0-9_.-]", "", str(data.get("split", path.stem))[:40]
+        ) or path.name.replace("_metrics.json", "")
         n = data.get("n") if isinstance(data.get("n"), int) else None
         values = {
             k: data[k]
@@ -109,9 +113,10 @@ def card_text(value, limit=200):
     Example
     -------
     >>> card_text("test <img src=x onerror=alert(1)> [click](http://x)")
-    'test img src=x onerror=alert1 clickhttp://x'
+    'test img src=x onerror=alert1 link removed'
     """
     text = " ".join(str(value).split())[:limit]
+    text = re.sub(r"\S*://\S*", "link removed", text)
     return "".join(c for c in text if c not in "<>[]()`*_|#!\\{}")
 
 
