@@ -567,7 +567,12 @@ class OnnxEmotionRecognizer:
             "waveforms": np.ascontiguousarray(waveforms, dtype=np.float32),
             "wav_lens": np.ascontiguousarray(wav_lens, dtype=np.float32),
         }
-        outputs = dict(zip(self.output_names, self.session.run(None, feeds)))
+        try:
+            outputs = self.session.run(None, feeds)
+        except Exception as error:  # onnxruntime's own exception types
+            summary = " ".join(str(error).split())[:300] or type(error).__name__
+            raise RuntimeError(f"{self.path}: ONNX Runtime failed: {summary}") from None
+        outputs = dict(zip(self.output_names, outputs))
         if calibrated and self.calibration and "probabilities" in outputs:
             outputs["probabilities"] = calibrated_probabilities(
                 outputs["logits"], self.calibration
