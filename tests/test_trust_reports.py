@@ -195,3 +195,27 @@ def test_fusion_calibrates_the_fused_probabilities(tmp_path):
         ),
     ) == pytest.approx(test["calibrated"]["ECE"], abs=1e-4)
     assert "Calibrated: temperature" in (out / "fusion.md").read_text()
+
+
+def test_bench_trust_table_reads_a_run(iemocap_trained_run, capsys):
+    """bench/trust_table.py: one row per run, read from its test metrics."""
+    import importlib.util
+
+    from conftest import ROOT
+
+    spec = importlib.util.spec_from_file_location(
+        "trust_table", ROOT / "bench" / "trust_table.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    run, _ = iemocap_trained_run
+    assert module.main([f"demo={run}"]) == 0
+    header, rule, row = capsys.readouterr().out.strip().splitlines()
+    assert header.count("|") == rule.count("|") == row.count("|")
+    metrics = json.loads((run / "test_metrics.json").read_text())
+    raw = metrics["calibration"]["raw"]
+    cells = [c.strip() for c in row.split("|")[1:-1]]
+    assert cells[:3] == ["demo", "hard", str(metrics["n"])]
+    assert cells[5].startswith(f"{100 * raw['ECE']:.1f} -> ")
+    assert cells[6].startswith(f"{raw['NLL']:.3f} -> ")
+    assert cells[9] == f"{metrics['agreement']['KL']:.3f}"
