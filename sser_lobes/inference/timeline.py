@@ -340,12 +340,14 @@ class TimelineStream:
 
     def _trim(self):
         """Drop the audio no window can need any more."""
-        keep = self.regions.earliest_start
-        if self._region is not None and self.windows.start is not None:
-            keep = min(keep, self.windows.next_start)
-            if self.regions.speech_through is not None:
-                through = min(self.regions.speech_through, self.total)
-                keep = min(keep, max(self._region.start, through - self.windows.window))
+        if self._region is not None and self.regions.open:
+            # the next regular window, or the last one, aligned to the
+            # region's end, which is not before speech_through
+            through = min(self.regions.speech_through, self.total)
+            last = max(self._region.start, through - self.windows.window)
+            keep = min(self.windows.next_start, last)
+        else:
+            keep = self.regions.earliest_start  # where a region may start
         keep = min(keep, self.total)
         drop = keep - self._audio_start
         if drop > 0:
