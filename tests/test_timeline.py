@@ -8,7 +8,6 @@ silences (the energy VAD finds them) and formant voices (silero finds them).
 
 import io
 import json
-import os
 import subprocess
 import sys
 import threading
@@ -40,6 +39,7 @@ from sser_lobes.dataio.timeline_files import (
 )
 from sser_lobes.dataio.vad import EnergyVAD, NoVAD, SileroVAD, SpeechRegions
 from sser_lobes.evaluation import timeline_eval
+from sser_lobes.inference import predict
 from sser_lobes.inference.recognizer import EmotionRecognizer
 from sser_lobes.inference.timeline import TimelineOptions, TimelineStream
 from sser_lobes.synthetic.csv_corpus import make_csv_corpus, voice
@@ -95,7 +95,7 @@ def test_streamed_resampling_equals_the_whole_signal(rates):
     signal = np.random.default_rng(0).standard_normal(rates[0] * 2 + 13)
     signal = signal.astype(np.float32)
     whole = resample(torch.from_numpy(signal), *rates)
-    for block in (1, 441, 9999):
+    for block in (97, 441, 9999):
         stream = StreamResampler(*rates)
         pieces = [
             stream.push(signal[i : i + block]) for i in range(0, len(signal), block)
@@ -265,7 +265,14 @@ def test_timeline_windows_go_through_predict_batch(recognizer, stereo_file):
     assert np.allclose(alone["probabilities"][0].numpy(), row, atol=1e-4)
 
 
-def test_silent_empty_and_unreadable_files(recognizer, tmp_path):
+def _predict(capsys, *argv):
+    """``sser-predict ARGV`` in this process: (status, stdout, stderr)."""
+    status = predict.main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return status, out, err
+
+
+def test_silent_empty_and_unreadable_files(recognizer, tmp_path, capsys):
     silent = tmp_path / "silent.wav"
     soundfile.write(silent, np.zeros(16000 * 2), 16000)
     timeline = recognizer.timeline(silent, **ENERGY)
@@ -280,25 +287,20 @@ def test_silent_empty_and_unreadable_files(recognizer, tmp_path):
     assert timeline.segments == [] and "empty audio" in timeline.notes[0]
     broken = tmp_path / "broken.wav"
     broken.write_bytes(b"RIFF....WAVEfmt garbage")
-    proc = subprocess.run(
-        [
-            BIN / "sser-predict",
-            "--model",
-            recognizer.hparams.folder,
-            "--timeline",
-            broken,
-            silent,
-            *ENERGY_ARGS,
-        ],
-        capture_output=True,
-        text=True,
-        env={**os.environ},
+    status, stdout, stderr = _predict(
+        capsys,
+        "--model",
+        recognizer.hparams.folder,
+        "--timeline",
+        broken,
+        silent,
+        *ENERGY_ARGS,
     )
-    assert proc.returncode == 1
-    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert status == 1
+    errors = [line for line in stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and "broken.wav" in errors[0]
-    assert "1 of 2 files processed" in proc.stderr
-    assert json.loads(proc.stdout.splitlines()[0])["label"] == "silence"
+    assert "1 of 2 files processed" in stderr
+    assert json.loads(stdout.splitlines()[0])["label"] == "silence"
 
 
 def test_stream_equals_file_in_any_blocks(recognizer, stereo_file):
@@ -414,31 +416,29 @@ def test_every_format_round_trips(tmp_path):
         assert back == (expected[1:] if fmt == "rttm" else expected), fmt
 
 
-def test_cli_formats_plot_summary_and_speakers(recognizer, stereo_file, tmp_path):
+def test_cli_formats_plot_summary_and_speakers(
+    recognizer, stereo_file, tmp_path, capsys
+):
     path, truth = stereo_file
     second = tmp_path / "copy.flac"
     soundfile.write(second, soundfile.read(path)[0], 44100)
     out = tmp_path / "out"
-    proc = subprocess.run(
-        [
-            BIN / "sser-predict",
-            "--model",
-            recognizer.hparams.folder,
-            "--timeline",
-            path,
-            second,
-            *ENERGY_ARGS,
-            "--timeline-format",
-            "audacity",
-            "--output",
-            out,
-            "--plot",
-            out / "png",
-        ],
-        capture_output=True,
-        text=True,
+    status, stdout, stderr = _predict(
+        capsys,
+        "--model",
+        recognizer.hparams.folder,
+        "--timeline",
+        path,
+        second,
+        *ENERGY_ARGS,
+        "--timeline-format",
+        "audacity",
+        "--output",
+        out,
+        "--plot",
+        out / "png",
     )
-    assert proc.returncode == 0, proc.stderr
+    assert status == 0, stderr
     assert sorted(p.name for p in out.iterdir()) == [
         "copy.txt",
         "png",
@@ -448,7 +448,7 @@ def test_cli_formats_plot_summary_and_speakers(recognizer, stereo_file, tmp_path
     assert (out / "png" / "talk.png").stat().st_size > 10000
     summaries = json.loads((out / "summary.json").read_text())
     assert [s["file"] for s in summaries] == [str(path), str(second)]
-    assert "talk.wav:" in proc.stderr and "changes" in proc.stderr
+    assert "talk.wav:" in stderr and "changes" in stderr
     # speaker turns: two speakers, the segments carry them
     rttm = tmp_path / "turns.rttm"
     rttm.write_text(
@@ -462,44 +462,36 @@ def test_cli_formats_plot_summary_and_speakers(recognizer, stereo_file, tmp_path
     )
     speakers = {s.speaker for s in timeline.segments if s.is_speech}
     assert speakers == {"A", "B"}
-    proc = subprocess.run(
-        [
-            BIN / "sser-predict",
-            "--model",
-            recognizer.hparams.folder,
-            "--timeline",
-            path,
-            *ENERGY_ARGS,
-            "--speakers",
-            rttm,
-            "--timeline-format",
-            "rttm",
-        ],
-        capture_output=True,
-        text=True,
+    status, stdout, stderr = _predict(
+        capsys,
+        "--model",
+        recognizer.hparams.folder,
+        "--timeline",
+        path,
+        *ENERGY_ARGS,
+        "--speakers",
+        rttm,
+        "--timeline-format",
+        "rttm",
     )
-    assert proc.returncode == 0, proc.stderr
-    names = {line.split()[5] for line in proc.stdout.splitlines()}
+    assert status == 0, stderr
+    names = {line.split()[5] for line in stdout.splitlines()}
     assert names == {"A", "B"}
 
 
-def test_bad_options_are_one_line(recognizer, stereo_file):
+def test_bad_options_are_one_line(recognizer, stereo_file, capsys):
     path, _ = stereo_file
-    proc = subprocess.run(
-        [
-            BIN / "sser-predict",
-            "--model",
-            recognizer.hparams.folder,
-            "--timeline",
-            path,
-            "--window",
-            "60",
-        ],
-        capture_output=True,
-        text=True,
+    status, stdout, stderr = _predict(
+        capsys,
+        "--model",
+        recognizer.hparams.folder,
+        "--timeline",
+        path,
+        "--window",
+        "60",
     )
-    assert proc.returncode == 2
-    assert proc.stderr.strip().splitlines() == [
+    assert status == 2
+    assert stderr.strip().splitlines() == [
         "error: --window 60.0 s is longer than the model's window "
         f"({recognizer.hparams.window_seconds} s)"
     ]
