@@ -119,21 +119,16 @@ def plot_timeline(timeline, path, title=None):
     )
 
     if timeline.windows:
-        order = sorted(
-            range(len(timeline.windows)), key=lambda i: timeline.windows[i][0]
-        )
-        centres = np.array([sum(timeline.windows[i][:2]) / 2 for i in order])
-        values = np.stack([timeline.windows[i][2] for i in order])
+        windows = sorted(timeline.windows, key=lambda w: w[0])
+        starts = np.array([w[0] for w in windows])
+        ends = np.array([w[1] for w in windows])
+        centres = (starts + ends) / 2
+        values = np.stack([w[2] for w in windows])
+        # no line across silence: a new region starts after the last window
+        cut = np.flatnonzero(starts[1:] > ends[:-1] + 1e-6) + 1
+        x = np.insert(centres, cut, np.nan)
         for column, label in enumerate(timeline.labels):
-            curve = values[:, column].copy()
-            gaps = np.diff(centres) > 2 * max(
-                timeline.windows[0][1] - timeline.windows[0][0], 1e-3
-            )
-            x, y = centres.astype(float), curve.astype(float)
-            if gaps.any():  # no line across silence
-                cut = np.flatnonzero(gaps) + 1
-                x = np.insert(x, cut, np.nan)
-                y = np.insert(y, cut, np.nan)
+            y = np.insert(values[:, column].astype(float), cut, np.nan)
             curves.plot(x, y, color=colours[label], linewidth=1.2, label=label)
     curves.set_ylim(0, 1)
     curves.set_ylabel("probability\n(windows)")
