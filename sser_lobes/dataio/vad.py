@@ -153,20 +153,25 @@ def silero_model_file():
     """The path of the ONNX model inside the installed ``silero-vad``
     package; an ImportError says how to install it or what to use instead.
 
+    The package is located, not imported: importing ``silero_vad`` sets
+    torch's global thread count to 1 (``silero_vad/model.py``), which would
+    slow the emotion model down.
+
     Example
     -------
     >>> silero_model_file().endswith("silero_vad_16k_sequence.onnx")
     True
     """
-    from importlib import resources
+    from importlib.util import find_spec
+    from pathlib import Path
 
-    try:
-        path = resources.files("silero_vad.data").joinpath(_SILERO_FILE)
-    except ModuleNotFoundError:
+    spec = find_spec("silero_vad")
+    if spec is None or not spec.origin:
         raise ImportError(
             "the silero VAD needs the silero-vad package (pip install "
             "silero-vad onnxruntime); or use the energy VAD (--vad energy)"
-        ) from None
+        )
+    path = Path(spec.origin).parent / "data" / _SILERO_FILE
     if not path.is_file():
         raise ImportError(
             f"the installed silero-vad package has no {_SILERO_FILE} (a version "
