@@ -199,6 +199,10 @@ def build_parser():
         "--plot", help="the timeline's PNG (a folder for several inputs)"
     )
     timeline.add_argument(
+        "--plot-reference",
+        help="a reference timeline file, drawn under the labels in the PNG",
+    )
+    timeline.add_argument(
         "--summary",
         help="the per-file summaries as JSON (default: "
         "<output folder>/summary.json for several inputs, else stderr only)",

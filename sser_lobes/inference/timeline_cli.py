@@ -24,6 +24,7 @@ from sser_lobes.dataio.timeline_files import (
     format_header,
     format_segment,
     read_rttm_turns,
+    read_segments,
 )
 from sser_lobes.errors import AudioError
 from sser_lobes.inference.timeline import TimelineOptions, TimelineStream, summary
@@ -83,6 +84,8 @@ def _check(parser, args):
         parser.error("--speakers goes with --timeline FILES, not --stream")
     if args.timeline and not args.inputs:
         parser.error("--timeline needs audio files or folders")
+    if args.plot_reference and not (args.plot and args.timeline):
+        parser.error("--plot-reference goes with --timeline FILE --plot PNG")
     if args.stream_rate <= 0 or args.stream_channels <= 0:
         parser.error("--stream-rate and --stream-channels must be positive")
 
@@ -274,7 +277,10 @@ def _run_files(args, recognizer, options, find_audio):
                     line = json.dumps({"file": str(path), **json.loads(line)})
                 print(line)
         if plot is not None:
-            plot_timeline(timeline, plot)
+            reference = (
+                read_segments(args.plot_reference) if args.plot_reference else None
+            )
+            plot_timeline(timeline, plot, reference=reference)
         summaries.append(summary(timeline))
         notes += [f"{path}: {note}" for note in timeline.notes]
     summary_path = args.summary or (folder / "summary.json" if folder else None)

@@ -56,7 +56,37 @@ def _envelope(levels, frame_seconds):
     return times, np.maximum(peaks, -80.0)
 
 
-def plot_timeline(timeline, path, title=None):
+def _probability_steps(windows):
+    """Step curves of window probabilities: each window's value over the
+    time nearest its centre (as the segments use it), a gap (NaN) between
+    speech regions.
+
+    Example
+    -------
+    >>> x, y = _probability_steps([(0, 2, np.array([1.0])), (2, 4, np.array([0.0])),
+    ...                            (9, 10, np.array([0.5]))])
+    >>> x.tolist()[:4], y[:, 0].tolist()[:4]
+    ([0.0, 2.0, 2.0, 4.0], [1.0, 1.0, 0.0, 0.0])
+    >>> bool(np.isnan(y[4, 0])), x.tolist()[5:]
+    (True, [9.0, 10.0])
+    """
+    windows = sorted(windows, key=lambda w: w[0])
+    xs, ys = [], []
+    for i, (start, end, row) in enumerate(windows):
+        new_region = i == 0 or start > windows[i - 1][1] + 1e-6
+        last = i + 1 == len(windows) or windows[i + 1][0] > end + 1e-6
+        centre = (start + end) / 2
+        left = start if new_region else (sum(windows[i - 1][:2]) / 2 + centre) / 2
+        right = end if last else (centre + sum(windows[i + 1][:2]) / 2) / 2
+        if new_region and i:
+            xs.append(np.nan)
+            ys.append(np.full(len(row), np.nan))
+        xs += [left, right]
+        ys += [np.asarray(row, dtype=float)] * 2
+    return np.array(xs, dtype=float), np.stack(ys)
+
+
+def plot_timeline(timeline, path, title=None, reference=None):
     """Write the timeline's PNG: level (dBFS), labels, window probabilities.
 
     Arguments
@@ -66,6 +96,10 @@ def plot_timeline(timeline, path, title=None):
         The PNG written.
     title : str or None
         Default: the file's name.
+    reference : list of Span or None
+        A reference timeline
+        (:func:`~sser_lobes.dataio.timeline_files.read_segments`), drawn
+        as a second band under the labels.
 
     Returns
     -------
@@ -93,19 +127,22 @@ def plot_timeline(timeline, path, title=None):
     top.set_title(title or Path(timeline.name).name)
 
     speakers = sorted({s.speaker for s in timeline.segments if s.speaker})
-    rows = speakers or [None]
-    for row, speaker in enumerate(rows):
-        for segment in timeline.segments:
-            if segment.speaker != speaker:
-                continue
+    rows = [
+        (speaker, [s for s in timeline.segments if s.speaker == speaker])
+        for speaker in (speakers or [None])
+    ]
+    if reference is not None:
+        rows.append(("reference", list(reference)))
+    for row, (_, segments) in enumerate(reversed(rows)):
+        for segment in segments:
             band.broken_barh(
-                [(segment.start, segment.duration)],
+                [(segment.start, segment.end - segment.start)],
                 (row, 0.9),
                 facecolors=colours.get(segment.label, "#000000"),
             )
     band.set_ylim(0, len(rows))
     band.set_yticks([r + 0.45 for r in range(len(rows))])
-    band.set_yticklabels(speakers or ["label"])
+    band.set_yticklabels([name or "label" for name, _ in reversed(rows)])
     present = {s.label for s in timeline.segments}
     shown = list(timeline.labels) + [
         lab for lab in (UNCERTAIN, SILENCE) if lab in present
@@ -119,17 +156,9 @@ def plot_timeline(timeline, path, title=None):
     )
 
     if timeline.windows:
-        windows = sorted(timeline.windows, key=lambda w: w[0])
-        starts = np.array([w[0] for w in windows])
-        ends = np.array([w[1] for w in windows])
-        centres = (starts + ends) / 2
-        values = np.stack([w[2] for w in windows])
-        # no line across silence: a new region starts after the last window
-        cut = np.flatnonzero(starts[1:] > ends[:-1] + 1e-6) + 1
-        x = np.insert(centres, cut, np.nan)
+        x, values = _probability_steps(timeline.windows)
         for column, label in enumerate(timeline.labels):
-            y = np.insert(values[:, column].astype(float), cut, np.nan)
-            curves.plot(x, y, color=colours[label], linewidth=1.2, label=label)
+            curves.plot(x, values[:, column], color=colours[label], linewidth=1.2)
     curves.set_ylim(0, 1)
     curves.set_ylabel("probability\n(windows)")
     curves.set_xlabel("time (s)")
