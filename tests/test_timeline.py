@@ -211,8 +211,8 @@ def test_vad_off_is_one_region_and_options_are_checked():
 def test_windows_are_chunk_bounds_of_the_region_however_they_arrive():
     rng = np.random.default_rng(0)
     for length in [3, 4, 5, 9, 10, 11, 31, 64]:
-        for window, hop in [(4, 2), (4, 4), (5, 3)]:
-            windows = RegionWindows(window, hop)
+        for window, hop, min_tail in [(4, 2, None), (4, 4, None), (5, 3, 2), (4, 4, 2)]:
+            windows = RegionWindows(window, hop, min_tail)
             windows.begin(100)
             got = []
             through = 100
@@ -221,7 +221,8 @@ def test_windows_are_chunk_bounds_of_the_region_however_they_arrive():
                 got += windows.ready(through)
             got += windows.end(100 + length)
             expected = [
-                (100 + s, 100 + e) for s, e in chunk_bounds(length, window, hop)
+                (100 + s, 100 + e)
+                for s, e in chunk_bounds(length, window, hop, min_tail)
             ]
             assert got == expected, (length, window, hop)
 

@@ -4,8 +4,9 @@ The model-free half of an emotion timeline, decided as the windows come in,
 so that a live stream and a whole file give the same segments:
 
 1. :class:`RegionWindows`: the windows of a speech region, the ones of
-   :func:`sser_lobes.dataio.chunking.chunk_bounds` (start every ``hop``,
-   the last one aligned to the region's end; one window if the region is
+   :func:`sser_lobes.dataio.chunking.chunk_bounds` (start every ``hop``;
+   the rest of the region as the last one if it lasts ``min_tail``, else a
+   window aligned to the region's end; one window if the region is
    shorter), each announced as soon as the region is known to outlast it.
 2. :class:`RegionLabeler`: smooths each class's probability over
    neighbouring windows (median or mean of ``smoothing_windows``), gives
@@ -109,6 +110,9 @@ class RegionWindows:
     ---------
     window, hop : int
         In samples, ``0 < hop <= window``.
+    min_tail : int or None
+        Shortest last window that is the rest of the region (None: the last
+        window is always a full one aligned to the region's end).
 
     Example
     -------
@@ -120,8 +124,9 @@ class RegionWindows:
     [(104, 108), (106, 110), (107, 111)]
     """
 
-    def __init__(self, window, hop):
+    def __init__(self, window, hop, min_tail=None):
         self.window, self.hop = int(window), int(hop)
+        self.min_tail = None if min_tail is None else int(min_tail)
         chunk_bounds(self.window, self.window, self.hop)  # checks the values
         self.start = None
         self.count = 0
@@ -145,7 +150,7 @@ class RegionWindows:
 
     def end(self, end):
         """The region ends at ``end``: its remaining windows."""
-        bounds = chunk_bounds(end - self.start, self.window, self.hop)
+        bounds = chunk_bounds(end - self.start, self.window, self.hop, self.min_tail)
         rest = [(self.start + s, self.start + e) for s, e in bounds[self.count :]]
         self.start = None
         return rest

@@ -225,6 +225,13 @@ def build_parser():
         "--window", type=float, help="seconds (default min(3, the model's window))"
     )
     timeline.add_argument("--hop", type=float, help="seconds (default: the window)")
+    timeline.add_argument(
+        "--min-window",
+        type=float,
+        default=1.0,
+        help="seconds: a region's last window is its rest if that lasts this "
+        "long, else a full window aligned to its end (default 1)",
+    )
     timeline.add_argument("--smoothing", choices=SMOOTHING_CHOICES, default="median")
     timeline.add_argument("--smoothing-windows", type=int, default=3)
     timeline.add_argument("--min-segment", type=float, default=1.0, help="seconds")

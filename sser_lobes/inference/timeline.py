@@ -76,6 +76,10 @@ class TimelineOptions:
         Seconds: the classification windows of a speech region (default
         ``min(3 s, the model's window)``; a window longer than the model's
         is refused) and their step (default: the window, no overlap).
+    min_window : float
+        Seconds: the last window of a region is the rest of the region if
+        that lasts this long, else a full window aligned to the region's
+        end (which computes part of the audio twice).
     smoothing : str
         ``median``, ``mean`` or ``none`` over ``smoothing_windows``
         neighbouring windows (odd).
@@ -107,6 +111,7 @@ class TimelineOptions:
     speech_pad: float = 0.1
     window: float | None = None
     hop: float | None = None
+    min_window: float = 1.0
     smoothing: str = "median"
     smoothing_windows: int = 3
     min_segment: float = 1.0
@@ -135,6 +140,11 @@ class TimelineOptions:
         hop = self.hop or window
         if not 0 < hop <= window:
             raise ValueError(f"--hop must be in (0, --window = {window} s], got {hop}")
+        if not 0 < self.min_window <= window:
+            raise ValueError(
+                f"--min-window must be in (0, --window = {window} s], got "
+                f"{self.min_window}"
+            )
         if self.smoothing_windows < 1 or self.smoothing_windows % 2 == 0:
             raise ValueError(
                 f"--smoothing-windows must be odd and positive, got "
@@ -230,7 +240,9 @@ class TimelineStream:
             pad=opts.speech_pad,
         )
         self.windows = RegionWindows(
-            int(round(window * self.sample_rate)), int(round(hop * self.sample_rate))
+            int(round(window * self.sample_rate)),
+            int(round(hop * self.sample_rate)),
+            min_tail=int(round(opts.min_window * self.sample_rate)),
         )
         self.min_samples = int(getattr(recognizer, "min_samples", 400) or 0)
         self.resampler = None

@@ -43,6 +43,7 @@ def options_from_args(args):
         speech_pad=args.speech_pad,
         window=args.window,
         hop=args.hop,
+        min_window=args.min_window,
         smoothing=args.smoothing,
         smoothing_windows=args.smoothing_windows,
         min_segment=args.min_segment,
