@@ -83,7 +83,16 @@ def test_rows_in_given_order_with_hand_computed_means(tmp_path):
     assert rows[0]["delta"] is None
     assert rows[1]["delta"] == pytest.approx((0.70 + 0.74) / 2 - ua_base)
     assert rows[2]["delta"] == pytest.approx(0.75 - ua_base)
-    assert table["delta_metric"] == "UA" and table["warnings"] == []
+    assert table["delta_metric"] == "UA"
+    # gender and fused ran fewer seeds / folds than zbase: said, not hidden.
+    assert table["warnings"] == [
+        "variants 'zbase' and 'gender' cover different seeds ([7, 1993] vs [1993]): "
+        "their means are not over the same runs",
+        "variants 'zbase' and 'fused' cover different folds (['session1', "
+        "'session2'] vs ['session1']): their means are not over the same runs",
+        "variants 'zbase' and 'fused' cover different seeds ([7, 1993] vs [1993]): "
+        "their means are not over the same runs",
+    ]
 
     text = format_ablation(table)
     lines = text.splitlines()
@@ -106,7 +115,7 @@ def test_errors(tmp_path):
     # Runs of two protocols under one folder.
     _write_runs(tmp_path / "mixed", "wavlm", protocol="loso")
     _write_runs(tmp_path / "mixed", "gender", protocol="random")
-    with pytest.raises(ValueError, match="different protocols: 'random'.*'loso'"):
+    with pytest.raises(ValueError, match="not one configuration.*protocol 'random'"):
         ablation_table([("mixed", tmp_path / "mixed")])
     # Two runs with the same fold and seed (folder too high in the tree).
     _write_runs(tmp_path / "dup", "wavlm", nested="a")
@@ -121,17 +130,20 @@ def test_errors(tmp_path):
         ablation_table([("base", base)], metrics=["CCC"])
 
 
-def test_cli_outputs_and_protocol_warning(tmp_path, capsys):
+def test_cli_outputs_and_different_tasks_refused(tmp_path, capsys):
     base = _write_runs(tmp_path, "wavlm")
     other = _write_runs(tmp_path, "fused", protocol="random")
+    argv = [f"base={base}", f"fused={other}"]
+    assert main(argv) == 1
+    assert "are not one task (protocol 'loso' vs 'random')" in capsys.readouterr().err
+    other = _write_runs(tmp_path / "same", "fused")
     md, js = tmp_path / "out" / "ab.md", tmp_path / "out" / "ab.json"
     argv = [f"base={base}", f"fused={other}", "--markdown", str(md), "--json", str(js)]
     assert main(argv) == 0
     out, err = capsys.readouterr()
-    assert "different protocols" in err
     assert out == md.read_text()
     assert "| base | 4 | 73.00 ± 2.58 |" in out  # WA first by default
-    assert "Protocols differ" in out
+    assert "Protocol: loso." in out
     saved = json.loads(js.read_text())
     assert [r["label"] for r in saved["rows"]] == ["base", "fused"]
     assert saved["delta_metric"] == "WA"

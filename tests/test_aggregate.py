@@ -265,3 +265,113 @@ def test_aggregate_errors():
         aggregate_runs([], ["WA"])
     with pytest.raises(ValueError, match="metrics"):
         aggregate_runs([{"WA": 0.5}], [])
+
+
+# --------------------------------------------------------------------------
+# Never average different tasks (issue 19, item 4)
+# --------------------------------------------------------------------------
+
+
+def _task(labels, num_folds=5, corpus="c0ffee", protocol="loso", label_map=None):
+    return {
+        "labels": labels,
+        "label_map": label_map or {},
+        "test_label_map": None,
+        "corpus": corpus,
+        "protocol": protocol,
+        "num_folds": num_folds,
+    }
+
+
+def _run(tmp_path, name, fold, wa, task, seed=1993, **extra):
+    return _write(
+        tmp_path / name / f"seed_{seed}" / fold / "test_metrics.json",
+        {
+            "experiment": "wavlm_large_partial",
+            "protocol": task["protocol"],
+            "fold": fold,
+            "seed": seed,
+            "encoder": "wavlm_large",
+            "finetune": "partial",
+            "task_identity": task,
+            "labels": task["labels"],
+            "WA": wa,
+            "UA": wa,
+            "macro_F1": wa,
+            **extra,
+        },
+    )
+
+
+def test_a_4_class_and_a_3_class_run_are_never_averaged(tmp_path, capsys):
+    four = _task(["neu", "hap", "sad", "ang"])
+    three = _task(["neu", "sad", "ang"])
+    for k in (1, 2):
+        _run(tmp_path, "four", f"session{k}", 0.6, four)
+        _run(tmp_path, "three", f"session{k}", 0.8, three)
+    agg = aggregate_runs(collect_runs(tmp_path), ["WA"])
+    rows = agg["experiments"]
+    means = sorted((r["n_runs"], round(r["metrics"]["WA"]["mean"], 6)) for r in rows)
+    assert means == [(2, 0.6), (2, 0.8)]
+    (warning,) = agg["warnings"]
+    assert "never averaged" in warning and "['neu', 'sad', 'ang']" in warning
+    assert main([str(tmp_path), "--metrics", "WA"]) == 0
+    out, err = capsys.readouterr()
+    assert "aggregate: warning: experiment 'wavlm_large_partial'" in err
+    assert "| wavlm_large_partial [neu,hap,sad,ang; 5 folds; corpus c0ffee] |" in out
+    assert "| wavlm_large_partial [neu,sad,ang; 5 folds; corpus c0ffee] |" in out
+    assert "| 2 of 5 |" in out
+
+
+def test_a_5_fold_and_a_2_fold_run_of_one_corpus_are_separate(tmp_path):
+    five = _task(
+        ["ang", "hap", "neu", "sad"], num_folds=5, protocol="corpus speaker_kfold"
+    )
+    two = _task(["ang", "neu"], num_folds=2, protocol="corpus speaker_kfold")
+    for k in range(1, 6):
+        _run(tmp_path, "five", f"fold{k}of5", 0.5, five)
+    for k in (1, 2):
+        _run(tmp_path, "two", f"fold{k}of2", 0.9, two)
+    rows = aggregate_runs(collect_runs(tmp_path), ["WA"])["experiments"]
+    assert sorted((len(r["folds"]), r["n_runs"]) for r in rows) == [(2, 2), (5, 5)]
+
+
+def test_the_same_classes_in_another_order_or_map_are_another_task(tmp_path):
+    _run(tmp_path, "a", "session1", 0.5, _task(["neu", "hap", "sad", "ang"]))
+    _run(tmp_path, "b", "session2", 0.5, _task(["ang", "sad", "hap", "neu"]))
+    _run(
+        tmp_path,
+        "c",
+        "session3",
+        0.5,
+        _task(["neu", "hap", "sad", "ang"], label_map={"exc": "hap"}),
+    )
+    _run(
+        tmp_path,
+        "d",
+        "session4",
+        0.5,
+        _task(["neu", "hap", "sad", "ang"], corpus="beef"),
+    )
+    _run(
+        tmp_path,
+        "e",
+        "session5",
+        0.5,
+        _task(["neu", "hap", "sad", "ang"]),
+        finetune="frozen",
+    )
+    assert len(aggregate_runs(collect_runs(tmp_path), ["WA"])["experiments"]) == 5
+
+
+def test_folds_with_different_seeds_are_refused(tmp_path, capsys):
+    task = _task(["neu", "ang"])
+    _run(tmp_path, "x", "session1", 0.5, task, seed=1993)
+    _run(tmp_path, "x", "session1", 0.6, task, seed=1994)
+    _run(tmp_path, "x", "session2", 0.7, task, seed=1993)
+    with pytest.raises(
+        ValueError, match=r"session1: \[1993, 1994\]; session2: \[1993\]"
+    ):
+        aggregate_runs(collect_runs(tmp_path), ["WA"])
+    assert main([str(tmp_path)]) == 1
+    assert "different seeds" in capsys.readouterr().err

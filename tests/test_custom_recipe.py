@@ -10,6 +10,7 @@ import json
 import os
 import shutil
 import sys
+from pathlib import Path
 
 import custom_prepare
 import pytest
@@ -18,6 +19,7 @@ import torch
 from conftest import CUSTOM, FAST_TRAINING, run_recipe, run_script
 
 from sser_lobes.dataio.corpus_csv import read_corpus
+from sser_lobes.dataio.splits import stratified_group_folds
 
 HPARAMS = CUSTOM / "hparams"
 
@@ -111,7 +113,7 @@ def test_speaker_folds_are_stratified_when_speakers_lack_classes():
         "c": Counter(ang=4, sad=4, neu=4),
         "d": Counter(ang=4, sad=4, neu=4),
     }
-    folds = custom_prepare.speaker_folds(counts, ["ang", "neu", "sad"], 2, seed=3)
+    folds = stratified_group_folds(counts, ["ang", "neu", "sad"], 2, seed=3)
     for fold in folds:
         assert sum(counts[s]["sad"] for s in fold) == 4, folds
 
@@ -244,8 +246,15 @@ def test_bad_rows_are_reported_with_file_and_line_and_the_rest_prepared(
 def test_missing_column_and_unknown_class_are_one_clear_error(csv_corpus, tmp_path):
     rows = [{k: v for k, v in r.items() if k != "speaker"} for r in _rows(csv_corpus)]
     no_speaker = _write(csv_corpus.parent / "no_speaker.csv", rows)
-    with pytest.raises(Exception, match=r"no_speaker.csv: missing column\(s\) speaker"):
+    with pytest.raises(Exception, match=r"no_speaker.csv: no speaker column") as info:
         custom_prepare.prepare_custom(no_speaker, tmp_path / "a")
+    assert "--split_mode=random (speaker-DEPENDENT)" in str(info.value)
+    # The recipe: the same one line, before anything is built.
+    run = run_recipe(
+        CUSTOM, _argv(no_speaker, "/nonexistent/model", tmp_path / "r"), expect_ok=False
+    )
+    assert "no speaker column" in run.error and "--split_mode=random" in run.error
+    custom_prepare.prepare_custom(no_speaker, tmp_path / "c", split_mode="random")
     with pytest.raises(Exception, match="class fru of emotions has no row"):
         custom_prepare.prepare_custom(csv_corpus, tmp_path / "b", emotions="ang,fru")
 
@@ -297,22 +306,27 @@ def test_training_reads_any_file_as_inference_does(csv_corpus):
 
 @pytest.fixture(scope="module")
 def custom_run(csv_corpus, tiny_models, tmp_path_factory):
-    out = tmp_path_factory.mktemp("custom") / "run"
+    """The fold of 3 whose test speakers include the one cut in segments."""
+    work = tmp_path_factory.mktemp("custom")
+    custom_prepare.prepare_custom(csv_corpus, work / "folds", num_folds=3)
+    folds = json.loads((work / "folds" / "split_info.json").read_text())["folds"]
+    fold = next(k for k, speakers in enumerate(folds, 1) if "spk06" in speakers)
+    out = work / "run"
     argv = _argv(
         csv_corpus,
         tiny_models["wavlm"],
         out,
         "--num_folds=3",
-        "--test_fold=1",
+        f"--test_fold={fold}",
         epochs=4,
     )
-    return out, run_recipe(CUSTOM, argv)
+    return out, run_recipe(CUSTOM, argv), fold
 
 
 def test_kfold_run_trains_speaker_independent_and_records_the_protocol(custom_run):
-    out, run = custom_run
+    out, run, fold = custom_run
     metrics = json.loads((out / "test_metrics.json").read_text())
-    assert metrics["fold"] == "fold1of3"
+    assert metrics["fold"] == f"fold{fold}of3"
     assert metrics["speaker_independent"] is True
     assert metrics["labels"] == ["ang", "hap", "neu", "sad"]
     assert "3-fold by speaker" in metrics["split_description"]
@@ -328,9 +342,13 @@ def test_kfold_run_trains_speaker_independent_and_records_the_protocol(custom_ru
 def test_another_fold_in_the_same_folder_is_refused(
     custom_run, csv_corpus, tiny_models
 ):
-    out, _ = custom_run  # fold 1 of 3 trained there; now fold 2, same folder
+    out, _, fold = custom_run  # one fold of 3 trained there; now another one
     argv = _argv(
-        csv_corpus, tiny_models["wavlm"], out, "--num_folds=3", "--test_fold=2"
+        csv_corpus,
+        tiny_models["wavlm"],
+        out,
+        "--num_folds=3",
+        f"--test_fold={fold % 3 + 1}",
     )
     run = run_recipe(CUSTOM, argv, expect_ok=False)
     assert run.error is not None and "trained on another split" in run.error
@@ -356,6 +374,10 @@ def test_user_mistakes_are_one_line_before_the_model_is_built(
         expect_ok=False,
     )
     assert "none.csv: corpus file not found" in run.error
+    # A hyphen instead of an underscore: the option meant, named.
+    argv = [HPARAMS / "train_wavlm_large.yaml", f"--csv-file={csv_corpus}"]
+    run = run_recipe(CUSTOM, argv, expect_ok=False)
+    assert "unknown option --csv-file: did you mean --csv_file?" in run.error
 
 
 def test_cross_corpus_run_records_both_corpora_and_the_mapping(
@@ -417,7 +439,7 @@ def test_fold_loop_runs_every_fold_and_aggregates(csv_corpus, tiny_models, tmp_p
         "fold2of3",
         "fold3of3",
     ]
-    runs = work / "results/Custom/corpus/wavlm_large_partial/speaker_kfold/seed_1993"
+    runs = work / "results/Custom/corpus/wavlm_h32_l2_partial/speaker_kfold/seed_1993"
     tested = []
     for fold in ("fold1of3", "fold2of3", "fold3of3"):
         info = json.loads((runs / fold / "manifests/split_info.json").read_text())
@@ -429,7 +451,7 @@ def test_export_and_sser_predict_on_a_custom_run(custom_run, tmp_path):
     from sser_lobes.inference.export import main as export_main
     from sser_lobes.inference.recognizer import EmotionRecognizer
 
-    out, _ = custom_run
+    out, _, _ = custom_run
     model = tmp_path / "model"
     assert export_main([str(out), str(model)]) in (0, None)
     recognizer = EmotionRecognizer.from_hparams(model)
@@ -452,7 +474,7 @@ def test_sser_predict_on_the_test_fold_csv_gives_the_runs_predictions(
     from sser_lobes.inference.export import main as export_main
     from sser_lobes.inference.predict import main as predict_main
 
-    out, _ = custom_run
+    out, _, _ = custom_run
     model = tmp_path / "model"
     export_main([str(out), str(model)])
     info = json.loads((out / "manifests" / "split_info.json").read_text())
@@ -546,7 +568,7 @@ def test_gender_and_text_overlays_read_the_csv_columns(
     )
     run_recipe(CUSTOM, argv)
     metrics = json.loads((out / "test_metrics.json").read_text())
-    assert metrics["experiment"] == "wavlm_large_partial_gender_text"
+    assert metrics["experiment"] == "wavlm_h32_l2_partial_gender_text"
     assert "gender_accuracy" in metrics
     test = json.loads((out / "manifests" / "test.json").read_text())
     assert all(
@@ -573,3 +595,132 @@ def test_frozen_run_with_the_feature_cache_reads_segments(
     assert len(entries) == len(_rows(csv_corpus))  # one per row, segments too
     metrics = json.loads((out / "test_metrics.json").read_text())
     assert sum(map(sum, metrics["confusion_matrix"])) == 32
+
+
+# --------------------------------------------------------------------------
+# The same audio or speaker never on both sides of a split (issue 19, item 2)
+# --------------------------------------------------------------------------
+
+
+def _audio_of(entry):
+    """An entry's audio: the resolved file and the segment."""
+    start = entry["start"] or 0.0
+    return (
+        os.path.realpath(entry["wav"]),
+        round(start, 3),
+        round(start + entry["duration"], 3),
+    )
+
+
+def test_the_same_audio_listed_twice_is_one_utterance(csv_corpus, tmp_path):
+    corpus = _copy_corpus(csv_corpus, tmp_path)
+    rows = _rows(corpus)
+    whole = [r for r in rows if not r["start"]]
+    extra = []
+    for k, row in enumerate(whole[:12]):
+        twin = dict(row, id=f"again_{k}")
+        if k % 3 == 0:  # the absolute path
+            twin["wav"] = str((corpus.parent / row["wav"]).resolve())
+        elif k % 3 == 1:  # another spelling of the relative path
+            twin["wav"] = row["wav"].replace("/", "//", 1)
+        else:  # a copy of the file under another name
+            copy = Path(row["wav"]).with_name("copy_" + Path(row["wav"]).name)
+            shutil.copy(corpus.parent / row["wav"], corpus.parent / copy)
+            twin["wav"] = str(copy)
+        extra.append(twin)
+    segment = next(r for r in rows if r["start"])
+    extra.append(
+        dict(segment, id="again_segment", start=f"{float(segment['start']):.4f}")
+    )
+    if "id" not in rows[0]:
+        for row in rows:
+            row["id"] = ""
+    doubled = _write(corpus, rows + extra, fields=list(rows[0]))
+    for mode in ("random", "speaker_kfold"):
+        out = tmp_path / mode
+        custom_prepare.prepare_custom(doubled, out, split_mode=mode, num_folds=3)
+        audio = [
+            _audio_of(entry)
+            for split in ("train", "valid", "test")
+            for entry in _manifest(out, split).values()
+        ]
+        assert len(audio) == len(set(audio)) == len(rows), mode
+        summary = json.loads((out / "prep_summary.json").read_text())
+        skipped = summary["skipped"]["duplicate_audio"]
+        assert skipped["count"] == len(extra)
+        assert "is the audio of line" in skipped["examples"][0]
+        assert json.loads((out / "split_info.json").read_text())["file_disjoint"]
+
+
+def test_speaker_ids_that_differ_by_case_are_one_speaker(csv_corpus, tmp_path):
+    rows = [r for r in _rows(csv_corpus) if r["speaker"] in ("spk01", "spk02", "spk03")]
+    for k, row in enumerate(rows):
+        if row["speaker"] == "spk01" and k % 2:
+            row["speaker"] = " SPK01 " if k % 4 == 1 else "Spk01"
+    mixed = _write(csv_corpus.parent / "mixed_case.csv", rows)
+    assert custom_prepare.count_folds(mixed, 0) == 3
+    spk01 = [r for r in rows if r["speaker"].strip().lower() == "spk01"]
+    for fold in (1, 2, 3):  # leave one speaker out
+        out = tmp_path / f"f{fold}"
+        custom_prepare.prepare_custom(mixed, out, num_folds=0, test_fold=fold)
+        info = json.loads((out / "split_info.json").read_text())
+        assert info["speaker_independent"] is True
+        sides = {
+            split: {e["speaker"] for e in _manifest(out, split).values()}
+            for split in ("train", "valid", "test")
+        }
+        assert not sides["test"] & (sides["train"] | sides["valid"]), sides
+        assert all(
+            s in ("spk01", "spk02", "spk03") for s in set().union(*sides.values())
+        )
+    summary = json.loads((out / "prep_summary.json").read_text())
+    assert summary["merged_speaker_spellings"] == {"spk01": ["SPK01", "Spk01"]}
+    assert len(spk01) == 16
+
+
+def test_cross_corpus_overlap_is_refused_reported_and_computed(csv_corpus, tmp_path):
+    from sser_lobes.synthetic.csv_corpus import make_csv_corpus
+
+    other = make_csv_corpus(tmp_path / "other", speakers=2, per_class=2, seed=3)
+    # Different people: other speaker ids. Speaker-independent by the ids.
+    others = _rows(other)
+    for row in others:
+        row["speaker"] = "guest_" + row["speaker"]
+    other = _write(other, others)
+    out = tmp_path / "clean"
+    custom_prepare.prepare_custom(csv_corpus, out, test_csv=other)
+    info = json.loads((out / "split_info.json").read_text())
+    assert info["speaker_independent"] is True and info["file_disjoint"] is True
+
+    # A test corpus without speakers: speaker independence is unknown.
+    anonymous = _write(
+        tmp_path / "other" / "anonymous.csv",
+        [{k: v for k, v in r.items() if k != "speaker"} for r in others],
+    )
+    out = tmp_path / "anonymous"
+    custom_prepare.prepare_custom(csv_corpus, out, test_csv=anonymous)
+    info = json.loads((out / "split_info.json").read_text())
+    assert info["speaker_independent"] is None and info["file_disjoint"] is True
+
+    # Training files in the test corpus (one under another spelling) and a
+    # training speaker id in another case: refused, one line.
+    train_rows = [r for r in _rows(csv_corpus) if not r["start"]][:2]
+    leaked = [
+        dict(r, wav=str((csv_corpus.parent / r["wav"]).resolve()), speaker="SPK02")
+        for r in train_rows
+    ]
+    mixed = _write(
+        tmp_path / "other" / "leaky.csv",
+        others + [{k: r.get(k, "") for k in others[0]} for r in leaked],
+    )
+    with pytest.raises(
+        Exception, match="2 test utterance.s. are audio of the training"
+    ):
+        custom_prepare.prepare_custom(csv_corpus, tmp_path / "refused", test_csv=mixed)
+    assert not (tmp_path / "refused").exists()
+    out = tmp_path / "allowed"
+    custom_prepare.prepare_custom(csv_corpus, out, test_csv=mixed, allow_overlap=True)
+    info = json.loads((out / "split_info.json").read_text())
+    assert info["file_disjoint"] is False and len(info["test_files_in_training"]) == 2
+    assert info["test_speakers_in_training"] == ["spk02"]
+    assert info["speaker_independent"] is False

@@ -27,9 +27,18 @@ from conftest import (
 )
 
 from sser_lobes import SSLEncoder
-from sser_lobes.dataio.pipelines import audio_pipeline
+from sser_lobes.dataio.pipelines import (
+    audio_pipeline,
+    encoder_input_of,
+    segment_audio_pipeline,
+)
 from sser_lobes.encoders.tiny_ssl import make_tiny_ssl
-from sser_lobes.training.feature_cache import FeatureCache, encoder_fingerprint, fill
+from sser_lobes.training.feature_cache import (
+    FeatureCache,
+    encoder_fingerprint,
+    entry_key,
+    fill,
+)
 
 EPOCHS = 3
 FROZEN_SUM = ["--finetune=frozen", "--output_layer=weighted_sum"]
@@ -308,10 +317,10 @@ def _filled(folder, encoder, files, dtype="float32", crop_seconds=None):
     """Index the files, fill what is missing; (cache, names, missing before)."""
     cache = FeatureCache(folder, encoder, dtype)
     cache.create()
-    crop = int(crop_seconds * 16000) if crop_seconds else None
-    names = cache.index([(utt, str(path), crop) for utt, path in files.items()])
-    missing = cache.missing(names)
     dataset = _dataset(files, crop_seconds)
+    reading = encoder_input_of(dataset)
+    names = cache.index([(utt, str(path), reading) for utt, path in files.items()])
+    missing = cache.missing(names)
     fill(cache, encoder, dataset, names, missing, batch_size=2)
     assert cache.missing(names) == []
     return cache, names, missing
@@ -384,6 +393,17 @@ def test_any_change_invalidates_the_affected_entries(
         len(_filled(folder, _encoder(other, normalize_waveform="off"), audio_files)[2])
         == 3
     )
+
+
+def test_filling_leaves_the_random_state_as_it_was(tiny_models, audio_files, tmp_path):
+    """A DataLoader draws a seed from torch's generator; filling the cache
+    must not shift the dropout masks of the training that follows (the MSP
+    comparison above trains a head with dropout)."""
+    encoder = _encoder(tiny_models["wavlm"])
+    torch.manual_seed(3)
+    before = torch.get_rng_state()
+    _filled(tmp_path / "cache", encoder, audio_files)
+    assert torch.equal(torch.get_rng_state(), before)
 
 
 def test_fingerprint_covers_weights_and_waveform_statistics(tiny_models):
@@ -557,16 +577,125 @@ def test_a_segment_is_its_own_entry(tiny_models, audio_files, tmp_path):
     own entries, and a changed segment under the same id is recomputed."""
     cache = FeatureCache(tmp_path, _encoder(tiny_models["wavlm"]), "float32")
     path = str(audio_files["a"])
+    reading = segment_audio_pipeline(16000, 400).encoder_input
     names = cache.index(
         [
-            ("whole", path, None),
-            ("whole_none", path, None, None),
-            ("first", path, None, (0.0, 0.5)),
-            ("first_again", path, None, (0.0, 0.5)),
-            ("other", path, None, (0.1, 0.5)),
+            ("whole", path, reading),
+            ("whole_none", path, reading, None),
+            ("first", path, reading, (0.0, 0.5)),
+            ("first_again", path, reading, (0.0, 0.5)),
+            ("other", path, reading, (0.1, 0.5)),
         ]
     )
     entry = {utt: name.split("-")[1] for utt, name in names.items()}
     assert entry["whole"] == entry["whole_none"]
     assert entry["first"] == entry["first_again"]
     assert len({entry["whole"], entry["first"], entry["other"]}) == 3
+
+
+# --------------------------------------------------------------------------
+# The key covers every input of the encoder (issue 19, item 1)
+# --------------------------------------------------------------------------
+
+
+def test_the_entry_key_covers_every_input_that_changes_the_waveform():
+    signature = (1000, 1, "aa")
+    reading = segment_audio_pipeline(16000, 400).encoder_input
+    base = entry_key("u1", signature, reading)
+    assert base == entry_key("u1", signature, dict(reading))  # deterministic
+    changed = {
+        "utterance id": entry_key("u2", signature, reading),
+        "file content": entry_key("u1", (1000, 1, "bb"), reading),
+        "segment": entry_key("u1", signature, reading, (0.0, 0.5)),
+        "other segment": entry_key("u1", signature, reading, (0.1, 0.5)),
+        "sample rate": entry_key(
+            "u1", signature, segment_audio_pipeline(8000, 400).encoder_input
+        ),
+        "resampler": entry_key(
+            "u1", signature, {**reading, "resampler": "scipy.signal.resample_poly 1.0"}
+        ),
+        "channels": entry_key(
+            "u1", signature, audio_pipeline(16000, 400).encoder_input
+        ),
+        "crop": entry_key(
+            "u1",
+            signature,
+            audio_pipeline(16000, 400, crop_seconds=1.0, crop="first").encoder_input,
+        ),
+        "crop length": entry_key(
+            "u1",
+            signature,
+            audio_pipeline(16000, 400, crop_seconds=2.0, crop="first").encoder_input,
+        ),
+    }
+    keys = [base, *changed.values()]
+    assert len(set(keys)) == len(keys), changed
+    # Not cacheable: a random crop, an audio pipeline that does not say how
+    # it reads.
+    random_crop = audio_pipeline(16000, 400, crop_seconds=1.0, crop="random")
+    with pytest.raises(Exception, match="random crop gives the encoder another input"):
+        entry_key("u1", signature, random_crop.encoder_input)
+    with pytest.raises(Exception, match="does not describe how it reads"):
+        entry_key("u1", signature, None)
+
+
+def test_the_fingerprint_covers_every_option_of_the_encoder(tiny_models):
+    folder = tiny_models["wavlm"]
+    fingerprints = {
+        "checkpoint's": encoder_fingerprint(_encoder(folder)),
+        "utterance": encoder_fingerprint(
+            _encoder(folder, normalize_waveform="utterance")
+        ),
+        "layer_norm": encoder_fingerprint(
+            _encoder(folder, normalize_waveform="layer_norm")
+        ),
+        "off": encoder_fingerprint(_encoder(folder, normalize_waveform="off")),
+        "fewer layers": encoder_fingerprint(_encoder(folder, num_layers=1)),
+        "config override": encoder_fingerprint(
+            _encoder(folder, config_overrides={"layer_norm_eps": 1e-3})
+        ),
+    }
+    for mean, std in ((0.0, 0.1), (0.0, 0.2), (0.01, 0.1)):
+        encoder = _encoder(folder, normalize_waveform="global")
+        encoder.set_waveform_stats(mean, std, 16000)
+        fingerprints[f"global {mean} {std}"] = encoder_fingerprint(encoder)
+    assert fingerprints["checkpoint's"] == fingerprints["layer_norm"]
+    del fingerprints["checkpoint's"]
+    assert len(set(fingerprints.values())) == len(fingerprints), fingerprints
+
+
+def test_another_sample_rate_on_the_same_cache_is_computed_again(tiny_models, tmp_path):
+    """A frozen run at 16 kHz, then --sample_rate=8000 on the same cache
+    folder: the 8 kHz run encodes its own entries and gives the metrics of
+    the same run without the cache."""
+    from conftest import CUSTOM, FAST_TRAINING
+
+    from sser_lobes.synthetic.csv_corpus import make_csv_corpus
+
+    corpus = make_csv_corpus(tmp_path / "corpus", speakers=3, per_class=2)
+    cache = tmp_path / "cache"
+
+    def run(name, *extra):
+        out = tmp_path / name
+        argv = [
+            CUSTOM / "hparams" / "train_wavlm_large.yaml",
+            f"--csv_file={corpus}",
+            f"--ssl_source={tiny_models['wavlm']}",
+            f"--output_folder={out}",
+            "--number_of_epochs=2",
+            "--finetune=frozen",
+            *FAST_TRAINING,
+            *extra,
+        ]
+        run_recipe(CUSTOM, argv)
+        return json.loads((out / "test_metrics.json").read_text())
+
+    cached = ["--feature_cache=True", f"--feature_cache_folder={cache}"]
+    run("at16k", *cached)
+    entries = len(_entries(cache))
+    assert entries == 24  # 3 speakers x 4 classes x 2
+    at8k = run("at8k", "--sample_rate=8000", *cached)
+    assert len(_entries(cache)) == 2 * entries  # nothing of 16 kHz reused
+    uncached = run("at8k_uncached", "--sample_rate=8000")
+    for key in ("WA", "UA", "macro_F1", "confusion_matrix"):
+        assert at8k[key] == uncached[key], key

@@ -492,3 +492,34 @@ def test_cli_errors_name_the_folder(tmp_path, capsys):
     _write_test3(folders[1], ["u"], [[1.0] + [0.0] * 7], MSP_LABELS)
     assert main([*args, "--search-split", "test3", "--apply-splits"]) == 1
     assert "unlabelled" in capsys.readouterr().err
+
+
+def test_members_of_different_tasks_or_folds_are_refused(tmp_path, capsys):
+    """Same utterance ids and classes, but another fold or label map: once
+    copied as None into the fused record, now refused (issue 19, item 4)."""
+    identity = {"protocol": "loso", "fold": "session3"}
+    folders = _make_runs(
+        tmp_path / "runs",
+        ["a", "b"],
+        ["valid", "test"],
+        IEMOCAP_LABELS,
+        40,
+        seed=3,
+        identity=identity,
+    )
+    args = [*map(str, folders), "--search-split", "valid", "--apply-splits", "test"]
+
+    def rewrite(folder, **changes):
+        for split in ("valid", "test"):
+            path = folder / f"{split}_metrics.json"
+            path.write_text(json.dumps({**json.loads(path.read_text()), **changes}))
+
+    rewrite(folders[1], fold="session4")
+    assert main([*args, "--out", str(tmp_path / "out1")]) == 1
+    err = capsys.readouterr().err
+    assert f"member {folders[1]} is not a run of the task and fold" in err
+    assert "fold 'session3' vs 'session4'" in err
+    rewrite(folders[1], fold="session3", task_identity={"label_map": {"exc": "hap"}})
+    assert main([*args, "--out", str(tmp_path / "out2")]) == 1
+    assert "label_map None vs {'exc': 'hap'}" in capsys.readouterr().err
+    assert not (tmp_path / "out1").exists() and not (tmp_path / "out2").exists()

@@ -173,7 +173,8 @@ def test_frozen_mode_trains_only_the_head(iemocap_small_corpus, tiny_models, tmp
         assert torch.equal(trained["encoder.model." + key], value), key
     metrics = json.loads((out / "test_metrics.json").read_text())
     assert metrics["finetune"] == "frozen"
-    assert metrics["experiment"] == "wav2vec2_base_frozen"  # overlay file applied
+    # the overlay file applied; named from the tiny encoder given by --ssl_source
+    assert metrics["experiment"] == "wav2vec2_h32_l2_frozen"
     log = (out / "train_log.txt").read_text()
     assert "lr_ssl" not in log  # no encoder optimiser in frozen mode
 

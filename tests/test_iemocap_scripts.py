@@ -49,6 +49,11 @@ metrics.update(
     UA=score,
     macro_F1=score,
 )
+metrics["task_identity"] = dict(
+    metrics["task_identity"],
+    protocol=CONFIG["protocols"][mode],
+    num_folds=5 if mode == "loso" else 10,
+)
 (out / "test_metrics.json").write_text(json.dumps(metrics))
 """
 

@@ -313,7 +313,9 @@ def test_gender_and_text_model(iemocap_small_corpus, tiny_models, tmp_path):
     run_recipe(IEMOCAP, argv)
     out = tmp_path / "model"
     with recipe_process_state():
-        assert export.main([str(run), str(out)]) == 0
+        # a local text encoder named by the run is read only when confirmed
+        assert export.main([str(run), str(out)]) == 1
+        assert export.main([str(run), str(out), f"--text-encoder-source={bert}"]) == 0
     assert (out / "text_encoder" / "tokenizer.json").is_file()
     shutil.rmtree(bert)
     rec = EmotionRecognizer.from_hparams(str(out))

@@ -159,7 +159,7 @@ def test_system_b_options_run(msp_small_corpus, tiny_models, tmp_path):
         epochs=1,
     )
     metrics = json.loads((out / "test1_metrics.json").read_text())
-    assert metrics["experiment"] == "wavlm_large_categorical_std_focal"
+    assert metrics["experiment"] == "wavlm_h32_l2_categorical_std_focal"
     assert metrics["pooling"] == "std"
     assert "| test1 |" in run.stdout
 
@@ -189,3 +189,39 @@ def test_padding_benchmark(tmp_path):
         ).values()
     ]
     assert min(durations) >= 2.75 and max(durations) <= 11.0
+
+
+def test_the_last_partial_accumulation_group_of_an_epoch_is_stepped(
+    msp_corpus, tiny_models, tmp_path
+):
+    """Accumulation 4, as the baseline, on an epoch of 11 batches: 3 steps,
+    the last on 3 batches (the baseline steps its last partial group;
+    SpeechBrain's loop stepped twice and dropped the last 3 batches)."""
+    train = load_recipe_script(RECIPE)
+    steps = []
+
+    class Counting(train.MSPBrain):
+        def optimizers_step(self):
+            steps.append(self.step)
+            super().optimizers_step()
+
+    train.MSPBrain = Counting
+    out = tmp_path / "run"
+    argv = [
+        TASK1,
+        f"--data_folder={msp_corpus}",
+        f"--ssl_source={tiny_models['wavlm']}",
+        f"--output_folder={out}",
+        "--number_of_epochs=1",
+        "--num_workers=0",
+        "--noprogressbar",
+        "--head_hidden_size=16",
+        "--batching=random",
+        "--batch_size=12",
+        "--grad_accumulation_factor=4",
+    ]
+    run_recipe(RECIPE, argv, module=train)
+    labelled = [e for e in _manifest(out, "train").values() if e["emo"]]
+    batches = -(-len(labelled) // 12)
+    assert batches % 4  # the corpus makes a partial last group
+    assert len(steps) == -(-batches // 4), (batches, steps)

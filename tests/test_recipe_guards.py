@@ -90,6 +90,8 @@ BAD_OPTIONS = [
     ("--finetune=bogus", "--finetune must be one of frozen, partial, entire"),
     ("--pooling_type=foo", "--pooling_type must be one of"),
     ("--bogus_key=1", "unknown option --bogus_key"),
+    ("--numbr_of_epochs=3", "--numbr_of_epochs: did you mean --number_of_epochs?"),
+    ("--test-session=3", "unknown option --test-session: did you mean --test_session?"),
     ("--batching=sorted", "--batching must be one of bucketed, random"),
     ("--selection_metric=F1", "--selection_metric must be one of"),
     ("--number_of_epochs=0", "--number_of_epochs must be an integer >= 1"),
@@ -199,12 +201,15 @@ def test_a_fold_without_a_class_warns_finishes_and_is_never_resumed_on_another_s
     no_sad_in_test, iemocap_corpus, tiny_models
 ):
     corpus, out, output = no_sad_in_test
-    # 3. A test split without a class: a warning, the run finishes.
+    # 3. A test split without a class: a warning, the run finishes, and the
+    # metrics file says which classes UA averages over.
     assert "no utterance of class(es) sad" in output
     info = json.loads((out / "manifests" / "split_info.json").read_text())
     assert info["absent_classes"] == {"test": ["sad"]}
     metrics = json.loads((out / "test_metrics.json").read_text())
     assert metrics["per_class"]["sad"]["support"] == 0
+    assert metrics["absent_classes"] == ["sad"]
+    assert metrics["UA_classes"] == ["neu", "hap", "ang"]
 
     # 2. Other options, same run folder: refused before anything is written.
     saved = (out / "hyperparams.yaml").read_text()
@@ -217,9 +222,30 @@ def test_a_fold_without_a_class_warns_finishes_and_is_never_resumed_on_another_s
     assert sorted(p.name for p in (out / "save").glob("CKPT+*")) == checkpoints
 
     # Same options, other corpus content (the test session has its 'sad'
-    # utterances again): the manifests differ, the checkpoint is not used.
+    # utterances again): the manifests differ, the checkpoint is not used,
+    # and the run folder is left as it was: its manifests, split_info.json,
+    # prepare_options.json and hyperparams.yaml still match its checkpoints
+    # and metrics (issue 19, item 5).
+    def files():
+        names = ["hyperparams.yaml", "test_metrics.json"]
+        names += [f"manifests/{p.name}" for p in (out / "manifests").iterdir()]
+        return {name: (out / name).read_bytes() for name in sorted(names)}
+
+    before = files()
+    assert {"manifests/split_info.json", "manifests/prepare_options.json"} <= set(
+        before
+    )
     argv = _iemocap_argv(iemocap_corpus, tiny_models, out)
     assert "test.json changed" in _run_main(IEMOCAP, argv)
+    assert files() == before
+    assert sorted(p.name for p in out.iterdir() if p.name.startswith(".")) == []
+
+    # Another training seed into the same folder: refused, nothing changed
+    # (the default layout has a folder per seed).
+    argv = _iemocap_argv(corpus, tiny_models, out, "--seed=7")
+    line = _run_main(IEMOCAP, argv)
+    assert "trained with --seed=1993" in line and "--seed=7" in line, line
+    assert files() == before
 
 
 def test_a_class_missing_from_training_is_one_line(
@@ -263,6 +289,26 @@ def test_default_fold_names_follow_the_protocol(iemocap_corpus, mode, extra, fol
     preview = preview_hparams(IEMOCAP_HPARAMS, {**overrides, **derived})
     assert preview["output_folder"].endswith(folder)
     assert split["split_mode"] == mode
+
+
+def test_the_run_folder_is_named_after_the_encoder_given(
+    iemocap_small_corpus, tiny_models, tmp_path, monkeypatch
+):
+    """--ssl_source=<a local folder> without --ssl_name: the run folder and
+    the experiment are named from the folder's config, not wavlm_large."""
+    monkeypatch.chdir(tmp_path)
+    argv = [
+        IEMOCAP_HPARAMS,
+        f"--data_folder={iemocap_small_corpus}",
+        f"--ssl_source={tiny_models['hubert_base']}",
+        "--number_of_epochs=1",
+        *FAST_TRAINING,
+    ]
+    run_recipe(IEMOCAP, argv)
+    run = tmp_path / "results/IEMOCAP/hubert_h32_l2_partial/loso/seed_1993/session5"
+    metrics = json.loads((run / "test_metrics.json").read_text())
+    assert metrics["experiment"] == "hubert_h32_l2_partial"
+    assert not (tmp_path / "results/IEMOCAP/wavlm_large_partial").exists()
 
 
 # --------------------------------------------------------------------------
@@ -325,6 +371,41 @@ def test_msp_empty_test2_is_skipped_and_a_new_test2_refuses_resume(
     # other manifests, so it is not resumed.
     line = _run_main(MSP, _msp_argv(full, model, out))
     assert "test2.json changed" in line
+
+
+def test_msp_a_class_absent_from_train_is_one_line_before_the_encoder(
+    tmp_path, tiny_models
+):
+    """A release without Contempt and Fear in Train (issue 19, item 6)."""
+    from sser_lobes.synthetic.msp_podcast import make_msp_podcast_corpus
+
+    corpus = make_msp_podcast_corpus(tmp_path / "corpus", utterances_per_class=2)
+    labels = corpus / "Labels" / "labels_consensus.csv"
+    lines = labels.read_text().splitlines(keepends=True)
+    labels.write_text(
+        "".join(
+            line.replace(",C,", ",O,").replace(",F,", ",X,")
+            if line.rstrip().endswith(",Train")
+            else line
+            for line in lines
+        )
+    )
+    out = tmp_path / "run"
+    line = _run_main(MSP, _msp_argv(corpus, tiny_models["wavlm"], out))
+    assert line == (
+        f"error: the Train split of {corpus} has no utterance of class(es) "
+        "F (fear), C (contempt), so the 8-class task cannot learn them; train on "
+        "the classes it has with --emotions=[A,S,H,U,D,N]"
+    )
+    assert not (out / "hyperparams.yaml").exists()  # written after the build
+    # The suggested classes train.
+    run = run_recipe(
+        MSP, _msp_argv(corpus, tiny_models["wavlm"], out, "--emotions=[A,S,H,U,D,N]")
+    )
+    assert json.loads((out / "test1_metrics.json").read_text())["labels"] == list(
+        "ASHUDN"
+    )
+    assert run.error is None
 
 
 @pytest.mark.parametrize(

@@ -18,6 +18,7 @@ import os
 import re
 import shutil
 import sys
+from pathlib import Path
 
 import pytest
 import test_inference
@@ -239,7 +240,7 @@ DESCRIPTION_ATTACKS = {
     "a huge encoder": (
         ("architecture", "encoder", "config", "num_hidden_layers"),
         10**7,
-        "num_hidden_layers must be an integer in 0..96",
+        "num_hidden_layers must be an integer in 1..96",
     ),
     "a negative size": (
         ("architecture", "head", "input_size"),
@@ -268,6 +269,29 @@ DESCRIPTION_ATTACKS = {
         "text_encoder.files[0]",
     ),
     "a newer format": (("format_version",), 99, "format_version is 99"),
+    # found by the review of the loader
+    "adapter layers (a meta-device memory bomb)": (
+        ("architecture", "encoder", "config", "add_adapter"),
+        True,
+        "add_adapter True is not a configuration sser builds",
+    ),
+    "a hop of 10 ms (a CPU bomb)": (
+        ("chunk_hop_seconds",),
+        0.01,
+        "chunk_hop_seconds must be a number in [",
+    ),
+    "a label with a direction override": (("labels", 0), "neu\u202e", "control"),
+    "labels equal but for case": (("labels", 1), "NEU", "distinct (ignoring case)"),
+    "position conv groups that do not divide": (
+        ("architecture", "encoder", "config", "num_conv_pos_embedding_groups"),
+        3,
+        "not a multiple of num_conv_pos_embedding_groups",
+    ),
+    "a CNN that needs more than a second": (
+        ("architecture", "encoder", "config", "conv_stride"),
+        [16, 16, 16, 16, 16, 16, 16],
+        "more than one second",
+    ),
 }
 
 
@@ -351,7 +375,7 @@ def _rewrite_weights(folder, change):
         ),
         (
             lambda s: s.update({"head.linear.weight": torch.zeros(4, 32).long()}),
-            "not a float tensor",
+            "head.linear.weight is I64; the description's model needs a float tensor",
         ),
     ],
 )
@@ -579,3 +603,257 @@ def test_uploaded_files_hold_no_local_path(exported, iemocap_corpus):
     # The run folder itself is never changed.
     original = json.loads((run / "test_metrics.json").read_text())
     assert original["ssl_source"] == str(run.parent / "tiny_ssl_gone_after_export")
+
+
+# --------------------------------------------------------------------------
+# Found by the review of the loader (each failed before its fix)
+# --------------------------------------------------------------------------
+
+
+def test_global_normalisation_needs_its_statistics(exported, tmp_path):
+    folder = _copy(exported, tmp_path / "model")
+    description = _description(folder)
+    description["architecture"]["encoder"]["normalize_waveform"] = "global"
+    _write_description(folder, description)
+    _refused(folder, "model.safetensors", "lacks the tensor encoder.waveform_mean")
+    zero = {
+        "encoder.waveform_mean": torch.zeros(()),
+        "encoder.waveform_std": torch.ones(()),
+        "encoder.waveform_stats_samples": torch.zeros(()),
+    }
+    _rewrite_weights(folder, lambda s: s.update(zero))
+    _refused(folder, "training-set waveform statistics, and its weights hold none")
+
+
+def test_overrides_must_be_a_mapping(exported):
+    with pytest.raises(ModelFormatError, match="overrides must be a dict"):
+        EmotionRecognizer.from_hparams(str(exported[1]), overrides=[1, 2])
+
+
+@pytest.mark.timeout(ATTACK_TIMEOUT)
+def test_non_finite_weights_are_refused(exported, tmp_path):
+    """NaN weights used to load and label every file labels[0] with score nan."""
+    folder = _copy(exported, tmp_path / "model")
+    _rewrite_weights(
+        folder, lambda s: s["head.linear.weight"].__setitem__((0, 0), float("nan"))
+    )
+    _refused(folder, "head.linear.weight holds NaN or infinite values")
+
+
+@pytest.mark.timeout(ATTACK_TIMEOUT)
+@pytest.mark.parametrize(
+    "header, problem",
+    [
+        (
+            b'{"a": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]}, "a": '
+            b'{"dtype": "F32", "shape": [1], "data_offsets": [0, 4]}}',
+            "given twice",
+        ),
+        (
+            b'{"a": {"dtype": "F32", "shape": [1], "data_offsets": [0, 99999]}}',
+            "the header entry of 'a' is malformed",
+        ),
+        (b"[1, 2]", "not a safetensors file"),
+    ],
+)
+def test_safetensors_headers_are_read_strictly(exported, tmp_path, header, problem):
+    import struct
+
+    folder = _copy(exported, tmp_path / "model")
+    data = struct.pack("<Q", len(header)) + header + b"\0" * 4
+    (folder / "model.safetensors").write_bytes(data)
+    _refused(folder, problem)
+
+
+def test_a_huge_safetensors_header_is_refused_unread(exported, tmp_path):
+    import struct
+
+    folder = _copy(exported, tmp_path / "model")
+    with open(folder / "model.safetensors", "wb") as handle:
+        handle.write(struct.pack("<Q", 200 * 1024 * 1024))
+        handle.truncate(200 * 1024 * 1024 + 8)
+    _refused(folder, "not a safetensors file sser reads")
+
+
+def _in_memory_folder(folder, tiny_models, fusion=None, text_size=32):
+    """A model folder written from a model built in memory (no training):
+    a tiny WavLM, mean pooling, optional text fusion, a linear head."""
+    from sser_lobes import EmotionModel, LinearHead, MeanPooling, SSLEncoder
+    from sser_lobes.inference.export import write_model_folder
+    from sser_lobes.nnet.description import describe_run
+    from sser_lobes.nnet.text_fusion import TextFusion
+
+    torch.manual_seed(0)
+    encoder = SSLEncoder(tiny_models["wavlm"], finetune="frozen")
+    text = None
+    size = 32
+    if fusion is not None:
+        text = TextFusion(32, text_size, fusion, 16, frame_size=32, num_heads=2)
+        size = text.output_size
+    model = EmotionModel(
+        encoder, MeanPooling(32), LinearHead(size, 4), text_fusion=text
+    )
+    hparams = {
+        "model": model.eval(),
+        "emotions": ["neu", "hap", "sad", "ang"],
+        "sample_rate": 16000,
+        "text_max_length": 16,
+        "text_normalize": True,
+    }
+    description = describe_run(hparams, 10.0)
+    folder.mkdir(parents=True)
+    if fusion is not None:
+        from sser_lobes.text.tiny import tiny_text_encoder
+
+        bert = Path(tiny_text_encoder(folder.parent / f"bert_{folder.name}"))
+        shutil.copytree(bert, folder / "text_encoder")
+        description["text_encoder"]["files"] = sorted(
+            p.name for p in (folder / "text_encoder").iterdir()
+        )
+    write_model_folder(folder, description, model)
+    return folder, model
+
+
+@pytest.mark.parametrize("fusion", ["concat", "gated", "cross_attention"])
+def test_every_text_fusion_kind_loads_with_its_text_encoder(
+    tiny_models, tmp_path, fusion
+):
+    """Gated and cross-attention models were refused (the validator took
+    their output size for the audio size)."""
+    folder, model = _in_memory_folder(tmp_path / "model", tiny_models, fusion)
+    rec = EmotionRecognizer.from_hparams(str(folder))
+    wav = 0.1 * torch.randn(16000, generator=torch.Generator().manual_seed(1))
+    with_text = rec.predict_batch(wav[None], texts=["I am so happy."])
+    assert with_text["probabilities"].shape == (1, 4)
+    texts = rec._embed_texts(["I am so happy."])
+    with torch.no_grad():
+        direct = model(wav[None], torch.ones(1), text=texts, has_text=torch.ones(1))
+    expected = torch.softmax(direct["logits"], -1)
+    assert torch.allclose(with_text["probabilities"], expected, atol=1e-6)
+
+
+@pytest.mark.timeout(ATTACK_TIMEOUT)
+@pytest.mark.parametrize(
+    "attack, problem",
+    [
+        ("unlisted file", "a file sser_model.json does not list"),
+        ("listed file linked out", "leads out of the model folder"),
+        ("another width", "the model's text fusion takes 32"),
+        ("another kind", "model_type must be one of"),
+        ("a pickle listed", "weights are safetensors only"),
+    ],
+)
+def test_the_text_encoder_folder_is_checked_before_transformers_reads_it(
+    tiny_models, tmp_path, attack, problem
+):
+    """transformers reads whatever lies in text_encoder/: an unlisted
+    vocab.txt linked to a file elsewhere became the tokenizer's vocabulary."""
+    folder, _ = _in_memory_folder(tmp_path / "model", tiny_models, "concat")
+    secret = tmp_path / "secret.txt"
+    secret.write_text("SECRET\n")
+    text = folder / "text_encoder"
+    description = _description(folder)
+    if attack == "unlisted file":
+        os.symlink(secret, text / "merges.txt")
+    elif attack == "listed file linked out":
+        (text / "vocab.txt").unlink()
+        os.symlink(secret, text / "vocab.txt")
+    elif attack in ("another width", "another kind"):
+        config = json.loads((text / "config.json").read_text())
+        key, value = (
+            ("hidden_size", 64) if attack == "another width" else ("model_type", "gpt2")
+        )
+        config[key] = value
+        (text / "config.json").write_text(json.dumps(config))
+    else:
+        torch.save({}, text / "pytorch_model.bin")
+        description["text_encoder"]["files"].append("pytorch_model.bin")
+        _write_description(folder, description)
+    _refused(folder, problem)
+
+
+@pytest.mark.timeout(ATTACK_TIMEOUT)
+def test_onnx_control_flow_and_unknown_operators_are_refused(exported, tmp_path):
+    """A Loop of 2^62 iterations hung ONNX Runtime in C code."""
+    onnx = pytest.importorskip("onnx")
+    from onnx import TensorProto, helper
+
+    from sser_lobes.inference.onnx_export import OnnxEmotionRecognizer
+
+    folder = _copy(exported, tmp_path / "model")
+    body = helper.make_graph(
+        [helper.make_node("Identity", ["c"], ["c_out"])],
+        "body",
+        [
+            helper.make_tensor_value_info("i", TensorProto.INT64, []),
+            helper.make_tensor_value_info("c", TensorProto.BOOL, []),
+        ],
+        [helper.make_tensor_value_info("c_out", TensorProto.BOOL, [])],
+    )
+    loop = helper.make_node("Loop", ["n", "cond"], [], body=body)
+    graph = helper.make_graph(
+        [loop],
+        "bomb",
+        [
+            helper.make_tensor_value_info("n", TensorProto.INT64, []),
+            helper.make_tensor_value_info("cond", TensorProto.BOOL, []),
+        ],
+        [helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, [1, 4])],
+    )
+    onnx.save(helper.make_model(graph), folder / "model.onnx")
+    with pytest.raises(ModelFormatError, match="uses the operator ai.onnx.Loop"):
+        OnnxEmotionRecognizer(folder)
+
+
+@pytest.mark.timeout(ATTACK_TIMEOUT)
+def test_export_publishes_only_the_runs_own_files(exported, tmp_path):
+    """A received run's figure linked to a file elsewhere was copied into the
+    export (and pushed); metrics that inject markup reach the card as text."""
+    run = tmp_path / "run"
+    shutil.copytree(exported[0], run)
+    secret = tmp_path / "secret.txt"
+    secret.write_text("SECRET")
+    (run / "valid_confusion_matrix.png").unlink()
+    os.symlink(secret, run / "valid_confusion_matrix.png")
+    metrics = json.loads((run / "test_metrics.json").read_text())
+    metrics["split"] = "test <script>alert(1)</script> [x](http://evil)"
+    metrics["protocol"] = "see <img src=https://evil.example/x.png> (here)"
+    (run / "test_metrics.json").write_text(json.dumps(metrics))
+    os.mkfifo(run / "x_metrics.json")  # a reader that opened it would block
+    out = export_run(run, tmp_path / "out")
+    assert not (out / "valid_confusion_matrix.png").exists()
+    assert all(b"SECRET" not in p.read_bytes() for p in out.rglob("*") if p.is_file())
+    card = (out / "README.md").read_text()
+    assert "<script>" not in card and "http://evil" not in card
+    assert "evil.example" not in card and "<img" not in card
+
+
+@pytest.mark.timeout(ATTACK_TIMEOUT)
+@pytest.mark.parametrize("attack", ["fifo", "huge", "linked out", "nan weights"])
+def test_export_checks_the_runs_checkpoints(exported, tmp_path, attack):
+    """A FIFO as CKPT.yaml blocked the export forever; a checkpoint folder
+    linked out of the run was read."""
+    run = tmp_path / "run"
+    shutil.copytree(exported[0], run)
+    checkpoint = sorted((run / "save").glob("CKPT+*"))[0]
+    if attack == "fifo":
+        (checkpoint / "CKPT.yaml").unlink()
+        os.mkfifo(checkpoint / "CKPT.yaml")
+        problem = "not a checkpoint's metadata file"
+    elif attack == "huge":
+        with open(checkpoint / "CKPT.yaml", "a") as handle:
+            handle.write("# padding\n" * 20000)
+        problem = "not a checkpoint's metadata file"
+    elif attack == "linked out":
+        elsewhere = tmp_path / "elsewhere"
+        shutil.move(checkpoint, elsewhere)
+        os.symlink(elsewhere, checkpoint)
+        problem = "not a checkpoint folder inside the run"
+    else:
+        for path in (run / "save").glob("CKPT+*/model.ckpt"):
+            state = torch.load(path, weights_only=True)
+            state["head.linear.weight"][0, 0] = float("inf")
+            torch.save(state, path)
+        problem = "holds NaN or infinite values"
+    with pytest.raises(ExportError, match=re.escape(problem)):
+        export_run(run, tmp_path / "out")

@@ -6,7 +6,6 @@ import os
 import re
 import subprocess
 import sys
-import time
 from collections import Counter, defaultdict
 from pathlib import Path
 
@@ -267,12 +266,10 @@ def test_bad_arguments(tmp_path, kwargs):
     assert not (tmp_path / ROOT_NAME).exists()
 
 
-def test_generation_is_fast(tmp_path):
-    start = time.perf_counter()
+def test_default_corpus_has_96_files(tmp_path):
+    """Its generation time is measured by bench/preparation_speed.py."""
     root = make_msp_podcast_corpus(tmp_path)  # 96 files of 1-2 s
-    elapsed = time.perf_counter() - start
     assert len(list((root / "Audios").iterdir())) == 96
-    assert elapsed < 2.0
 
 
 def _pitch(x, sr=16000):

@@ -78,7 +78,7 @@ def test_iemocap_gender_variant_reports_gender_accuracy(
         "train_wavlm_large_gender.yaml", iemocap_small_corpus, tiny_models["wavlm"], out
     )
     metrics = json.loads((out / "test_metrics.json").read_text())
-    assert metrics["experiment"] == "wavlm_large_partial_gender"
+    assert metrics["experiment"] == "wavlm_h32_l2_partial_gender"
     assert 0.0 <= metrics["gender_accuracy"] <= 1.0
     assert "gender_accuracy" in run.stdout
     assert "gender_loss_weight: 0.1" in (out / "hyperparams.yaml").read_text()
@@ -123,7 +123,7 @@ def test_iemocap_text_variant_with_real_minilm_and_cache(
     a = (out / "test_predictions.csv").read_text()
     assert a  # re-evaluation from the cache gives the predictions again
     metrics = json.loads((out / "test_metrics.json").read_text())
-    assert metrics["experiment"] == "wavlm_large_partial_text"
+    assert metrics["experiment"] == "wavlm_h32_l2_partial_text"
 
 
 def test_msp_missing_transcripts_error_or_audio_only(

@@ -16,9 +16,13 @@ inference interface's conversion.
 Protocols (``split_mode``):
 
 * ``speaker_kfold`` (default): the speakers are grouped into ``num_folds``
-  folds, stratified by class as far as the speakers allow; fold
-  ``test_fold`` (from 1) is the test set; with fewer speakers than folds,
-  each speaker is a fold (leave-one-speaker-out). Validation speakers are
+  folds (:func:`sser_lobes.dataio.splits.stratified_group_folds`:
+  scikit-learn's ``StratifiedGroupKFold``, then a search that puts every
+  class into every fold where the speakers allow it, and stratifies by
+  class as far as they allow); fold ``test_fold`` (from 1) is the test set;
+  ``split_info.json`` records each fold's speakers and class counts. With
+  fewer speakers than folds, each speaker is a fold (leave-one-speaker-out,
+  in sorted order). Validation speakers are
   drawn from the training side (``valid_ratio`` of its utterances, whole
   speakers, so that valid is speaker-disjoint from train too; with one
   training speaker, or ``valid_split: utterances``, a stratified share of its
@@ -56,6 +60,8 @@ from collections import Counter
 from pathlib import Path
 
 from sser_lobes.dataio.corpus_csv import (
+    audio_key,
+    file_identities,
     parse_class_list,
     parse_label_map,
     read_corpus,
@@ -70,7 +76,7 @@ from sser_lobes.dataio.preparation import (
     write_state,
 )
 from sser_lobes.dataio.row_report import log_summary
-from sser_lobes.dataio.splits import stratified_share
+from sser_lobes.dataio.splits import stratified_group_folds, stratified_share
 from sser_lobes.errors import CorpusError, PreparationError
 
 logger = logging.getLogger(__name__)
@@ -81,7 +87,7 @@ VALID_SPLITS = ("speakers", "utterances")
 SPLIT_INFO_FILE = "split_info.json"
 SUMMARY_FILE = "prep_summary.json"
 _WRITER = "custom_prepare"
-_FORMAT_VERSION = 1
+_FORMAT_VERSION = 2  # 2: fold_counts, file_disjoint; duplicate audio dropped
 
 
 def validate_options(
@@ -95,6 +101,7 @@ def validate_options(
     emotions=None,
     label_map=None,
     test_label_map=None,
+    allow_overlap=False,
 ):
     """Check the protocol options; a ``ValueError`` names the bad one.
 
@@ -134,6 +141,8 @@ def validate_options(
             raise ValueError(f"{name} must be a number in (0, 1), got {ratio!r}")
         if not 0 < ratio < 1:
             raise ValueError(f"{name} must be in (0, 1), got {ratio}")
+    if allow_overlap not in (True, False):
+        raise ValueError(f"allow_overlap must be True or False, got {allow_overlap!r}")
     if split_mode == "random" and valid_ratio + test_ratio >= 1:
         raise ValueError(
             f"valid_ratio + test_ratio must be below 1, got {valid_ratio + test_ratio}"
@@ -149,6 +158,7 @@ def validate_options(
         "emotions": parse_class_list(emotions),
         "label_map": parse_label_map(label_map),
         "test_label_map": parse_label_map(test_label_map, "test_label_map"),
+        "allow_overlap": allow_overlap,
     }
 
 
@@ -191,75 +201,36 @@ def corpus_classes(csv_file, label_map=None, emotions=None):
     return list(emotions)
 
 
-def count_folds(csv_file, num_folds):
-    """Number of folds of ``speaker_kfold`` on this CSV (fewer speakers: one each)."""
-    columns, rows = read_table(csv_file)
-    require_columns(csv_file, columns, ("wav", "emotion", "speaker"))
-    speakers = {v["speaker"] for _, v, _ in rows if v is not None and v.get("speaker")}
-    return min(num_folds, len(speakers)) if num_folds else len(speakers)
-
-
-def speaker_folds(speaker_counts, classes, num_folds, seed):
-    """Group speakers into folds, stratified by class as far as they allow.
-
-    Speakers are placed one at a time, those with the most utterances first
-    (ties in a seeded order), each into the fold where the folds' class
-    shares and sizes stay closest to ``1 / num_folds``; no fold stays empty.
-
-    Arguments
-    ---------
-    speaker_counts : dict
-        Speaker -> ``Counter`` of classes.
-    classes : list of str
-    num_folds : int
-        At most the number of speakers.
-    seed : int
-
-    Returns
-    -------
-    list of list of str
-        The speakers of each fold (sorted within a fold).
+def require_speakers(csv_file, columns):
+    """One line when ``speaker_kfold`` meets a file without speakers.
 
     Example
     -------
-    >>> from collections import Counter
-    >>> counts = {s: Counter(a=5, b=5) for s in "pqrs"}
-    >>> counts["t"] = Counter(a=9, b=1)
-    >>> [len(fold) for fold in speaker_folds(counts, ["a", "b"], 2, seed=1)]
-    [3, 2]
+    >>> require_speakers("c.csv", ["wav", "emotion"])
+    Traceback (most recent call last):
+    ...
+    sser_lobes.errors.CorpusError: c.csv: no speaker column ...--split_mode=random...
     """
-    speakers = sorted(speaker_counts)
-    random.Random(seed).shuffle(speakers)
-    speakers.sort(key=lambda s: -sum(speaker_counts[s].values()))
-    totals = {c: sum(speaker_counts[s][c] for s in speakers) or 1 for c in classes}
-    grand = sum(sum(speaker_counts[s].values()) for s in speakers) or 1
-    folds = [Counter() for _ in range(num_folds)]
-    members = [[] for _ in range(num_folds)]
-    target = 1.0 / num_folds
-
-    def cost(candidate):
-        trial = [
-            folds[f] + (speaker_counts[s_now] if f == candidate else Counter())
-            for f in range(num_folds)
-        ]
-        spread = sum(
-            (trial[f][c] / totals[c] - target) ** 2
-            for f in range(num_folds)
-            for c in classes
+    if "speaker" not in columns:
+        raise CorpusError(
+            f"{csv_file}: no speaker column (found: {', '.join(columns)}); "
+            "split_mode=speaker_kfold, the default, keeps each speaker in one "
+            "fold. For a corpus without speakers use --split_mode=random "
+            "(speaker-DEPENDENT) or --split_mode=given (a split column)"
         )
-        sizes = sum(
-            (sum(trial[f].values()) / grand - target) ** 2 for f in range(num_folds)
-        )
-        return spread + len(classes) * sizes
 
-    for position, s_now in enumerate(speakers):
-        empty = [f for f in range(num_folds) if not members[f]]
-        remaining = len(speakers) - position
-        allowed = empty if remaining <= len(empty) else range(num_folds)
-        best = min(allowed, key=lambda f: (cost(f), len(members[f]), f))
-        folds[best] += speaker_counts[s_now]
-        members[best].append(s_now)
-    return [sorted(fold) for fold in members]
+
+def count_folds(csv_file, num_folds):
+    """Number of folds of ``speaker_kfold`` on this CSV (fewer speakers: one each)."""
+    columns, rows = read_table(csv_file)
+    require_columns(csv_file, columns, ("wav", "emotion"))
+    require_speakers(csv_file, columns)
+    speakers = {
+        v["speaker"].casefold()
+        for _, v, _ in rows
+        if v is not None and v.get("speaker")
+    }  # spk01 and SPK01 are one speaker (read_corpus merges them)
+    return min(num_folds, len(speakers)) if num_folds else len(speakers)
 
 
 def _draw_valid(ids, records, options, rng):
@@ -338,8 +309,11 @@ def _split(records, options, corpus_name):
                 f"test_fold {options['test_fold']} but the corpus' {len(counts)} "
                 f"speakers make {k} folds (test_fold 1..{k})"
             )
-        folds = speaker_folds(
-            counts, sorted({r["emo"] for r in records.values()}), k, options["seed"]
+        classes = sorted({r["emo"] for r in records.values()})
+        folds = (
+            [[speaker] for speaker in sorted(counts)]
+            if k == len(counts)
+            else stratified_group_folds(counts, classes, k, options["seed"])
         )
         test_speakers = set(folds[options["test_fold"] - 1])
         test = [u for u in ids if records[u]["speaker"] in test_speakers]
@@ -349,6 +323,13 @@ def _split(records, options, corpus_name):
         info = {
             **info,
             "folds": folds,
+            "fold_counts": [
+                {
+                    "total": sum(sum(counts[s].values()) for s in fold),
+                    **{c: sum(counts[s][c] for s in fold) for c in classes},
+                }
+                for fold in folds
+            ],
             "num_folds": k,
             "leave_one_speaker_out": loso,
             "valid_speaker_disjoint": disjoint,
@@ -393,6 +374,50 @@ def _split(records, options, corpus_name):
     )
 
 
+def _test_overlap(rows, test_rows, splits, num_workers, names):
+    """What the test split shares with train + valid: ``{"files": [...],
+    "speakers": [...]}``.
+
+    ``files``: the test utterances whose audio (file and segment,
+    :func:`~sser_lobes.dataio.corpus_csv.audio_key`) is a training-side
+    utterance's, as ``"<test file>, line <n> = <file>, line <m>"``.
+    ``speakers``: the test speakers also on the training side, compared
+    case-folded, when the utterances name their speakers.
+
+    ``rows`` are the kept rows of the corpus, ``test_rows`` those of the
+    cross-corpus test file (empty without one: the test split is then part
+    of ``rows``); ``names`` the files they come from, ``(training, test)``.
+    """
+    by_id = {row.id: row for row in rows}
+    if test_rows:
+        test = list(test_rows)
+    else:
+        test = [by_id[u] for u in splits["test"]]
+    training = [by_id[u] for split in ("train", "valid") for u in splits[split]]
+    identities = file_identities({r.wav for r in (*training, *test)}, num_workers)
+    seen = {audio_key(r, identities): r for r in training}
+    files = []
+    for row in test:
+        other = seen.get(audio_key(row, identities))
+        if other is not None:
+            files.append(
+                f"{names[1]}, line {row.line} is {names[0]}, line {other.line} "
+                f"({row.wav})"
+            )
+    train_speakers = {r.speaker.casefold(): r.speaker for r in training if r.speaker}
+    test_speakers = {r.speaker.casefold() for r in test if r.speaker}
+    speakers = sorted(train_speakers[k] for k in test_speakers & set(train_speakers))
+    if speakers:
+        logger.warning(
+            "%d test speaker id(s) also name training-side speakers (compared "
+            "case-folded): %s; split_info.json says speaker_independent: false. If "
+            "they are other people, give them other ids",
+            len(speakers),
+            ", ".join(speakers[:10]),
+        )
+    return {"files": files, "speakers": speakers}
+
+
 def _keep_classes(rows, emotions, dropped, what):
     """Rows whose class is one of ``emotions``; the others counted in ``dropped``."""
     kept = []
@@ -435,6 +460,7 @@ def prepare_custom(
     test_csv=None,
     test_label_map=None,
     num_workers=4,
+    allow_overlap=False,
 ):
     """Prepare train / valid / test manifests of a corpus CSV for one fold.
 
@@ -456,6 +482,10 @@ def prepare_custom(
         Label map of ``test_csv``.
     num_workers : int
         Threads reading audio headers.
+    allow_overlap : bool
+        Keep test utterances whose audio is also on the training side (the
+        preparation refuses them otherwise; ``split_info.json`` records
+        ``file_disjoint`` and the shared files either way).
 
     Returns
     -------
@@ -487,6 +517,7 @@ def prepare_custom(
         emotions,
         label_map,
         test_label_map,
+        allow_overlap,
     )
     csv_file = Path(os.path.abspath(os.fspath(csv_file)))
     if not csv_file.is_file():
@@ -518,6 +549,7 @@ def prepare_custom(
     mode = options["split_mode"]
     need = ["wav", "emotion"]
     if mode == "speaker_kfold" and test_csv is None:
+        require_speakers(csv_file, read_table(csv_file)[0])
         need.append("speaker")
     if mode == "given":
         need.append("split")
@@ -530,6 +562,7 @@ def prepare_custom(
     records = {row.id: row.manifest_entry() for row in rows}
     corpus_name = csv_file.stem
     splits, info, description = _split(records, options, corpus_name)
+    test_rows = []
     test_records = {}
     test_report = None
     test_dropped = Counter()
@@ -550,30 +583,59 @@ def prepare_custom(
                 f"the {name} split is empty ({description}); {csv_file} has "
                 f"{len(records)} usable rows of the classes {', '.join(classes)}"
             )
-    every = {**records, **test_records}
-    absent = absent_classes(every, splits, classes, description)
+    sources = {
+        split: test_records if (split == "test" and test_csv is not None) else records
+        for split in splits
+    }
+    entries = {split: [sources[split][u] for u in ids] for split, ids in splits.items()}
+    absent = absent_classes(
+        {(split, u): sources[split][u] for split, ids in splits.items() for u in ids},
+        {split: [(split, u) for u in ids] for split, ids in splits.items()},
+        classes,
+        description,
+    )
+    overlap = _test_overlap(
+        rows,
+        test_rows,
+        splits,
+        num_workers,
+        (csv_file, test_csv if test_csv is not None else csv_file),
+    )
+    if overlap["files"] and not options["allow_overlap"]:
+        example = overlap["files"][0]
+        raise PreparationError(
+            f"{len(overlap['files'])} test utterance(s) are audio of the training "
+            f"side, e.g. {example}; a test set must not hold training audio. "
+            "Remove them, or pass --allow_overlap=True to keep them (split_info.json "
+            "then says file_disjoint: false)"
+        )
+    if overlap["files"]:
+        logger.warning(
+            "--allow_overlap: %d test utterance(s) are audio of the training side, "
+            "e.g. %s",
+            len(overlap["files"]),
+            overlap["files"][0],
+        )
 
     save_folder.mkdir(parents=True, exist_ok=True)
     write_state(save_folder, _WRITER, _FORMAT_VERSION, options, complete=False)
     for split, ids in splits.items():
-        source = test_records if (split == "test" and test_csv is not None) else records
-        atomic_write_json(paths[split], {u: source[u] for u in ids})
+        atomic_write_json(paths[split], {u: sources[split][u] for u in ids})
 
     speakers = {
-        split: sorted({every[u]["speaker"] for u in ids} - {None})
-        for split, ids in splits.items()
+        split: sorted({e["speaker"] for e in members} - {None})
+        for split, members in entries.items()
     }
     has_speakers = all(
-        every[u]["speaker"] is not None for ids in splits.values() for u in ids
+        e["speaker"] is not None for members in entries.values() for e in members
     )
     if mode == "random" and test_csv is None:
         independent = False
-    elif test_csv is not None:
-        independent = True  # another corpus: other speakers by construction
     elif has_speakers:
-        independent = not (set(speakers["test"]) & set(speakers["train"]))
+        # Speaker ids compare case-folded (read_corpus merged them per file).
+        independent = not overlap["speakers"]
     else:
-        independent = None
+        independent = None  # unknown: some utterance has no speaker
     split_info = {
         "corpus": corpus_name,
         "csv_file": options["csv_file"],
@@ -583,6 +645,7 @@ def prepare_custom(
         + (f" -> {test_csv.stem}" if test_csv is not None else ""),
         "split_description": description,
         "speaker_independent": independent,
+        "file_disjoint": not overlap["files"],
         **info,
         "test_fold": options["test_fold"] if test_csv is None else None,
         "seed": options["seed"],
@@ -600,13 +663,17 @@ def prepare_custom(
         },
         "counts": {
             split: {
-                "total": len(ids),
-                **{c: sum(every[u]["emo"] == c for u in ids) for c in classes},
+                "total": len(members),
+                **{c: sum(e["emo"] == c for e in members) for c in classes},
             }
-            for split, ids in splits.items()
+            for split, members in entries.items()
         },
         "speakers": speakers,
     }
+    if overlap["files"]:
+        split_info["test_files_in_training"] = overlap["files"]
+    if overlap["speakers"]:
+        split_info["test_speakers_in_training"] = overlap["speakers"]
     if absent:
         split_info["absent_classes"] = absent
     if mode == "random" and test_csv is None:
@@ -621,6 +688,7 @@ def prepare_custom(
         "skipped": report.summary(),
         "dropped_classes": dict(sorted(dropped.items())),
         "speakers_missing_classes": missing_classes,
+        "merged_speaker_spellings": report.notes.get("merged_speaker_spellings", {}),
     }
     if test_csv is not None:
         summary["test_csv"] = {
@@ -628,6 +696,9 @@ def prepare_custom(
             "rows_kept": len(test_records),
             "skipped": test_report.summary(),
             "dropped_classes": dict(sorted(test_dropped.items())),
+            "merged_speaker_spellings": test_report.notes.get(
+                "merged_speaker_spellings", {}
+            ),
         }
     atomic_write_json(save_folder / SPLIT_INFO_FILE, split_info)
     atomic_write_json(save_folder / SUMMARY_FILE, summary)
@@ -699,6 +770,11 @@ def main(argv=None):
     parser.add_argument("--test_csv", help="another corpus as the test set")
     parser.add_argument("--test_label_map", help="label map of --test_csv")
     parser.add_argument(
+        "--allow_overlap",
+        action="store_true",
+        help="keep test utterances whose audio is also in training",
+    )
+    parser.add_argument(
         "--print_num_folds",
         action="store_true",
         help="only print the number of speaker_kfold folds of the CSV",
@@ -728,6 +804,7 @@ def main(argv=None):
         label_map=args.label_map,
         test_csv=args.test_csv,
         test_label_map=args.test_label_map,
+        allow_overlap=args.allow_overlap,
     )
 
 

@@ -29,7 +29,6 @@ from custom_prepare import (
     prepare_custom,
     validate_options,
 )
-from speechbrain.utils.distributed import if_main_process, run_on_main
 
 from sser_lobes.dataio.files import file_sha256
 from sser_lobes.dataio.pipelines import segment_audio_pipeline
@@ -70,6 +69,7 @@ def protocol_options(hparams):
             emotions=hparams["emotions"],
             label_map=hparams["label_map"],
             test_label_map=hparams["test_label_map"],
+            allow_overlap=hparams["allow_overlap"],
         )
     except ValueError as error:
         raise RecipeError(str(error)) from None
@@ -136,44 +136,40 @@ def check_options(hparams):
     return derived, split
 
 
-def prepare_data(hparams):
-    """Run the preparation (main process only); return its split_info."""
-    run_on_main(
-        prepare_custom,
-        kwargs={
-            "csv_file": hparams["csv_file"],
-            "save_folder": hparams["manifest_folder"],
-            "split_mode": hparams["split_mode"],
-            "num_folds": hparams["num_folds"],
-            "test_fold": hparams["test_fold"],
-            "valid_ratio": hparams["valid_ratio"],
-            "test_ratio": hparams["test_ratio"],
-            "valid_split": hparams["valid_split"],
-            "seed": hparams["split_seed"],
-            "emotions": hparams["emotions"],
-            "label_map": hparams["label_map"],
-            "test_csv": hparams["test_csv"],
-            "test_label_map": hparams["test_label_map"],
-            "num_workers": hparams["num_prep_workers"],
-        },
+def prepare_data(hparams, folder):
+    """The preparation into ``folder`` (a staging copy of the run's manifest
+    folder, :func:`~sser_lobes.training.recipe.setup_experiment`); returns
+    the manifests."""
+    prepare_custom(
+        csv_file=hparams["csv_file"],
+        save_folder=folder,
+        split_mode=hparams["split_mode"],
+        num_folds=hparams["num_folds"],
+        test_fold=hparams["test_fold"],
+        valid_ratio=hparams["valid_ratio"],
+        test_ratio=hparams["test_ratio"],
+        valid_split=hparams["valid_split"],
+        seed=hparams["split_seed"],
+        emotions=hparams["emotions"],
+        label_map=hparams["label_map"],
+        test_csv=hparams["test_csv"],
+        test_label_map=hparams["test_label_map"],
+        num_workers=hparams["num_prep_workers"],
+        allow_overlap=hparams["allow_overlap"],
     )
-    info_file = Path(hparams["manifest_folder"]) / "split_info.json"
-    return json.loads(info_file.read_text(encoding="utf-8"))
+    return [Path(folder) / f"{split}.json" for split in SPLITS]
 
 
 def main(argv=None):
     """Run one fold: prepare, train, select on valid, evaluate valid and test."""
-    hparams, run_opts, guard = setup_experiment(
+    hparams, run_opts = setup_experiment(
         sys.argv[1:] if argv is None else argv,
         script=__file__,
         check_options=check_options,
+        prepare=prepare_data,
     )
-    split_info = prepare_data(hparams)
-    # Never resume checkpoints trained on another split (or corpus).
-    guard.check_manifests(
-        [hparams[f"{split}_annotation"] for split in SPLITS],
-        write=if_main_process(),
-    )
+    info_file = Path(hparams["manifest_folder"]) / "split_info.json"
+    split_info = json.loads(info_file.read_text(encoding="utf-8"))
     datasets, _ = dataio_prep(hparams)
     return train_and_evaluate(EmotionBrain, hparams, run_opts, datasets, split_info)
 

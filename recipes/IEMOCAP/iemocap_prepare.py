@@ -90,7 +90,7 @@ SPLIT_MODES = ("loso", "lospk", "random")
 SPLITS = ("train", "valid", "test")
 SPLIT_INFO_FILE = "split_info.json"
 _WRITER = "iemocap_prepare"
-_FORMAT_VERSION = 1
+_FORMAT_VERSION = 2  # 2: num_folds in split_info.json
 _MAX_LISTED_PROBLEMS = 20
 
 _NUMBER = r"(\d+(?:\.\d*)?)"
@@ -736,6 +736,7 @@ def prepare_iemocap(
         "protocol": PROTOCOL_NAMES[mode],
         "split_description": protocol,
         "speaker_independent": mode != "random",
+        "num_folds": {"loso": 5, "lospk": 10}.get(mode),
         "test_session": options["test_session"] if mode != "random" else None,
         "test_speaker": options["test_speaker"],
         "seed": options["seed"],

@@ -23,7 +23,6 @@ import sys
 from pathlib import Path
 
 from iemocap_prepare import find_iemocap_root, prepare_iemocap, validate_options
-from speechbrain.utils.distributed import if_main_process, run_on_main
 
 from sser_lobes.errors import RecipeError
 from sser_lobes.training.emotion_brain import (
@@ -34,6 +33,8 @@ from sser_lobes.training.emotion_brain import (
 )
 from sser_lobes.training.preflight import check_model_options, run_recipe_main
 from sser_lobes.training.recipe import setup_experiment
+
+SPLITS = ("train", "valid", "test")
 
 
 def dataio_prep(hparams):
@@ -94,30 +95,35 @@ def check_options(hparams):
     return derived, split
 
 
-def prepare_data(hparams):
-    """Run the IEMOCAP preparation (main process only) unless skip_prep."""
+def prepare_data(hparams, folder):
+    """The IEMOCAP preparation into ``folder`` (unless skip_prep): the
+    manifests it wrote (a staging copy of the run's manifest folder,
+    :func:`~sser_lobes.training.recipe.setup_experiment`)."""
     if not hparams["skip_prep"]:
-        run_on_main(
-            prepare_iemocap,
-            kwargs={
-                "data_folder": hparams["data_folder"],
-                "save_folder": hparams["manifest_folder"],
-                "split_mode": hparams["split_mode"],
-                "test_session": hparams["test_session"],
-                "test_speaker": hparams["test_speaker"],
-                "valid_ratio": hparams["valid_ratio"],
-                "seed": hparams["split_seed"],
-                "merge_exc_into_hap": hparams["merge_exc_into_hap"],
-                "emotions": tuple(hparams["emotions"]),
-                "sample_rate": hparams["sample_rate"],
-            },
+        prepare_iemocap(
+            data_folder=hparams["data_folder"],
+            save_folder=folder,
+            split_mode=hparams["split_mode"],
+            test_session=hparams["test_session"],
+            test_speaker=hparams["test_speaker"],
+            valid_ratio=hparams["valid_ratio"],
+            seed=hparams["split_seed"],
+            merge_exc_into_hap=hparams["merge_exc_into_hap"],
+            emotions=tuple(hparams["emotions"]),
+            sample_rate=hparams["sample_rate"],
         )
-    for split in ("train", "valid", "test"):
-        if not Path(hparams[f"{split}_annotation"]).is_file():
+    manifests = [Path(folder) / f"{split}.json" for split in SPLITS]
+    for path in manifests:
+        if not path.is_file():
             raise RecipeError(
-                f"{hparams[f'{split}_annotation']}: manifest not found (with "
-                "--skip_prep=True the manifests must already be there)"
+                f"{Path(hparams['manifest_folder']) / path.name}: manifest not found "
+                "(with --skip_prep=True the manifests must already be there)"
             )
+    return manifests
+
+
+def read_split_info(hparams):
+    """The preparation's split_info.json (a minimal one without it)."""
     info_file = Path(hparams["manifest_folder"]) / "split_info.json"
     if info_file.exists():
         return json.loads(info_file.read_text(encoding="utf-8"))
@@ -126,19 +132,16 @@ def prepare_data(hparams):
 
 def main(argv=None):
     """Run one fold: prepare, train, select on valid, evaluate valid and test."""
-    hparams, run_opts, guard = setup_experiment(
+    hparams, run_opts = setup_experiment(
         sys.argv[1:] if argv is None else argv,
         script=__file__,
         check_options=check_options,
-    )
-    split_info = prepare_data(hparams)
-    # Never resume checkpoints trained on another split (or corpus).
-    guard.check_manifests(
-        [hparams[f"{split}_annotation"] for split in ("train", "valid", "test")],
-        write=if_main_process(),
+        prepare=prepare_data,
     )
     datasets, _ = dataio_prep(hparams)
-    return train_and_evaluate(EmotionBrain, hparams, run_opts, datasets, split_info)
+    return train_and_evaluate(
+        EmotionBrain, hparams, run_opts, datasets, read_split_info(hparams)
+    )
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ Authors
 import json
 import logging
 import sys
+from collections import Counter
 from pathlib import Path
 
 import speechbrain as sb
@@ -32,8 +33,9 @@ from msp_podcast_prepare import (
     find_msp_root,
     prepare_msp_podcast,
 )
-from speechbrain.utils.distributed import if_main_process, run_on_main
+from speechbrain.utils.distributed import if_main_process
 
+from sser_lobes.dataio.corpus_facts import MSP_PODCAST_CLASSES
 from sser_lobes.dataio.pipelines import (
     CROP_MODES,
     audio_pipeline,
@@ -57,6 +59,7 @@ from sser_lobes.training.recipe import (
     finish_distributed,
     format_results_table,
     setup_experiment,
+    task_identity,
     use_cuda_precision,
 )
 
@@ -298,26 +301,58 @@ def categorical_weights(hparams, datasets):
     return training_weights(hparams, datasets, manifest_path(hparams, "train"))
 
 
-def prepare_data(hparams):
-    """Run the MSP-Podcast preparation (main process only) unless skip_prep."""
+def run_splits(hparams):
+    """The manifest names of the run: train, the evaluation and prediction splits."""
+    return ["train", *hparams["eval_splits"], *hparams["prediction_splits"]]
+
+
+def prepare_data(hparams, folder):
+    """The MSP-Podcast preparation into ``folder`` (unless skip_prep; a
+    staging copy of the run's manifest folder,
+    :func:`~sser_lobes.training.recipe.setup_experiment`), then the check
+    that Train holds every class of Task 1; returns the manifests."""
     if not hparams["skip_prep"]:
-        splits = ["train", *hparams["eval_splits"], *hparams["prediction_splits"]]
-        run_on_main(
-            prepare_msp_podcast,
-            kwargs={
-                "data_folder": hparams["data_folder"],
-                "save_folder": hparams["manifest_folder"],
-                "splits": tuple(SPLIT_NAMES[s] for s in splits),
-                "sample_rate": hparams["sample_rate"],
-                "num_workers": hparams["header_workers"],
-            },
+        prepare_msp_podcast(
+            data_folder=hparams["data_folder"],
+            save_folder=folder,
+            splits=tuple(SPLIT_NAMES[s] for s in run_splits(hparams)),
+            emotions=tuple(hparams["emotions"]),
+            sample_rate=hparams["sample_rate"],
+            num_workers=hparams["header_workers"],
         )
-    for split in ("train", *hparams["eval_splits"], *hparams["prediction_splits"]):
-        if not manifest_path(hparams, split).is_file():
+    manifests = [Path(folder) / f"{split}.json" for split in run_splits(hparams)]
+    for path in manifests:
+        if not path.is_file():
             raise RecipeError(
-                f"{manifest_path(hparams, split)}: manifest not found (with "
-                "--skip_prep=True the manifests must already be there)"
+                f"{Path(hparams['manifest_folder']) / path.name}: manifest not found "
+                "(with --skip_prep=True the manifests must already be there)"
             )
+    if hparams["task"] == "categorical":
+        check_train_classes(hparams, manifests[0])
+    return manifests
+
+
+def check_train_classes(hparams, train_manifest):
+    """One line naming the classes of ``emotions`` that Train lacks.
+
+    A release (or subset) without, e.g., Contempt in Train cannot train the
+    8-class task: the class weights divide by its count and the head could
+    never learn it. The line names the absent classes by letter and name,
+    and the ``--emotions`` of the classes Train has.
+    """
+    counts = Counter(
+        entry.get("emo") for entry in read_manifest(train_manifest).values()
+    )
+    emotions = list(hparams["emotions"])
+    absent = [c for c in emotions if not counts[c]]
+    present = [c for c in emotions if counts[c]]
+    if absent and present:  # (no class at all: an empty split, reported later)
+        named = ", ".join(f"{c} ({MSP_PODCAST_CLASSES.get(c, '?')})" for c in absent)
+        raise RecipeError(
+            f"the Train split of {hparams['data_folder']} has no utterance of "
+            f"class(es) {named}, so the {len(emotions)}-class task cannot learn "
+            f"them; train on the classes it has with --emotions=[{','.join(present)}]"
+        )
 
 
 def set_global_waveform_stats(hparams):
@@ -373,8 +408,16 @@ def check_options(hparams):
         find_audio_folder(root)
         if not (root / "Partitions.txt").is_file():
             raise RecipeError(f"{root / 'Partitions.txt'}: file not found")
-    splits = ["train", *hparams["eval_splits"], *hparams["prediction_splits"]]
-    return {}, {"splits": splits, "sample_rate": hparams["sample_rate"]}
+    split = {
+        "splits": run_splits(hparams),
+        "sample_rate": hparams["sample_rate"],
+        "task": hparams["task"],
+    }
+    if hparams["task"] == "categorical":
+        split["emotions"] = list(hparams["emotions"])
+    else:
+        split["attributes"] = list(hparams["attributes"])
+    return {}, split
 
 
 # Manifest name -> the corpus' Split_Set name.
@@ -389,23 +432,11 @@ SPLIT_NAMES = {
 
 def main(argv=None):
     """Prepare, train, select on Development, evaluate and write submissions."""
-    hparams, run_opts, guard = setup_experiment(
+    hparams, run_opts = setup_experiment(
         sys.argv[1:] if argv is None else argv,
         script=__file__,
         check_options=check_options,
-    )
-    prepare_data(hparams)
-    # Never resume checkpoints trained on another partition or label file.
-    guard.check_manifests(
-        [
-            manifest_path(hparams, split)
-            for split in (
-                "train",
-                *hparams["eval_splits"],
-                *hparams["prediction_splits"],
-            )
-        ],
-        write=if_main_process(),
+        prepare=prepare_data,
     )
     datasets = dataio_prep(hparams)
     set_global_waveform_stats(hparams)
@@ -434,7 +465,13 @@ def main(argv=None):
     brain.split_info = {
         "protocol": "MSP-Podcast v1.11 official partitions (speaker-independent)",
         "speaker_independent": True,
+        "num_folds": None,
     }
+    brain.task_identity = task_identity(
+        hparams,
+        brain.split_info,
+        [manifest_path(hparams, split) for split in run_splits(hparams)],
+    )
     brain.train_sampler = train_sampler
     # feature_cache: True: encoder outputs computed once, read every epoch.
     setup_feature_cache(hparams, datasets, brain)

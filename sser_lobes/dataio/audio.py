@@ -45,6 +45,7 @@ __all__ = [
     "load_audio_array",
     "read_audio",
     "resample",
+    "resampler_name",
 ]
 
 
@@ -335,6 +336,30 @@ def _positive_int_rate(value, what):
     if rate <= 0:
         raise ValueError(f"{what} must be positive, got {rate} Hz")
     return rate
+
+
+def resampler_name():
+    """Which resampler :func:`resample` uses here, with its version.
+
+    Two machines (or two installs) with another resampler give another
+    waveform from the same file: the feature cache keys its entries on this.
+
+    Example
+    -------
+    >>> resampler_name().split(" ")[0] in (
+    ...     "torchaudio.functional.resample", "scipy.signal.resample_poly")
+    True
+    """
+    if _torchaudio_resample() is not None:
+        import torchaudio
+
+        return (
+            f"torchaudio.functional.resample {torchaudio.__version__} "
+            "(sinc_interp_hann, lowpass_filter_width 6, rolloff 0.99)"
+        )
+    import scipy
+
+    return f"scipy.signal.resample_poly {scipy.__version__} (kaiser 5.0)"
 
 
 def resample(wav, orig_freq, new_freq):

@@ -16,12 +16,24 @@ line (:class:`~sser_lobes.dataio.row_report.RowReport`), the rest is kept. Any
 sample rate and channel count is accepted (the recipe converts to 16 kHz
 mono as the inference interface does).
 
+The same audio is one utterance. Two rows of the same file and segment
+(whatever their ids, and however the path is written: absolute or relative,
+``audio//x.wav``, ``..``, a symbolic or hard link, or another file with the
+same bytes; :func:`file_identities`, :func:`audio_key`) are one utterance:
+the first row is kept, the others are reported as ``duplicate_audio``, so a
+file can never be on both sides of a split. Speaker ids are stripped of
+surrounding whitespace, and ids that are equal when case-folded (``spk01``,
+``SPK01``) are one speaker: they are merged under the first spelling in the
+file, with a warning, and the preparation's summary lists the spellings
+(``report.notes["merged_speaker_spellings"]``).
+
 Authors
  * sser authors 2026
 """
 
 import csv
 import json
+import logging
 import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -30,6 +42,8 @@ from pathlib import Path
 from sser_lobes.dataio.audio import audio_info
 from sser_lobes.dataio.row_report import RowReport
 from sser_lobes.errors import AudioError, CorpusError
+
+logger = logging.getLogger(__name__)
 
 REQUIRED_COLUMNS = ("wav", "emotion")
 KNOWN_COLUMNS = (
@@ -62,6 +76,7 @@ SKIP_REASONS = {
     "malformed_row": "malformed row",
     "missing_value": "required value empty",
     "duplicate_id": "id used twice",
+    "duplicate_audio": "the same audio (file and segment) as an earlier row",
     "missing_audio": "audio file missing",
     "bad_audio": "audio file unusable",
     "bad_segment": "segment outside its file",
@@ -313,6 +328,106 @@ def _default_id(wav_value, start, end):
     return f"{stem}_{start or 0:.3f}-{'end' if end is None else f'{end:.3f}'}"
 
 
+def file_identities(paths, workers=4):
+    """``{path: identity}``, equal for paths that hold the same audio file.
+
+    The identity is the file itself (device and inode, so that symbolic and
+    hard links and any spelling of the path agree), or, for files whose size
+    another file shares, the SHA-1 of the content: a copy of a file is the
+    same audio. Only files with a common size are read.
+
+    Arguments
+    ---------
+    paths : iterable of str
+        Existing audio files.
+    workers : int
+        Threads that hash the candidates.
+
+    Example
+    -------
+    >>> import tempfile, os, shutil
+    >>> folder = tempfile.mkdtemp()
+    >>> for name, data in (("a.wav", b"RIFFa"), ("b.wav", b"RIFFb")):
+    ...     _ = open(os.path.join(folder, name), "wb").write(data)
+    >>> _ = shutil.copy(os.path.join(folder, "a.wav"), os.path.join(folder, "c.wav"))
+    >>> ids = file_identities([os.path.join(folder, n) for n in ("a.wav", "b.wav",
+    ...     "c.wav")] + [folder + "//a.wav"])
+    >>> len(set(ids.values()))  # a, b; c is a copy of a; //a.wav is a
+    2
+    """
+    import hashlib
+
+    paths = sorted(set(map(os.fspath, paths)))
+    stats = {}
+    for path in paths:
+        try:
+            info = os.stat(path)
+        except OSError:
+            continue
+        stats[path] = (info.st_dev, info.st_ino, info.st_size)
+    by_size = {}
+    for path, (dev, ino, size) in stats.items():
+        by_size.setdefault(size, {}).setdefault((dev, ino), path)
+    to_hash = [
+        path for files in by_size.values() if len(files) > 1 for path in files.values()
+    ]
+
+    def sha1(path):
+        digest = hashlib.sha1()
+        with open(path, "rb") as handle:
+            while chunk := handle.read(1 << 20):
+                digest.update(chunk)
+        return path, digest.hexdigest()
+
+    with ThreadPoolExecutor(max(1, workers)) as pool:
+        hashes = dict(pool.map(sha1, to_hash))
+    by_inode = {stats[path][:2]: hashes[path] for path in hashes}
+    return {
+        path: ("sha1", by_inode[(dev, ino)])
+        if (dev, ino) in by_inode
+        else ("file", dev, ino)
+        for path, (dev, ino, _) in stats.items()
+    }
+
+
+def audio_key(row, identities):
+    """The audio a kept row stands for: its file's identity and segment.
+
+    ``(identity, start, end)`` with the bounds in seconds rounded to 0.1 ms
+    (``start`` 0 and ``end`` the file's end when the row gives none), so that
+    a segment written ``0``-``3.5`` and the whole 3.5 s file agree.
+    """
+    start = row.start or 0.0
+    return (identities[row.wav], round(start, 4), round(start + row.duration, 4))
+
+
+def merge_speaker_spellings(rows):
+    """Give the rows whose speaker ids are equal case-folded one spelling.
+
+    The first spelling in the file is kept. Returns ``{kept: [other
+    spellings]}`` for the ids that were merged.
+
+    Example
+    -------
+    >>> rows = [CorpusRow("a", "a.wav", 2, speaker="spk01"),
+    ...         CorpusRow("b", "b.wav", 3, speaker="SPK01")]
+    >>> merge_speaker_spellings(rows), [r.speaker for r in rows]
+    ({'spk01': ['SPK01']}, ['spk01', 'spk01'])
+    """
+    first = {}
+    merged = {}
+    for row in rows:
+        if row.speaker is None:
+            continue
+        kept = first.setdefault(row.speaker.casefold(), row.speaker)
+        if row.speaker != kept:
+            others = merged.setdefault(kept, [])
+            if row.speaker not in others:
+                others.append(row.speaker)
+            row.speaker = kept
+    return merged
+
+
 class _Row(Exception):
     def __init__(self, reason, problem):
         super().__init__(problem)
@@ -386,6 +501,7 @@ def read_corpus(
     min_seconds=0.025,
     num_workers=4,
     progressbar=False,
+    duplicates="skip",
 ):
     """Read and check a corpus file: its rows, their audio headers and segments.
 
@@ -405,13 +521,20 @@ def read_corpus(
         Threads reading the audio headers.
     progressbar : bool
         Show a tqdm bar while reading the headers.
+    duplicates : str
+        ``"skip"``: a row of the same audio (file and segment) as an earlier
+        row is skipped and reported (``duplicate_audio``), as a preparation
+        needs; ``"keep"``: every row is kept (``sser-predict --csv`` predicts
+        the rows as listed).
 
     Returns
     -------
     rows : list of CorpusRow
         Kept rows, in file order.
     report : RowReport
-        Skipped rows by reason, each message ``<file>, line <n>: <problem>``.
+        Skipped rows by reason, each message ``<file>, line <n>: <problem>``;
+        ``report.notes["merged_speaker_spellings"]`` lists the speaker ids
+        merged by case (see the module docstring).
 
     Raises
     ------
@@ -435,6 +558,8 @@ def read_corpus(
     >>> sorted(report.counts.items())
     [('bad_segment', 1), ('missing_audio', 1)]
     """
+    if duplicates not in ("skip", "keep"):
+        raise ValueError(f"duplicates must be 'skip' or 'keep', got {duplicates!r}")
     path = Path(os.path.abspath(os.fspath(path)))
     label_map = dict(label_map or {})
     require = tuple(dict.fromkeys(("wav", *require)))
@@ -494,12 +619,50 @@ def read_corpus(
             continue
         row.duration = round(end - start, 6)
         rows.append(row)
+    if duplicates == "skip":
+        rows = _skip_duplicate_audio(path, rows, report, num_workers)
+    report.notes = {"merged_speaker_spellings": merge_speaker_spellings(rows)}
+    if report.notes["merged_speaker_spellings"]:
+        logger.warning(
+            "%s: speaker ids that differ only by case are one speaker: %s",
+            path,
+            "; ".join(
+                f"{kept} (also written {', '.join(others)})"
+                for kept, others in report.notes["merged_speaker_spellings"].items()
+            ),
+        )
     if not rows:
         counts = ", ".join(f"{n} {r}" for r, n in report.counts.items())
         raise CorpusError(
             f"{path}: no usable row ({len(table)} read; skipped: {counts or 'none'})"
         )
     return rows, report
+
+
+def _skip_duplicate_audio(path, rows, report, num_workers):
+    """The rows whose audio no earlier row has; the others reported."""
+    identities = file_identities({row.wav for row in rows}, num_workers)
+    first = {}
+    kept = []
+    for row in rows:
+        key = audio_key(row, identities)
+        if key in first:
+            other = first[key]
+            labels = (
+                f" (labelled {row.raw_emotion!r} there {other.raw_emotion!r})"
+                if row.raw_emotion != other.raw_emotion
+                else ""
+            )
+            report.skip(
+                "duplicate_audio",
+                f"{path}, line {row.line}: {row.wav} "
+                f"{key[1]:.3f}-{key[2]:.3f} s is the audio of line {other.line} "
+                f"(id {other.id!r}){labels}; kept once",
+            )
+            continue
+        first[key] = row
+        kept.append(row)
+    return kept
 
 
 def _read_headers(paths, num_workers, progressbar):

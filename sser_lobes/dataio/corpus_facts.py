@@ -1,7 +1,8 @@
 """Facts of the public emotional speech corpora, from their documentation.
 
 Speakers and their gender, emotion codes, texts, and the clip counts of each
-full release, for Berlin EmoDB, RAVDESS (speech, audio-only) and CREMA-D.
+full release, for Berlin EmoDB, RAVDESS (speech, audio-only) and CREMA-D;
+the class letters of MSP-Podcast.
 Read by the preparation (``recipes/Custom/prepare_corpus.py``) and by the
 synthetic corpora of the tests (:mod:`sser_lobes.synthetic.public_corpora`);
 the tests check the preparations' counts against numbers typed into them,
@@ -46,6 +47,20 @@ EMODB_TEXTS = {
     "Agnes besucht.",
     "b09": "Ich will das eben wegbringen und dann mit Karl was trinken gehen.",
     "b10": "Die wird auf dem Platz sein, wo wir sie immer hinlegen.",
+}
+
+#: MSP-Podcast EmoClass letters (release documentation, Odyssey 2024 challenge).
+MSP_PODCAST_CLASSES = {
+    "A": "angry",
+    "S": "sad",
+    "H": "happy",
+    "U": "surprise",
+    "F": "fear",
+    "D": "disgust",
+    "C": "contempt",
+    "N": "neutral",
+    "O": "other",
+    "X": "no agreement",
 }
 
 RAVDESS_EMOTIONS = {

@@ -7,7 +7,9 @@
 * :func:`audio_pipeline`, :func:`segment_audio_pipeline`,
   :func:`label_pipeline`, :func:`categorical_label_encoder`,
   :func:`text_pipeline`: the dynamic items of the datasets (audio read and
-  checked as in inference, optional first-N-seconds or random crops);
+  checked as in inference, optional first-N-seconds or random crops); the
+  audio items describe how they read (:func:`encoder_input_of`), for the
+  feature cache's keys;
 * :func:`make_loader_kwargs`: duration-bucketed (or random) training batches
   and length-sorted evaluation batches.
 
@@ -24,7 +26,7 @@ import numpy as np
 import speechbrain as sb
 import torch
 
-from sser_lobes.dataio.audio import load_audio_segment, read_audio
+from sser_lobes.dataio.audio import load_audio_segment, read_audio, resampler_name
 from sser_lobes.dataio.batching import DurationBucketBatchSampler
 from sser_lobes.errors import ManifestError
 
@@ -160,6 +162,13 @@ def audio_pipeline(sample_rate, min_samples, crop_seconds=None, crop="random"):
             sig = sig[start : start + crop_samples]
         return sig
 
+    pipeline.encoder_input = {
+        "reader": "read_audio: files at sample_rate, mono, else an error",
+        "sample_rate": int(sample_rate),
+        "channels": "mono only",
+        "resampler": None,
+        "crop": [crop, crop_samples] if crop_samples else None,
+    }
     return pipeline
 
 
@@ -188,7 +197,36 @@ def segment_audio_pipeline(sample_rate, min_samples):
             wav, start, end, sample_rate=sample_rate, min_samples=min_samples
         )
 
+    pipeline.encoder_input = {
+        "reader": "load_audio_segment: any file, the segment only",
+        "sample_rate": int(sample_rate),
+        "channels": "mean of the channels",
+        "resampler": resampler_name(),
+        "crop": None,
+    }
     return pipeline
+
+
+def encoder_input_of(dataset):
+    """How a dataset's ``sig`` is read: the ``encoder_input`` description
+    of the pipeline that provides it (:func:`audio_pipeline`,
+    :func:`segment_audio_pipeline`): the reader, the sample rate, the
+    channel handling, the resampler and the crop. None if the pipeline does
+    not describe itself.
+
+    Example
+    -------
+    >>> import speechbrain as sb
+    >>> data = sb.dataio.dataset.DynamicItemDataset(
+    ...     {"u1": {"wav": "a.wav"}}, dynamic_items=[audio_pipeline(16000, 400)],
+    ...     output_keys=["id", "sig"])
+    >>> encoder_input_of(data)["sample_rate"]
+    16000
+    """
+    for item in getattr(dataset.pipeline, "dynamic_items", ()):
+        if "sig" in getattr(item, "provides", ()):
+            return getattr(item, "encoder_input", None)
+    return None
 
 
 def categorical_label_encoder(labels):

@@ -50,6 +50,9 @@ class RowReport:
         self.max_examples = max_examples
         self.counts = Counter()
         self.examples = defaultdict(list)
+        #: Facts about the kept rows a reader adds for the summary (e.g. the
+        #: speaker spellings it merged).
+        self.notes = {}
 
     def skip(self, reason, message):
         """Count a skipped row under ``reason``; keep its message if among the first."""

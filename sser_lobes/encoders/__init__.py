@@ -4,7 +4,9 @@ Owns :class:`~sser_lobes.encoders.ssl_encoder.SSLEncoder` (the batch-invariant
 wrapper around a transformers model, with frozen / partial / entire
 fine-tuning), its faster CPU path (:mod:`sser_lobes.encoders.fast_path`),
 gradient checkpointing, int8 quantisation, the tiny random models the tests
-and the demo build, and the small helpers around transformers.
+and the demo build, the CPU thread count the recipes and ``sser-predict``
+run with (:mod:`sser_lobes.encoders.threads`), and the small helpers around
+transformers.
 
 May import: :mod:`sser_lobes.errors` only. Nothing here knows about emotions,
 corpora or recipes.

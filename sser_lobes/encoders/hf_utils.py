@@ -53,3 +53,49 @@ def config_value(source, key, cache_dir=None, revision=None):
     if not hasattr(config, key):
         raise ValueError(f"{source}: its config has no field {key!r}.")
     return getattr(config, key)
+
+
+#: (hidden size, layers) -> the size name of the published checkpoints
+MODEL_SIZES = {(768, 12): "base", (1024, 24): "large", (1280, 48): "xlarge"}
+
+
+def model_name(source):
+    """A folder name for an SSL checkpoint, for ``ssl_name``.
+
+    A local folder is named from its ``config.json``: the architecture and
+    the size (``wavlm_large``, ``hubert_base``, or ``wavlm_h32_l2`` for a
+    size no published checkpoint has), since the folder's own name says
+    nothing reliable. A Hub id is named after its repository
+    (``facebook/wav2vec2-base-960h`` -> ``wav2vec2_base_960h``). A folder
+    without a readable config falls back to its own name.
+
+    Example
+    -------
+    >>> import tempfile, json, pathlib
+    >>> folder = pathlib.Path(tempfile.mkdtemp()) / "my_checkpoint"
+    >>> folder.mkdir()
+    >>> _ = (folder / "config.json").write_text(json.dumps(
+    ...     {"model_type": "wavlm", "hidden_size": 1024, "num_hidden_layers": 24}))
+    >>> model_name(str(folder))
+    'wavlm_large'
+    >>> model_name("facebook/wav2vec2-base-960h")
+    'wav2vec2_base_960h'
+    """
+    import json
+    import re
+    from pathlib import Path
+
+    def clean(text):
+        return re.sub(r"[^0-9a-z]+", "_", str(text).lower()).strip("_") or "ssl"
+
+    local = Path(str(source)).expanduser()
+    if not local.is_dir():
+        return clean(str(source).rstrip("/").rsplit("/", 1)[-1])
+    try:
+        config = json.loads((local / "config.json").read_text(encoding="utf-8"))
+        kind = config["model_type"]
+        shape = (int(config["hidden_size"]), int(config["num_hidden_layers"]))
+    except (OSError, ValueError, KeyError, TypeError):
+        return clean(local.resolve().name)
+    size = MODEL_SIZES.get(shape, f"h{shape[0]}_l{shape[1]}")
+    return clean(f"{kind}_{size}")

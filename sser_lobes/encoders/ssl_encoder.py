@@ -50,7 +50,12 @@ logger = logging.getLogger(__name__)
 SUPPORTED_MODEL_TYPES = ("wav2vec2", "hubert", "wavlm")
 FINETUNE_MODES = ("frozen", "partial", "entire")
 OUTPUT_NORMS = ("utterance", "frame", None)
-WAVEFORM_NORMS = ("utterance", "global", "off")
+WAVEFORM_NORMS = ("layer_norm", "utterance", "global", "off")
+#: The epsilon each per-utterance waveform normalisation adds to the variance:
+#: ``layer_norm`` is ``F.layer_norm``'s (SpeechBrain's wrapper, fairseq's
+#: pretraining), ``utterance`` transformers' ``Wav2Vec2FeatureExtractor``'s.
+#: At an RMS of 0.01 the two differ by 4.8 % in the normalised waveform.
+WAVEFORM_NORM_EPS = {"layer_norm": 1e-5, "utterance": 1e-7}
 #: Added to the standard deviation by ``normalize_waveform="global"`` (as the
 #: Odyssey 2024 baseline's ``(x - mean) / (std + 1e-6)``).
 GLOBAL_NORM_EPS = 1e-6
@@ -97,7 +102,9 @@ def normalize_valid(wavs, mask, eps=1e-7):
     """Zero-mean, unit-variance normalisation of each row over its valid samples.
 
     Matches transformers' ``Wav2Vec2FeatureExtractor`` normalisation for one
-    utterance (biased variance, ``eps=1e-7``), and sets padding to zero.
+    utterance (biased variance, ``eps=1e-7``), or with ``eps=1e-5``
+    ``F.layer_norm(wav, wav.shape)`` on the valid samples (SpeechBrain's
+    wrapper), and sets padding to zero.
 
     Example
     -------
@@ -168,14 +175,18 @@ class SSLEncoder(nn.Module):
         over its channels. ``None`` or ``False``: none.
     normalize_waveform : str or bool or None
         Normalisation of the input waveforms, over each utterance's valid
-        samples only (padding is zero). ``"utterance"`` (or ``True``): zero
-        mean and unit variance per utterance, as transformers' feature
-        extractor with ``do_normalize``. ``"global"``: ``(x - mean) / (std +
-        1e-6)`` with one mean and standard deviation for the whole training
-        set (the Odyssey 2024 baseline), set with
-        :meth:`set_waveform_stats` and kept in the state dict. ``"off"`` (or
-        ``False``): none. ``None``: the checkpoint's feature-extractor config
-        decides (``do_normalize``; without one, layer-norm models normalise).
+        samples only (padding is zero). ``"layer_norm"``: zero mean and unit
+        variance per utterance with ``F.layer_norm``'s epsilon (1e-5), as
+        SpeechBrain's wrapper and fairseq's pretraining normalise.
+        ``"utterance"`` (or ``True``): the same with transformers' feature
+        extractor's epsilon (1e-7); the two differ on quiet audio (4.8 % at
+        an RMS of 0.01). ``"global"``: ``(x - mean) / (std + 1e-6)`` with one
+        mean and standard deviation for the whole training set (the Odyssey
+        2024 baseline), set with :meth:`set_waveform_stats` and kept in the
+        state dict. ``"off"`` (or ``False``): none. ``None``: as SpeechBrain's
+        wrapper, ``"layer_norm"`` if the checkpoint's feature-extractor
+        config says ``do_normalize`` (without one, for layer-norm models),
+        else ``"off"``.
     apply_spec_augment : bool or None
         SpecAugment-style time (and feature) masking of the transformer
         input in training mode. ``None`` follows the checkpoint's config
@@ -321,11 +332,12 @@ class SSLEncoder(nn.Module):
         self.config = self.model.config
 
         if normalize_waveform is None:
-            normalize_waveform = (
+            normalizes = (
                 _checkpoint_normalizes(self.source, config, cache_dir, revision)
                 if source is not None
                 else config.feat_extract_norm == "layer"
             )
+            normalize_waveform = "layer_norm" if normalizes else "off"
         self.normalize_waveform = _choice(
             "normalize_waveform",
             normalize_waveform,
@@ -629,8 +641,9 @@ class SSLEncoder(nn.Module):
             )
         sample_mask = length_mask(sample_lengths, wavs.shape[1])
         wavs = wavs.float()
-        if self.normalize_waveform == "utterance":
-            wavs = normalize_valid(wavs, sample_mask)
+        if self.normalize_waveform in WAVEFORM_NORM_EPS:
+            eps = WAVEFORM_NORM_EPS[self.normalize_waveform]
+            wavs = normalize_valid(wavs, sample_mask, eps)
         elif self.normalize_waveform == "global":
             if float(self.waveform_stats_samples) <= 0:
                 raise ValueError(

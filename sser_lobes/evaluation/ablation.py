@@ -23,11 +23,16 @@ order given, and a last column with the difference of the first metric's
 mean to the first row's (percentage points; the first row is the
 reference).
 
-Errors: a folder without runs, a folder whose runs come from different
-protocols (e.g. leave-one-session-out and a random split), two runs of one
-variant with the same fold and seed, a repeated LABEL. Rows with different
-protocols from each other are allowed but reported on stderr, since their
-scores are not comparable.
+Errors: a folder without runs, a folder whose runs are not one
+configuration (:func:`sser_lobes.evaluation.aggregate.run_configuration`:
+the task, the encoder and the fine-tuning mode; e.g. leave-one-session-out
+and random-split runs, or 4-class and 3-class runs), variants of different
+tasks (:func:`sser_lobes.evaluation.aggregate.run_task`: classes, label
+maps, corpus, protocol, number of folds; the encoder and the fine-tuning
+mode may differ, that is what an ablation compares), two runs of one
+variant with the same fold and seed, a repeated LABEL. Each error names
+what differs. Variants whose runs cover different folds or seeds are
+reported on stderr: their means are over different test sets or seeds.
 """
 
 from __future__ import annotations
@@ -39,9 +44,12 @@ from sser_lobes.evaluation.aggregate import (
     DEFAULT_METRICS,
     aggregate_runs,
     collect_runs,
+    describe_differences,
     find_incomplete_runs,
     format_cell,
     markdown_text,
+    run_configuration,
+    run_task,
     write_report,
 )
 
@@ -85,11 +93,6 @@ def parse_variants(items):
     if not variants:
         raise ValueError("no LABEL=FOLDER given")
     return variants
-
-
-def _protocol(run):
-    protocol = run.get("protocol")
-    return None if protocol is None else str(protocol)
 
 
 def ablation_table(variants, filename="test_metrics.json", metrics=DEFAULT_METRICS):
@@ -152,17 +155,17 @@ def ablation_table(variants, filename="test_metrics.json", metrics=DEFAULT_METRI
             runs = collect_runs([folder], filename=filename)
         except FileNotFoundError as err:
             raise FileNotFoundError(f"variant {label!r}: {err}") from None
-        protocols = {}
-        for run in runs:
-            protocols.setdefault(_protocol(run), run["_path"])
-        if len(protocols) > 1:
-            listing = "; ".join(
-                f"{protocol!r} (e.g. {path})" for protocol, path in protocols.items()
+        first = runs[0]
+        for run in runs[1:]:
+            difference = describe_differences(
+                run_configuration(first), run_configuration(run)
             )
-            raise ValueError(
-                f"variant {label!r}: runs under {folder} come from different "
-                f"protocols: {listing}"
-            )
+            if difference:
+                raise ValueError(
+                    f"variant {label!r}: the runs under {folder} are not one "
+                    f"configuration ({first['_path']} and {run['_path']} differ: "
+                    f"{difference}); give each configuration its own LABEL=FOLDER"
+                )
         for run_folder in find_incomplete_runs([folder], filename=filename):
             warnings.append(
                 f"variant {label!r}: {run_folder} has no {filename} (unfinished "
@@ -179,6 +182,7 @@ def ablation_table(variants, filename="test_metrics.json", metrics=DEFAULT_METRI
                 "label": label,
                 "folder": str(folder),
                 "experiments": names,
+                "task": run_task(first),
                 "protocol": summary["protocol"],
                 "n_runs": summary["n_runs"],
                 "folds": summary["folds"],
@@ -191,10 +195,20 @@ def ablation_table(variants, filename="test_metrics.json", metrics=DEFAULT_METRI
     reference = rows[0]["metrics"][first]["mean"]
     for k, row in enumerate(rows):
         row["delta"] = None if k == 0 else row["metrics"][first]["mean"] - reference
-    protocols = {row["protocol"] for row in rows}
-    if len(protocols) > 1:
-        listing = ", ".join(f"{row['label']}: {row['protocol']!r}" for row in rows)
-        warnings.append(f"variants come from different protocols ({listing})")
+    for row in rows[1:]:
+        difference = describe_differences(rows[0]["task"], row["task"])
+        if difference:
+            raise ValueError(
+                f"variants {rows[0]['label']!r} and {row['label']!r} are not one "
+                f"task ({difference}); an ablation compares variants of one task"
+            )
+        for key in ("folds", "seeds"):
+            if row[key] != rows[0][key]:
+                warnings.append(
+                    f"variants {rows[0]['label']!r} and {row['label']!r} cover "
+                    f"different {key} ({rows[0][key]} vs {row[key]}): their means "
+                    "are not over the same runs"
+                )
     return {
         "file": filename,
         "metrics": metrics,
@@ -250,19 +264,8 @@ def format_ablation(table):
         cells += [format_cell(row["metrics"][m]) for m in metrics]
         cells.append(delta)
         lines.append("| " + " | ".join(cells) + " |")
-    protocols = list(dict.fromkeys(row["protocol"] for row in table["rows"]))
     lines.append("")
-    if len(protocols) == 1:
-        lines.append(f"Protocol: {markdown_text(protocols[0])}.")
-    else:
-        lines.append(
-            "Protocols differ (scores not comparable): "
-            + "; ".join(
-                f"{row['label']}: {markdown_text(row['protocol'])}"
-                for row in table["rows"]
-            )
-            + "."
-        )
+    lines.append(f"Protocol: {markdown_text(table['rows'][0]['protocol'])}.")
     incomplete = [w for w in table.get("warnings", []) if "unfinished" in w]
     if incomplete:
         lines += ["", "Left out of the means:", ""]

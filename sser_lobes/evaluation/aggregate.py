@@ -9,10 +9,20 @@ percent, as Markdown (and JSON when asked).
 
 Grouping rule
 -------------
-Runs are grouped by ``(experiment, protocol)``: runs of one experiment under
-different protocols (e.g. leave-one-session-out vs a random split) are never
-averaged together. When a file has no ``experiment`` key, the experiment is
-derived from the folder layout: take the path of the folder holding the
+Runs are grouped by experiment and by everything that makes their scores
+scores of one task (:func:`run_configuration`): the classes and their
+order, the label maps, the corpus (a digest of its utterances and labels),
+the protocol, the number of folds (the recipes record these as
+``task_identity``), the encoder and the fine-tuning mode. Runs of one
+experiment name that differ in any of them are never averaged together:
+they are separate rows, and a warning names what differs (e.g. a 4-class
+and a 3-class run, or a 5-fold and a 2-fold run of one corpus). Within a
+row, every fold must hold the same seeds (otherwise the mean would weight
+the folds unequally): a row whose folds have different seeds is refused,
+with the folds and their seeds named.
+
+When a file has no ``experiment`` key, the experiment is derived from the
+folder layout: take the path of the folder holding the
 file relative to the folder given on the command line, drop every component
 that names a run rather than an experiment -- purely numeric (a SpeechBrain
 seed folder such as ``1993``), ``fold_3`` / ``session3`` / ``seed-7`` /
@@ -46,7 +56,11 @@ import numpy as np
 
 __all__ = [
     "DEFAULT_METRICS",
+    "TASK_FIELDS",
     "aggregate_runs",
+    "describe_differences",
+    "run_configuration",
+    "run_task",
     "collect_runs",
     "find_incomplete_runs",
     "format_markdown",
@@ -55,6 +69,68 @@ __all__ = [
 
 #: metrics reported when none are requested
 DEFAULT_METRICS = ("WA", "UA", "macro_F1")
+
+#: the fields of a run's task identity (``task_identity`` in its metrics file)
+TASK_FIELDS = (
+    "labels",
+    "label_map",
+    "test_label_map",
+    "corpus",
+    "protocol",
+    "num_folds",
+)
+
+
+def run_task(run):
+    """What a run's scores are scores of: its ``task_identity`` fields.
+
+    Files written before the recipes recorded ``task_identity`` give what
+    they have (``labels``, ``protocol``); the other fields are None.
+
+    Example
+    -------
+    >>> run_task({"labels": ["neu", "ang"], "protocol": "loso"})["labels"]
+    ['neu', 'ang']
+    """
+    task = run.get("task_identity")
+    task = task if isinstance(task, dict) else {}
+    identity = {key: task.get(key) for key in TASK_FIELDS}
+    if identity["labels"] is None:
+        identity["labels"] = run.get("labels")
+    if identity["protocol"] is None:
+        identity["protocol"] = run.get("protocol")
+    return identity
+
+
+def run_configuration(run):
+    """The task (:func:`run_task`), the encoder and the fine-tuning mode."""
+    return {
+        **run_task(run),
+        "encoder": run.get("encoder"),
+        "finetune": run.get("finetune"),
+    }
+
+
+def describe_differences(first, other, keys=None):
+    """``"labels [...] vs [...]; num_folds 5 vs 2"``: the fields that differ.
+
+    Example
+    -------
+    >>> describe_differences({"labels": ["a", "b"], "num_folds": 5},
+    ...                      {"labels": ["a"], "num_folds": 5})
+    "labels ['a', 'b'] vs ['a']"
+    """
+    keys = keys or sorted(set(first) | set(other))
+    return "; ".join(
+        f"{key} {first.get(key)!r} vs {other.get(key)!r}"
+        for key in keys
+        if first.get(key) != other.get(key)
+    )
+
+
+def _key(identity):
+    return json.dumps(identity, sort_keys=True, default=str)
+
 
 #: folder names that identify a run (fold / seed), not an experiment
 _RUN_FOLDER = re.compile(
@@ -230,7 +306,8 @@ def _check_metric_names(metrics):
 
 
 def aggregate_runs(runs, metrics=DEFAULT_METRICS):
-    """Group runs by (experiment, protocol) and summarise each metric.
+    """Group runs by experiment and task (see the module docstring) and
+    summarise each metric.
 
     Parameters
     ----------
@@ -244,11 +321,14 @@ def aggregate_runs(runs, metrics=DEFAULT_METRICS):
     Returns
     -------
     dict
-        ``{"metrics": [...], "scale": "fraction", "experiments": [...]}``;
-        each experiment (sorted by name, then protocol) is ``{"experiment",
-        "protocol", "n_runs", "folds", "seeds", "metrics": {metric: {"mean",
-        "std", "min", "max"}}, "per_fold": [{"fold", "n_runs", "metrics":
-        {metric: {"mean", "std"}}}], "runs": [file paths]}``. Means and
+        ``{"metrics": [...], "scale": "fraction", "experiments": [...],
+        "warnings": [...]}``; each experiment (sorted by name, then
+        protocol) is ``{"experiment", "protocol", "configuration"
+        (:func:`run_configuration`), "n_runs", "folds", "seeds", "metrics":
+        {metric: {"mean", "std", "min", "max"}}, "per_fold": [{"fold",
+        "n_runs", "metrics": {metric: {"mean", "std"}}}], "runs": [file
+        paths]}``; ``warnings`` names the differences of the rows that share
+        an experiment name. Means and
         standard deviations (sample, ddof=1, 0 for one run) are fractions in
         [0, 1]; the overall std is over all runs, so it includes fold-to-fold
         variation.
@@ -257,8 +337,9 @@ def aggregate_runs(runs, metrics=DEFAULT_METRICS):
     ------
     ValueError
         If ``runs`` is empty, a metric is missing / not a number / outside
-        [0, 1], or two runs of one group have the same fold and seed (the
-        offending files are named).
+        [0, 1], two runs of one group have the same fold and seed (the
+        offending files are named), or the folds of one group hold
+        different seeds.
 
     Example
     -------
@@ -282,10 +363,9 @@ def aggregate_runs(runs, metrics=DEFAULT_METRICS):
         values = {m: _check_metric(run, m, where) for m in metrics}
         experiment = run.get("experiment")
         experiment = "(unnamed)" if experiment is None else str(experiment)
-        protocol = run.get("protocol")
-        protocol = None if protocol is None else str(protocol)
+        configuration = run_configuration(run)
         fold, seed = run.get("fold"), run.get("seed")
-        group = groups.setdefault((experiment, protocol), [])
+        group = groups.setdefault((experiment, _key(configuration)), [])
         if fold is not None and seed is not None:
             for other in group:
                 if (other["fold"], other["seed"]) == (fold, seed):
@@ -294,13 +374,21 @@ def aggregate_runs(runs, metrics=DEFAULT_METRICS):
                         f"seed {seed!r}): {other['where']} and {where}"
                     )
         group.append(
-            {"fold": fold, "seed": seed, "values": values, "where": str(where)}
+            {
+                "fold": fold,
+                "seed": seed,
+                "values": values,
+                "where": str(where),
+                "configuration": configuration,
+            }
         )
 
     experiments = []
-    for (experiment, protocol), group in sorted(
-        groups.items(), key=lambda kv: (kv[0][0], kv[0][1] or "")
-    ):
+    for (experiment, _), group in sorted(groups.items()):
+        configuration = group[0]["configuration"]
+        protocol = configuration["protocol"]
+        protocol = None if protocol is None else str(protocol)
+        _check_seeds(experiment, group)
         summary = {}
         for m in metrics:
             values = [r["values"][m] for r in group]
@@ -327,6 +415,7 @@ def aggregate_runs(runs, metrics=DEFAULT_METRICS):
             {
                 "experiment": experiment,
                 "protocol": protocol,
+                "configuration": configuration,
                 "n_runs": len(group),
                 "folds": [str(f) for f in folds if f is not None],
                 "seeds": seeds,
@@ -335,7 +424,43 @@ def aggregate_runs(runs, metrics=DEFAULT_METRICS):
                 "runs": [r["where"] for r in group],
             }
         )
-    return {"metrics": metrics, "scale": "fraction", "experiments": experiments}
+    experiments.sort(key=lambda e: (e["experiment"], e["protocol"] or ""))
+    warnings = []
+    for name in sorted({e["experiment"] for e in experiments}):
+        rows = [e for e in experiments if e["experiment"] == name]
+        for row in rows[1:]:
+            warnings.append(
+                f"experiment {name!r}: runs of different tasks, reported as "
+                "separate rows, never averaged: "
+                + describe_differences(rows[0]["configuration"], row["configuration"])
+            )
+    return {
+        "metrics": metrics,
+        "scale": "fraction",
+        "experiments": experiments,
+        "warnings": warnings,
+    }
+
+
+def _check_seeds(experiment, group):
+    """Refuse a group whose folds hold different seeds."""
+    seeds = {}
+    for run in group:
+        if run["fold"] is not None and run["seed"] is not None:
+            seeds.setdefault(str(run["fold"]), set()).add(run["seed"])
+    sets = {tuple(sorted(v, key=_natural_key)) for v in seeds.values()}
+    if len(sets) > 1:
+        listing = "; ".join(
+            f"{fold}: {sorted(values, key=_natural_key)}"
+            for fold, values in sorted(
+                seeds.items(), key=lambda kv: _natural_key(kv[0])
+            )
+        )
+        raise ValueError(
+            f"experiment {experiment!r}: its folds hold different seeds ({listing}); "
+            "a mean over them would weight the folds unequally. Run the missing "
+            "seeds (or finish them), or aggregate folders that hold the same seeds"
+        )
 
 
 def format_cell(stats):
@@ -388,12 +513,13 @@ def format_markdown(aggregated, metrics=None):
         + " |",
         "|---|---|---:|---:|---:|" + "---:|" * len(metrics),
     ]
+    names = [exp["experiment"] for exp in aggregated["experiments"]]
     for exp in aggregated["experiments"]:
         cells = [
-            markdown_text(exp["experiment"]),
+            markdown_text(_row_name(exp, names)),
             markdown_text(exp["protocol"]),
             str(exp["n_runs"]),
-            str(len(exp["folds"])),
+            _folds_cell(exp),
             str(len(exp["seeds"])),
         ]
         cells += [format_cell(exp["metrics"][m]) for m in metrics]
@@ -408,7 +534,7 @@ def format_markdown(aggregated, metrics=None):
     for exp in aggregated["experiments"]:
         for fold in exp["per_fold"]:
             cells = [
-                markdown_text(exp["experiment"]),
+                markdown_text(_row_name(exp, names)),
                 markdown_text(exp["protocol"]),
                 markdown_text(fold["fold"]),
                 str(fold["n_runs"]),
@@ -416,6 +542,28 @@ def format_markdown(aggregated, metrics=None):
             cells += [format_cell(fold["metrics"][m]) for m in metrics]
             lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
+
+
+def _row_name(exp, names):
+    """The experiment, with its task when another row has the same name."""
+    if names.count(exp["experiment"]) < 2:
+        return exp["experiment"]
+    task = exp.get("configuration") or {}
+    parts = []
+    if task.get("labels") is not None:
+        parts.append(",".join(map(str, task["labels"])))
+    if task.get("num_folds"):
+        parts.append(f"{task['num_folds']} folds")
+    if task.get("corpus"):
+        parts.append(f"corpus {str(task['corpus'])[:8]}")
+    return f"{exp['experiment']} [{'; '.join(parts) or 'another task'}]"
+
+
+def _folds_cell(exp):
+    """``2`` or, when the task has more folds than the row, ``2 of 5``."""
+    folds = len(exp["folds"])
+    total = (exp.get("configuration") or {}).get("num_folds")
+    return f"{folds} of {total}" if total and folds != total else str(folds)
 
 
 def incomplete_runs_markdown(incomplete, filename="test_metrics.json"):
@@ -516,6 +664,8 @@ def main(argv=None):
         runs = collect_runs(args.folders, filename=args.file)
         aggregated = aggregate_runs(runs, args.metrics)
         text = format_markdown(aggregated, args.metrics)
+        for warning in aggregated["warnings"]:
+            print(f"aggregate: warning: {warning}", file=sys.stderr)
         incomplete = find_incomplete_runs(args.folders, filename=args.file)
         if incomplete:
             aggregated["incomplete_runs"] = incomplete

@@ -17,7 +17,13 @@ unchanged to every ``--apply-splits`` split. Defaults are MSP-Podcast's
 --apply-splits test`` (or ``recipes/IEMOCAP/fuse.py``), once per fold.
 
 All members must have the same utterance ids, class labels (same order) and
-targets on every split; the first member that differs is named.
+targets on every split, and be runs of one task and fold: their metrics
+files must agree on the task identity
+(:func:`sser_lobes.evaluation.aggregate.run_task`: classes, label maps,
+corpus, protocol, number of folds), the fold, the split description and
+``speaker_independent``; the first member that differs is named, with what
+differs. The encoders, fine-tuning modes and seeds may differ (fusing them
+is the point).
 
 Written in OUT:
 
@@ -37,9 +43,10 @@ Written in OUT:
 * for every labelled split, ``<split>_metrics.json``: the
   :func:`sser_lobes.evaluation.metrics.classification_metrics` output plus
   ``experiment`` (``--experiment``, default ``"fused"``), ``split``, the
-  fusion details, and ``protocol``, ``split_description``,
-  ``speaker_independent``, ``fold`` and ``seed`` copied from the members'
-  metrics files when all members agree (None otherwise), so that
+  fusion details, and ``task_identity``, ``protocol``,
+  ``split_description``, ``speaker_independent`` and ``fold`` copied from
+  the members' metrics files (they agree), ``seed`` when all members have
+  the same (None otherwise), so that
   :mod:`sser_lobes.evaluation.aggregate` and :mod:`sser_lobes.evaluation.ablation`
   treat OUT as
   one more run;
@@ -61,6 +68,7 @@ from pathlib import Path
 
 import numpy as np
 
+from sser_lobes.evaluation.aggregate import describe_differences, run_task
 from sser_lobes.evaluation.fusion_search import (
     SEARCH_METRICS,
     fuse_probabilities,
@@ -75,8 +83,8 @@ __all__ = ["format_table", "load_split", "main", "run_fusion"]
 _SCORES = ("macro_F1", "UA", "WA", "micro_F1")
 #: metrics shown in the printed table, in order
 _TABLE = (("macro_F1", "macro-F1"), ("UA", "UA"), ("WA", "WA"))
-#: run identity keys copied from the members' metrics files when they agree
-_IDENTITY = ("protocol", "split_description", "speaker_independent", "fold", "seed")
+#: run identity keys the members must agree on (copied to the fused record)
+_IDENTITY = ("protocol", "split_description", "speaker_independent", "fold")
 #: unlabelled splits that get the MSP-Podcast challenge files
 _CHALLENGE_SPLITS = ("test3",)
 
@@ -174,6 +182,21 @@ def _member_identity(folder, splits):
             if isinstance(record, dict):
                 return record
     return {}
+
+
+def _check_one_task(folders, records):
+    """Refuse members that are runs of different tasks or folds."""
+
+    def fusable(record):
+        return {**run_task(record), **{key: record.get(key) for key in _IDENTITY}}
+
+    for folder, record in zip(folders[1:], records[1:]):
+        difference = describe_differences(fusable(records[0]), fusable(record))
+        if difference:
+            raise ValueError(
+                f"member {folder} is not a run of the task and fold of member "
+                f"{folders[0]} ({difference}); fuse runs of one task and fold"
+            )
 
 
 def _agreed(records, key):
@@ -333,7 +356,10 @@ def run_fusion(
     result = search_fusion_weights(probs, targets, labels, metric=metric, bias=bias)
 
     records = [_member_identity(f, splits) for f in folders]
-    identity = {key: _agreed(records, key) for key in _IDENTITY}
+    _check_one_task(folders, records)
+    identity = {key: records[0].get(key) for key in _IDENTITY}
+    identity["task_identity"] = records[0].get("task_identity")
+    identity["seed"] = _agreed(records, "seed")
     fusion = {
         "experiment": experiment,
         "members": [

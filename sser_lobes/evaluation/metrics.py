@@ -205,7 +205,11 @@ def classification_metrics(targets, predictions, labels):
         ``"per_class"``: ``{label: {"precision", "recall", "F1", "support"}}``
         (support is an int, every label is listed);
         ``"confusion_matrix"``: list of lists (rows true, columns predicted);
-        ``"labels"``: list of names; ``"n"``: number of utterances.
+        ``"labels"``: list of names; ``"n"``: number of utterances;
+        ``"absent_classes"``: the labels without a target utterance (a
+        split that lacks a class) and ``"UA_classes"``: the labels UA
+        averages over, so that a metrics file says when UA covers fewer
+        classes than the model has.
 
     Example
     -------
@@ -214,6 +218,9 @@ def classification_metrics(targets, predictions, labels):
     (0.75, 0.8333)
     >>> {k: round(v, 4) for k, v in m["per_class"]["ang"].items()}
     {'precision': 0.5, 'recall': 1.0, 'F1': 0.6667, 'support': 1}
+    >>> m = classification_metrics([0, 0], [0, 1], ["neu", "ang"])
+    >>> m["UA"], m["absent_classes"], m["UA_classes"]
+    (0.5, ['ang'], ['neu'])
     """
     labels = _check_labels(labels)
     cm = confusion_matrix(targets, predictions, len(labels))
@@ -250,6 +257,8 @@ def classification_metrics(targets, predictions, labels):
         "confusion_matrix": cm.tolist(),
         "labels": list(labels),
         "n": n,
+        "absent_classes": [label for i, label in enumerate(labels) if not support[i]],
+        "UA_classes": [label for i, label in enumerate(labels) if support[i]],
     }
 
 

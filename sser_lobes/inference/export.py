@@ -1,7 +1,7 @@
 """Export a trained recipe run as a model folder people can load, and publish it.
 
-    python -m sser_lobes.export RUN_FOLDER OUT_DIR [--onnx] [--push REPO_ID]
-        [--dry-run] [--trust-run]
+    python -m sser_lobes.export RUN_FOLDER OUT_DIR [--onnx] [--transformers]
+        [--push REPO_ID] [--dry-run] [--trust-run]
 
 ``RUN_FOLDER`` is the output folder of a recipe run (``save/`` with the
 checkpoints and the model's description, the manifests, the metrics files).
@@ -20,6 +20,14 @@ checkpoints and the model's description, the manifests, the metrics files).
 * ``model.onnx`` with ``--onnx``: the same model as an ONNX graph (dynamic
   batch and time axes), checked against PyTorch with ONNX Runtime on padded
   batches as part of the export (:mod:`sser_lobes.inference.onnx_export`);
+* with ``--transformers``: ``config.json``, ``preprocessor_config.json`` and
+  ``transformers.safetensors``, the same model as a stock transformers
+  ``*ForSequenceClassification`` that ``transformers.pipeline(
+  "audio-classification", model=OUT_DIR)`` loads with no custom code, or one
+  line saying why this kind of model has no exact transformers form
+  (:mod:`sser_lobes.inference.transformers_export`);
+* ``app.py`` and ``requirements.txt``: the folder runs as a Hub Space, the
+  web page of :mod:`sser_lobes.inference.demo` (:mod:`sser_lobes.inference.space`);
 * ``README.md``: a model card (:mod:`sser_lobes.inference.model_card`); the
   run's ``*_metrics.json`` and PNGs.
 
@@ -54,6 +62,7 @@ import sys
 from pathlib import Path
 
 import torch
+import yaml
 from safetensors.torch import save_file
 
 from sser_lobes.dataio.chunking import inference_window_seconds
@@ -66,6 +75,7 @@ from sser_lobes.inference.model_description import (
     read_description,
     validate_description,
 )
+from sser_lobes.inference.space import write_space_files
 from sser_lobes.nnet.description import build_model, describe_run
 
 MARKER = "sser_export.json"
@@ -159,7 +169,14 @@ def _load_run_data(save):
     except ModelFormatError as error:
         raise ExportError(str(error)) from None
     metric = (description.get("training") or {}).get("selection_metric")
-    checkpoint = Checkpointer(save).find_checkpoint(max_key=metric)
+    _check_checkpoint_folders(save)
+    try:
+        checkpoint = Checkpointer(save).find_checkpoint(max_key=metric)
+    except (KeyError, TypeError, ValueError, OSError, yaml.YAMLError) as error:
+        summary = " ".join(str(error).split())[:200] or type(error).__name__
+        raise ExportError(
+            f"{save}: cannot read the checkpoints' metadata: {summary}"
+        ) from None
     if checkpoint is None:
         raise ExportError(
             f"{save.parent}: no checkpoint in {save}; the run never finished an epoch"
@@ -171,8 +188,32 @@ def _load_run_data(save):
     state = _load_tensors(path)
     model = build_model(description["architecture"])
     _check_state(state, model, path)
+    bad = next(
+        (
+            k
+            for k, v in state.items()
+            if v.is_floating_point() and not v.isfinite().all()
+        ),
+        None,
+    )
+    if bad is not None:
+        raise ExportError(f"{path}: {bad} holds NaN or infinite values")
     model.load_state_dict(state, strict=True)
     return description, model.eval(), checkpoint
+
+
+def _check_checkpoint_folders(save):
+    """Each ``CKPT+*`` of a run is a real folder inside ``save/`` whose
+    ``CKPT.yaml`` is a small regular file: a symlink out of the run, a FIFO
+    (which would block the reader) or a huge file is refused."""
+    for folder in sorted(save.glob("CKPT+*")):
+        if folder.is_symlink() or not folder.is_dir():
+            raise ExportError(f"{folder}: not a checkpoint folder inside the run")
+        meta = folder / "CKPT.yaml"
+        if meta.is_symlink() or not meta.is_file() or meta.stat().st_size > 65536:
+            raise ExportError(
+                f"{meta}: not a checkpoint's metadata file (a regular file under 64 kB)"
+            )
 
 
 def _load_run_yaml(run, ssl_source=None):
@@ -565,12 +606,16 @@ def export_run(
     text_encoder_source=None,
     onnx=False,
     trust_run=False,
+    transformers=False,
 ):
     """Write the model folder of a run (see the module docstring).
 
     ``onnx=True`` also writes ``model.onnx``, checked against the PyTorch
     model with ONNX Runtime
     (:func:`sser_lobes.inference.onnx_export.export_folder_onnx`).
+    ``transformers=True`` also writes the stock transformers checkpoint
+    (:func:`sser_lobes.inference.transformers_export.export_transformers`),
+    or refuses the export with one line before anything is written.
 
     Returns
     -------
@@ -587,26 +632,39 @@ def export_run(
             f"{run}: a text-fused model is not exported to ONNX (its text encoder "
             "is a second model); export it without --onnx."
         )
+    from sser_lobes.inference import transformers_export
+
+    why = transformers and transformers_export.refusal(description)
+    if why:
+        raise ExportError(f"{run}: not exported for transformers: {why}")
     for stale in ("model.onnx", "label_encoder.txt", "ssl_config.json"):
         (out / stale).unlink(missing_ok=True)  # of an earlier export here
+    transformers_export.remove_transformers_files(out)
     text_files = []
     if model.text_fusion is not None:
-        text_files = _export_text_encoder(
-            description["training"].get("text_encoder_source"), out / "text_encoder"
-        )
+        source = description["training"].get("text_encoder_source")
+        if not (text_encoder_source or trust_run) and is_local_path(source):
+            raise ExportError(
+                f"{run}: the run names a local text encoder ({source}); the export "
+                "reads that folder and publishes its files: pass "
+                f"--text-encoder-source {source} to confirm"
+            )
+        text_files = _export_text_encoder(source, out / "text_encoder")
     local_paths = _local_paths(description, run, checkpoint)
     published = _scrub(published_description(description, text_files), local_paths)
     write_model_folder(out, published, model)
-    for pattern in ("*_metrics.json", "*confusion_matrix.png", "learning_curves.png"):
-        for path in run.glob(pattern):
-            shutil.copy(path, out / path.name)
-            if path.suffix == ".json":
-                # The copy only: the run's own files are never changed.
-                _scrub_json_file(out / path.name, local_paths)
+    notes = transformers_export.export_transformers(out) if transformers else None
+    write_space_files(out)
+    for path in _run_files_to_publish(run):
+        shutil.copy(path, out / path.name)
+        if path.suffix == ".json":
+            # The copy only: the run's own files are never changed.
+            _scrub_json_file(out / path.name, local_paths)
     for path in (out / "text_encoder").rglob("*.json"):
         _scrub_json_file(path, local_paths, ours=False)
     (out / "README.md").write_text(
-        model_card(published, run, checkpoint, repo_id), encoding="utf-8"
+        model_card(published, run, checkpoint, repo_id, transformers_notes=notes),
+        encoding="utf-8",
     )
     (out / MARKER).write_text(
         json.dumps(
@@ -633,6 +691,30 @@ def export_run(
     return out
 
 
+#: The run's files an export publishes next to the model.
+PUBLISHED_RUN_FILES = ("*_metrics.json", "*confusion_matrix.png", "learning_curves.png")
+
+
+def _run_files_to_publish(run):
+    """The run's metrics and figures: regular files inside the run folder
+    only (a symlink to a file elsewhere would publish that file), and JSON
+    that parses."""
+    found = []
+    for pattern in PUBLISHED_RUN_FILES:
+        for path in sorted(run.glob(pattern)):
+            if path.is_symlink() or not path.is_file():
+                print(f"warning: {path}: not a regular file of the run, left out")
+                continue
+            if path.suffix == ".json":
+                try:
+                    json.loads(path.read_text(encoding="utf-8"))
+                except (UnicodeDecodeError, ValueError):
+                    print(f"warning: {path}: not JSON, left out")
+                    continue
+            found.append(path)
+    return found
+
+
 def _export_text_encoder(source, folder):
     """Save the run's text encoder (tokenizer + safetensors weights) inside
     the export."""
@@ -642,11 +724,17 @@ def _export_text_encoder(source, folder):
 
     if not source:
         raise ExportError("the run's text encoder source is not recorded")
-    with quiet_transformers():
-        AutoTokenizer.from_pretrained(source).save_pretrained(folder)
-        AutoModel.from_pretrained(source).save_pretrained(
-            folder, safe_serialization=True
-        )
+    try:
+        with quiet_transformers():
+            AutoTokenizer.from_pretrained(source).save_pretrained(folder)
+            AutoModel.from_pretrained(source, trust_remote_code=False).save_pretrained(
+                folder, safe_serialization=True
+            )
+    except (OSError, ValueError, RuntimeError) as error:
+        summary = " ".join(str(error).split())[:300]
+        raise ExportError(
+            f"{source}: cannot read the text encoder: {summary}"
+        ) from None
     return [str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file()]
 
 
@@ -708,6 +796,15 @@ def main(argv=None):
         "sser): build its hyperparams.yaml with HyperPyYAML. This RUNS the code "
         "that file names: only for your own run folders",
     )
+    parser.add_argument(
+        "--transformers",
+        action="store_true",
+        help="also write a stock transformers checkpoint (config.json, "
+        "transformers.safetensors, preprocessor_config.json) that "
+        'transformers.pipeline("audio-classification", model=OUT_DIR) loads '
+        "without custom code; refused with one line for kinds of model that "
+        "have no exact transformers form",
+    )
     args = parser.parse_args(argv)
     from sser_lobes.errors import OnnxExportError
 
@@ -720,6 +817,7 @@ def main(argv=None):
             text_encoder_source=args.text_encoder_source,
             onnx=args.onnx,
             trust_run=args.trust_run,
+            transformers=args.transformers,
         )
     except (ExportError, OnnxExportError, OSError) as error:
         message = " ".join(str(error).split())

@@ -84,13 +84,40 @@ def metrics_rows(run):
     ``*_metrics.json`` files."""
     rows = []
     for path in sorted(Path(run).glob("*_metrics.json")):
-        data = json.loads(path.read_text(encoding="utf-8"))
-        split = data.get("split", path.name.replace("_metrics.json", ""))
+        if path.is_symlink() or not path.is_file():
+            continue  # a FIFO would block the reader; a link leads elsewhere
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, ValueError):
+            continue
+        if not isinstance(data, dict):
+            continue
+        split = re.sub(
+            r"[^A-Za-z0-9_.-]", "", str(data.get("split", path.stem))[:40]
+        ) or path.name.replace("_metrics.json", "")
+        n = data.get("n") if isinstance(data.get("n"), int) else None
         values = {
-            k: data[k] for k in CARD_METRICS if isinstance(data.get(k), (int, float))
+            k: data[k]
+            for k in CARD_METRICS
+            if isinstance(data.get(k), (int, float)) and not isinstance(data[k], bool)
         }
-        rows.append((split, data.get("n"), values, data))
+        rows.append((split, n, values, data))
     return rows
+
+
+def card_text(value, limit=200):
+    """A value of a run's files as plain text for the card: one line, no
+    Markdown or HTML markup (a received run's files could carry links,
+    images or script tags into a published card).
+
+    Example
+    -------
+    >>> card_text("test <img src=x onerror=alert(1)> [click](http://x)")
+    'test img src=x onerror=alert1 link removed'
+    """
+    text = " ".join(str(value).split())[:limit]
+    text = re.sub(r"\S*://\S*", "link removed", text)
+    return "".join(c for c in text if c not in "<>[]()`*_|#!\\{}")
 
 
 def _metrics_table(rows):
@@ -107,7 +134,28 @@ def _metrics_table(rows):
     return "\n".join(table)
 
 
-def model_card(description, run, checkpoint, repo_id=None):
+def _transformers_usage(source, notes):
+    """The card's transformers section (empty without the checkpoint)."""
+    if notes is None:
+        return ""
+    lines = "".join(f"- {note}.\n" for note in notes)
+    return f"""
+### With transformers alone (no sser, no custom code)
+
+```python
+from transformers import pipeline
+classifier = pipeline("audio-classification", model="{source}")
+classifier("speech.wav", top_k=None)
+```
+
+`config.json` names its weights `transformers.safetensors`
+(`transformers_weights`); the feature extractor normalises the waveform as
+sser does. One file at a time the probabilities equal sser's (checked at
+export). Differences of use:
+{lines}"""
+
+
+def model_card(description, run, checkpoint, repo_id=None, transformers_notes=None):
     """README.md with Hub metadata, usage, what loading runs, metrics and
     training details.
 
@@ -122,6 +170,11 @@ def model_card(description, run, checkpoint, repo_id=None):
         The exported checkpoint (its epoch).
     repo_id : str or None
         The Hub repository the folder is pushed to.
+    transformers_notes : list of str or None
+        The folder also holds a stock transformers checkpoint
+        (:mod:`sser_lobes.inference.transformers_export`): the card's
+        library is then ``transformers`` (the Hub's widget runs its
+        pipeline), with usage and these differences of use.
     """
     rows = metrics_rows(run)
     first = rows[0][3] if rows else {}
@@ -134,15 +187,16 @@ def model_card(description, run, checkpoint, repo_id=None):
         if task == "categorical"
         else "results = recognizer.predict_files(['speech.wav'])"
     )
-    protocol = first.get("protocol") or "protocol not recorded"
+    protocol = card_text(first.get("protocol") or "protocol not recorded")
     pictures = "\n".join(
         f"![{p.stem}]({p.name})"
         for p in sorted(Path(run).glob("*confusion_matrix.png"))
     )
     encoder = training.get("ssl_source") or "an SSL encoder"
     pooling = description["architecture"]["pooling"]["type"]
+    library = "speechbrain" if transformers_notes is None else "transformers"
     return f"""---
-library_name: speechbrain
+library_name: {library}
 license: apache-2.0
 tags:
 - speech-emotion-recognition
@@ -150,13 +204,15 @@ tags:
 - sser
 - {training.get("ssl_name") or "ssl"}
 pipeline_tag: audio-classification
+sdk: gradio
+app_file: app.py
 ---
 
 # {name}: speech emotion recognition
 
 Trained with the recipe `{name}` of the Python package `sser` (version
 {package_version()}; SpeechBrain recipes for speech emotion recognition),
-on {protocol}; fold {first.get("fold")}, seed {first.get("seed")}.
+on {protocol}; fold {card_text(first.get("fold"))}, seed {card_text(first.get("seed"))}.
 Encoder: {encoder}; fine-tuning: {training.get("finetune")}; pooling:
 `{pooling}`; labels: {list(description["labels"])}.
 Checkpoint selected on `{training.get("selection_metric")}`
@@ -173,10 +229,13 @@ recognizer = EmotionRecognizer.from_hparams("{source}")
 
 or on the command line:
 `sser-predict --model {source} audio_folder/ --output predictions.jsonl`.
+A web page to drop or record audio (this folder runs as a Gradio Space):
+`pip install -r requirements.txt && python app.py`, or `sser-demo {source}`;
+an HTTP service: `sser-serve {source}`.
 
 Any sample rate, mono or stereo, wav / flac / ogg; audio longer than
 {description["window_seconds"]:g} s is classified in overlapping windows.
-
+{_transformers_usage(source, transformers_notes)}
 ## What loading reads and runs
 
 `EmotionRecognizer.from_hparams` and `sser-predict` run no code of this
@@ -200,7 +259,7 @@ which builds whatever the YAML names: sser never reads it unless asked with
 
 {_metrics_table(rows)}
 
-{first.get("split_description") or ""}
+{card_text(first.get("split_description") or "", 1000)}
 
 {pictures}
 

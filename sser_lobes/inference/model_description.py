@@ -44,6 +44,7 @@ import json
 import logging
 import math
 import os
+import unicodedata
 from pathlib import Path
 
 import torch
@@ -52,6 +53,7 @@ from sser_lobes.encoders.ssl_encoder import (
     OUTPUT_NORMS,
     SUPPORTED_MODEL_TYPES,
     WAVEFORM_NORMS,
+    receptive_field,
 )
 from sser_lobes.errors import ModelFormatError
 from sser_lobes.nnet.description import FORMAT, FORMAT_VERSION, HEADS, build_model
@@ -76,6 +78,14 @@ MAX_STRING_CHARS = 512
 MAX_LIST_ITEMS = 1024
 #: Size arguments (hidden sizes, outputs, ...).
 MAX_SIZE = 65536
+#: The longest window a model is run on at once (longer audio is chunked).
+MAX_WINDOW_SECONDS = 300.0
+#: A safetensors header (the JSON that lists the tensors) and its entries.
+MAX_HEADER_BYTES = 16 * 1024 * 1024
+MAX_TENSORS = 20000
+#: The smallest hop between windows, as a share of the window: more overlap
+#: would make a folder choose how many times each second is computed.
+MIN_HOP_SHARE = 0.25
 
 TASKS = ("categorical", "attributes")
 
@@ -121,20 +131,26 @@ _CONFIG_BOOKKEEPING = frozenset(
         "model_type",
     }
 )
-#: Upper bounds of the size fields of the SSL configs (the largest public
-#: checkpoints are far below them).
+#: Bounds (low, high) of the integer fields of the SSL configs; the largest
+#: public checkpoints are far inside them. Other integer fields: 0..65536.
 _CONFIG_LIMITS = {
-    "hidden_size": 8192,
-    "intermediate_size": 65536,
-    "num_hidden_layers": 96,
-    "num_attention_heads": 128,
-    "num_conv_pos_embeddings": 1024,
-    "num_conv_pos_embedding_groups": 1024,
-    "num_feat_extract_layers": 32,
-    "num_buckets": 4096,
-    "max_bucket_distance": 1 << 20,
-    "vocab_size": 1 << 20,
+    "hidden_size": (1, 8192),
+    "intermediate_size": (1, 65536),
+    "num_hidden_layers": (1, 96),
+    "num_attention_heads": (1, 128),
+    "num_conv_pos_embeddings": (1, 1024),
+    "num_conv_pos_embedding_groups": (1, 1024),
+    "num_feat_extract_layers": (1, 16),
+    "num_buckets": (2, 4096),
+    "max_bucket_distance": (1, 1 << 20),
+    "vocab_size": (1, 1 << 20),
+    "num_adapter_layers": (0, 16),
 }
+#: Bounds of each entry of the CNN's lists.
+_CONV_LIMITS = {"conv_dim": 8192, "conv_kernel": 1024, "conv_stride": 16}
+#: Config switches sser's encoder does not build (adapters after the
+#: transformer): a description that turns them on is refused.
+_CONFIG_UNSUPPORTED = {"add_adapter": True}
 _CONFIG_CHOICES = {
     "feat_extract_norm": ("group", "layer"),
     "ctc_loss_reduction": ("sum", "mean"),
@@ -232,13 +248,15 @@ def model_file(folder, name, what, trusted=False):
     ):
         raise ModelFormatError(f"{folder}: {name!r} is not a file name inside it")
     path = folder / name
-    if not path.is_file():
+    if not path.exists() and not path.is_symlink():
         raise ModelFormatError(f"{path}: no {what} in the model folder")
     if not trusted and not inside_folder(path, folder):
         raise ModelFormatError(
             f"{path}: a symlink that leads out of the model folder "
             f"({os.path.realpath(path)}); it is not followed"
         )
+    if not path.is_file():
+        raise ModelFormatError(f"{path}: the {what} is not a regular file")
     return path
 
 
@@ -326,12 +344,23 @@ def _choice(where, key, value, choices):
 
 
 def _string(where, key, value, limit=MAX_STRING_CHARS, allow_none=False):
+    """A short printable string in Unicode normal form C (labels and facts go
+    into CSV files, logs and the model card: no control, format or
+    surrogate characters, no look-alike twins)."""
     if value is None and allow_none:
         return None
     if not isinstance(value, str) or not value or len(value) > limit:
         raise where.error(
             key, f"must be a non-empty string of at most {limit} characters"
         )
+    if not value.isprintable() or unicodedata.normalize("NFC", value) != value:
+        raise where.error(
+            key, f"{value!r} holds control characters or is not in Unicode NFC form"
+        )
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise where.error(key, f"{value!r} is not valid Unicode text") from None
     return value
 
 
@@ -375,13 +404,15 @@ def _config_value(where, field, value, default):
     if isinstance(default, int):
         if value is None and field in ("pad_token_id", "bos_token_id", "eos_token_id"):
             return None
-        return _int(where, key, value, 0, _CONFIG_LIMITS.get(field, 1 << 20))
+        low, high = _CONFIG_LIMITS.get(field, (0, MAX_SIZE))
+        return _int(where, key, value, low, high)
     if isinstance(default, float):
         high = 1.0 if ("dropout" in field or field.endswith("_prob")) else 1e6
         return _number(where, key, value, 0.0, high)
     if isinstance(default, (list, tuple)):
-        items = _list(where, key, value, 64)
-        return [_int(where, f"{key}[{i}]", v, 1, MAX_SIZE) for i, v in enumerate(items)]
+        items = _list(where, key, value, 16)
+        high = _CONV_LIMITS.get(field, MAX_SIZE)
+        return [_int(where, f"{key}[{i}]", v, 1, high) for i, v in enumerate(items)]
     if isinstance(default, str):
         return _string(where, key, value, 64)
     if default is None:
@@ -420,6 +451,11 @@ def validate_ssl_config(config, where):
             unknown.append(key)
             continue
         clean[key] = _config_value(where, key, value, defaults[key])
+    for key, value in _CONFIG_UNSUPPORTED.items():
+        if clean.get(key) == value:
+            raise where.error(
+                f"encoder.config.{key}", f"{value} is not a configuration sser builds"
+            )
     for key in ("hidden_size", "num_hidden_layers", "num_attention_heads"):
         clean.setdefault(key, defaults[key])
     if unknown:
@@ -432,7 +468,7 @@ def validate_ssl_config(config, where):
         clean.get(k, defaults[k]) for k in ("conv_dim", "conv_stride", "conv_kernel")
     ]
     layers = clean.get("num_feat_extract_layers", len(conv[0]))
-    if any(len(c) != layers for c in conv):
+    if layers < 1 or any(len(c) != layers for c in conv):
         raise where.error(
             "encoder.config",
             "conv_dim, conv_stride and conv_kernel need one entry "
@@ -443,6 +479,15 @@ def validate_ssl_config(config, where):
         raise where.error(
             "encoder.config",
             f"hidden_size {hidden} is not a multiple of num_attention_heads {heads}",
+        )
+    groups = clean.get(
+        "num_conv_pos_embedding_groups", defaults["num_conv_pos_embedding_groups"]
+    )
+    if hidden % groups:
+        raise where.error(
+            "encoder.config",
+            f"hidden_size {hidden} is not a multiple of "
+            f"num_conv_pos_embedding_groups {groups}",
         )
     return clean
 
@@ -554,9 +599,10 @@ def _validate_gender(where, value, size):
     return gender
 
 
-def _validate_text_fusion(where, value, size):
+def _validate_text_fusion(where, value, size, hidden):
+    """The text fusion section; returns it and the size it outputs."""
     if value is None:
-        return None
+        return None, size
     text = _object(
         where,
         "architecture.text_fusion",
@@ -574,15 +620,33 @@ def _validate_text_fusion(where, value, size):
     _choice(where, "architecture.text_fusion.mode", text["mode"], FUSION_MODES)
     for key in ("audio_size", "text_size", "hidden_size", "num_heads"):
         _int(where, f"architecture.text_fusion.{key}", text[key], 1)
-    if text["frame_size"] is not None:
-        _int(where, "architecture.text_fusion.frame_size", text["frame_size"], 1)
     _number(where, "architecture.text_fusion.dropout", text["dropout"], 0.0, 1.0)
     if text["audio_size"] != size:
         raise where.error(
             "architecture.text_fusion.audio_size",
             f"is {text['audio_size']}, the pooling (and gender) give {size}",
         )
-    return text
+    if text["mode"] == "cross_attention":
+        if text["frame_size"] != hidden:
+            raise where.error(
+                "architecture.text_fusion.frame_size",
+                f"is {text['frame_size']!r}; cross_attention attends to the "
+                f"encoder's frames of size {hidden}",
+            )
+        if text["hidden_size"] % text["num_heads"]:
+            raise where.error(
+                "architecture.text_fusion.hidden_size",
+                f"{text['hidden_size']} is not a multiple of num_heads "
+                f"{text['num_heads']}",
+            )
+    elif text["frame_size"] is not None:
+        _int(where, "architecture.text_fusion.frame_size", text["frame_size"], 1)
+    output = {
+        "concat": text["audio_size"] + text["hidden_size"],
+        "gated": text["hidden_size"],
+        "cross_attention": text["audio_size"] + 2 * text["hidden_size"],
+    }[text["mode"]]
+    return text, output
 
 
 def validate_architecture(value, where):
@@ -610,10 +674,9 @@ def validate_architecture(value, where):
     arch["gender"] = _validate_gender(where, arch.get("gender"), size)
     if arch["gender"] is not None and arch["gender"]["mode"] == "concat":
         size += arch["gender"]["embedding_size"]
-    arch["text_fusion"] = _validate_text_fusion(where, arch.get("text_fusion"), size)
-    if arch["text_fusion"] is not None:
-        t = arch["text_fusion"]
-        size = t["audio_size"] + t["hidden_size"] if t["mode"] == "concat" else size
+    arch["text_fusion"], size = _validate_text_fusion(
+        where, arch.get("text_fusion"), size, hidden
+    )
     arch["head"] = _validate_head(where, arch["head"])
     if arch["head"]["input_size"] != size:
         raise where.error(
@@ -709,6 +772,11 @@ def validate_description(data, source, overrides=None):
         "batch_size",
         "eval_crop_seconds",
     )
+    if overrides is not None and not isinstance(overrides, dict):
+        raise ModelFormatError(
+            f"overrides must be a dict of {', '.join(settings)}, got "
+            f"{type(overrides).__name__}"
+        )
     for key, value in (overrides or {}).items():
         if key not in settings:
             raise ModelFormatError(
@@ -719,13 +787,21 @@ def validate_description(data, source, overrides=None):
     labels = _list(where, "labels", description["labels"])
     for i, label in enumerate(labels):
         _string(where, f"labels[{i}]", label, MAX_LABEL_CHARS)
-    if not labels or len(set(labels)) != len(labels):
-        raise where.error("labels", "must be distinct and not empty")
+    if not labels or len({label.casefold() for label in labels}) != len(labels):
+        raise where.error("labels", "must be distinct (ignoring case) and not empty")
     _int(where, "sample_rate", description["sample_rate"], 1000, 384000)
-    window = _number(where, "window_seconds", description["window_seconds"], 0.1, 3600)
+    window = _number(
+        where, "window_seconds", description["window_seconds"], 0.1, MAX_WINDOW_SECONDS
+    )
     if description["chunk_hop_seconds"] is None:
         description["chunk_hop_seconds"] = window / 2
-    _number(where, "chunk_hop_seconds", description["chunk_hop_seconds"], 0.01, window)
+    _number(
+        where,
+        "chunk_hop_seconds",
+        description["chunk_hop_seconds"],
+        window * MIN_HOP_SHARE,
+        window,
+    )
     _number(
         where,
         "eval_crop_seconds",
@@ -738,9 +814,25 @@ def validate_description(data, source, overrides=None):
     low, high = _list(where, "attribute_range", description["attribute_range"], 2)
     _number(where, "attribute_range[0]", low)
     _number(where, "attribute_range[1]", high, low)
+    if not high > low:
+        raise where.error("attribute_range", f"is [{low}, {high}]: an empty range")
     description["architecture"] = validate_architecture(
         description["architecture"], where
     )
+    config = description["architecture"]["encoder"]["config"]
+    defaults = (
+        [10, 3, 3, 3, 3, 2, 2],  # wav2vec 2.0 / HuBERT / WavLM kernels
+        [5, 2, 2, 2, 2, 2, 2],
+    )
+    field = receptive_field(
+        config.get("conv_kernel", defaults[0]), config.get("conv_stride", defaults[1])
+    )
+    if field > min(description["sample_rate"], window * description["sample_rate"]):
+        raise where.error(
+            "architecture.encoder.config",
+            f"its CNN needs {field} samples for one frame, more than one second "
+            "(or the window) of audio",
+        )
     outputs = description["architecture"]["head"]["n_outputs"]
     if outputs != len(labels):
         raise where.error(
@@ -766,42 +858,99 @@ def validate_description(data, source, overrides=None):
 # --------------------------------------------------------------------------
 
 
-def check_weights(description, weights_path):
-    """Compare ``model.safetensors`` with the model the description builds.
-
-    The tensor names and shapes are read from the file's header; the model
-    is built on the ``meta`` device (no memory for weights). The first
-    missing, extra or misshapen tensor is named.
+def read_safetensors_header(path):
+    """Tensor name -> ``(dtype, shape)`` from a safetensors file's header,
+    read and checked without loading any tensor: a header above
+    :data:`MAX_HEADER_BYTES` or with more than :data:`MAX_TENSORS` entries,
+    duplicate names, or offsets outside the file are refused.
 
     Raises
     ------
     ModelFormatError
     """
-    from safetensors import SafetensorError, safe_open
+    import struct
 
+    size = Path(path).stat().st_size
+    with open(path, "rb") as handle:
+        start = handle.read(8)
+        if len(start) < 8:
+            raise ModelFormatError(f"{path}: not a safetensors file (too short)")
+        (length,) = struct.unpack("<Q", start)
+        if length > min(MAX_HEADER_BYTES, size - 8):
+            raise ModelFormatError(
+                f"{path}: not a safetensors file sser reads (a {length}-byte header)"
+            )
+        raw = handle.read(length)
     try:
-        with safe_open(str(weights_path), framework="pt") as handle:
-            found = {k: tuple(handle.get_slice(k).get_shape()) for k in handle.keys()}
-            dtypes = {k: handle.get_slice(k).get_dtype() for k in found}
-    except (SafetensorError, OSError, ValueError) as error:
-        summary = " ".join(str(error).split())
+        header = json.loads(
+            raw.decode("utf-8"),
+            object_pairs_hook=_no_duplicates,
+            parse_constant=_no_constants,
+        )
+    except (UnicodeDecodeError, ValueError, RecursionError) as error:
+        message = str(error).split("\n")[0]
+        raise ModelFormatError(f"{path}: not a safetensors file ({message})") from None
+    if not isinstance(header, dict):
+        raise ModelFormatError(f"{path}: not a safetensors file")
+    header.pop("__metadata__", None)
+    if len(header) > MAX_TENSORS:
         raise ModelFormatError(
-            f"{weights_path}: not a safetensors file ({summary})"
-        ) from None
+            f"{path}: holds {len(header)} tensors; at most {MAX_TENSORS}"
+        )
+    tensors = {}
+    for name, entry in header.items():
+        if not (
+            isinstance(entry, dict)
+            and isinstance(entry.get("dtype"), str)
+            and isinstance(entry.get("shape"), list)
+            and all(_is_int(d) and d >= 0 for d in entry["shape"])
+            and isinstance(entry.get("data_offsets"), list)
+            and len(entry["data_offsets"]) == 2
+            and all(
+                _is_int(o) and 0 <= o <= size - 8 - length
+                for o in entry["data_offsets"]
+            )
+        ):
+            raise ModelFormatError(f"{path}: the header entry of {name!r} is malformed")
+        tensors[name] = (entry["dtype"], tuple(entry["shape"]))
+    return tensors
+
+
+def _dtype_kind(dtype):
+    return "float" if dtype in ("F16", "BF16", "F32", "F64") else dtype
+
+
+def check_weights(description, weights_path):
+    """Compare ``model.safetensors`` with the model the description builds.
+
+    The tensor names, shapes and dtypes are read from the file's header; the
+    model is built on the ``meta`` device (no memory for weights). The first
+    missing, extra, misshapen or mistyped tensor is named.
+
+    Raises
+    ------
+    ModelFormatError
+    """
+    found = read_safetensors_header(weights_path)
     with torch.device("meta"):
-        expected = {
-            k: tuple(v.shape)
-            for k, v in build_model(description["architecture"]).state_dict().items()
-        }
+        model = build(description["architecture"], weights_path)
+    expected = model.state_dict()
     for key in sorted(expected):
         if key not in found:
             raise ModelFormatError(
                 f"{weights_path}: lacks the tensor {key} the description's model has"
             )
-        if found[key] != expected[key]:
+        dtype, shape = found[key]
+        if shape != tuple(expected[key].shape):
             raise ModelFormatError(
-                f"{weights_path}: {key} has shape {list(found[key])}, the "
-                f"description's model needs {list(expected[key])}"
+                f"{weights_path}: {key} has shape {list(shape)}, the "
+                f"description's model needs {list(expected[key].shape)}"
+            )
+        wanted = "float" if expected[key].is_floating_point() else "I64"
+        if _dtype_kind(dtype) != wanted:
+            raise ModelFormatError(
+                f"{weights_path}: {key} is {dtype}; the description's model needs "
+                f"{'a float tensor' if wanted == 'float' else wanted}"
             )
     extra = sorted(set(found) - set(expected))
     if extra:
@@ -809,20 +958,193 @@ def check_weights(description, weights_path):
             f"{weights_path}: holds the tensor {extra[0]} (and {len(extra) - 1} "
             "more) that the description's model does not have"
         )
-    bad = sorted(k for k, d in dtypes.items() if d not in ("F32", "F16", "BF16", "F64"))
-    if bad:
+
+
+def build(architecture, source):
+    """:func:`sser_lobes.nnet.description.build_model`, its failures (a
+    combination of values the checks above let through) as one
+    :class:`ModelFormatError` line naming ``source``."""
+    try:
+        return build_model(architecture)
+    except (
+        ValueError,
+        RuntimeError,
+        TypeError,
+        KeyError,
+        IndexError,
+        AssertionError,
+        ZeroDivisionError,
+        OverflowError,
+    ) as error:
+        summary = " ".join(str(error).split())[:300] or type(error).__name__
         raise ModelFormatError(
-            f"{weights_path}: {bad[0]} is {dtypes[bad[0]]}, not a float tensor"
+            f"{source}: cannot build the described model: {summary}"
+        ) from None
+
+
+def smoke_test(model, description, source):
+    """Run the model once on one second of quiet noise: it must give finite
+    outputs of the described size, so a model that fails on audio fails at
+    load, in one line, instead of at the first file."""
+    rate = description["sample_rate"]
+    wavs = 0.01 * torch.randn(2, rate, generator=torch.Generator().manual_seed(0))
+    lens = torch.tensor([1.0, 0.75])
+    inputs = {}
+    fusion = description["architecture"].get("text_fusion")
+    if fusion is not None:
+        inputs = {
+            "text": torch.zeros(2, fusion["text_size"]),
+            "has_text": torch.tensor([False, False]),
+        }
+    try:
+        with torch.no_grad():
+            logits = model(wavs, lens, **inputs)["logits"]
+    except (
+        RuntimeError,
+        ValueError,
+        ZeroDivisionError,
+        IndexError,
+        TypeError,
+    ) as error:
+        summary = " ".join(str(error).split())[:300] or type(error).__name__
+        raise ModelFormatError(
+            f"{source}: the model fails on audio: {summary}"
+        ) from None
+    if tuple(logits.shape) != (2, len(description["labels"])):
+        raise ModelFormatError(
+            f"{source}: the model gives outputs of shape {list(logits.shape)}"
         )
+    if not torch.isfinite(logits).all():
+        raise ModelFormatError(f"{source}: the model gives non-finite outputs")
 
 
 def load_model(description, weights_path):
     """The :class:`EmotionModel` of a validated description with the weights
-    of ``weights_path`` (checked first with :func:`check_weights`)."""
+    of ``weights_path``: checked first (:func:`check_weights`), every tensor
+    finite, and run once (:func:`smoke_test`)."""
     from safetensors.torch import load_file
 
     check_weights(description, weights_path)
-    model = build_model(description["architecture"])
+    model = build(description["architecture"], weights_path)
     state = load_file(str(weights_path), device="cpu")
+    bad = next(
+        (
+            k
+            for k, v in state.items()
+            if v.is_floating_point() and not v.isfinite().all()
+        ),
+        None,
+    )
+    if bad is not None:
+        raise ModelFormatError(f"{weights_path}: {bad} holds NaN or infinite values")
     model.load_state_dict(state, strict=True)
-    return model.eval()
+    model.eval()
+    encoder = model.encoder
+    if encoder.normalize_waveform == "global" and not float(
+        encoder.waveform_stats_samples
+    ):
+        raise ModelFormatError(
+            f"{weights_path}: the model normalises with training-set waveform "
+            "statistics, and its weights hold none"
+        )
+    smoke_test(model, description, weights_path)
+    return model
+
+
+# --------------------------------------------------------------------------
+# A text-fused model's text encoder
+# --------------------------------------------------------------------------
+
+#: The folder a text-fused model's text encoder is saved in.
+TEXT_ENCODER_FOLDER = "text_encoder"
+#: Text encoder kinds sser loads (sentence-embedding encoders of
+#: transformers, no remote code).
+TEXT_MODEL_TYPES = ("bert", "roberta", "xlm-roberta", "mpnet", "distilbert", "electra")
+#: Weights in any other format than safetensors are pickles: never read.
+_PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle", ".h5", ".py")
+_TEXT_LIMITS = {
+    "hidden_size": 8192,
+    "dim": 8192,
+    "num_hidden_layers": 48,
+    "n_layers": 48,
+    "num_attention_heads": 128,
+    "n_heads": 128,
+    "intermediate_size": 65536,
+    "hidden_dim": 65536,
+    "vocab_size": 1 << 20,
+    "max_position_embeddings": 8192,
+    "type_vocab_size": 16,
+}
+
+
+def check_text_encoder(folder, description):
+    """Check a text-fused model's ``text_encoder/`` before transformers reads
+    it: it holds exactly the files the description lists (transformers reads
+    whatever it finds there), each a regular file inside the model folder,
+    weights as safetensors only, and a ``config.json`` of a known kind whose
+    width is the fusion's ``text_size``.
+
+    Returns
+    -------
+    pathlib.Path
+        The checked ``text_encoder/`` folder.
+
+    Raises
+    ------
+    ModelFormatError
+    """
+    folder = Path(folder)
+    root = folder / TEXT_ENCODER_FOLDER
+    files = list(description["text_encoder"]["files"])
+    where = _Where(folder / DESCRIPTION_FILE)
+    for name in ("config.json", "model.safetensors"):
+        if name not in files:
+            raise where.error("text_encoder.files", f"lacks {name}")
+    pickles = [n for n in files if n.lower().endswith(_PICKLE_SUFFIXES)]
+    if pickles:
+        raise where.error(
+            "text_encoder.files", f"lists {pickles[0]}: weights are safetensors only"
+        )
+    if root.is_symlink() or not root.is_dir():
+        raise ModelFormatError(f"{root}: no text encoder folder in the model folder")
+    present = []
+    for entry in root.rglob("*"):
+        if len(present) > 256:
+            raise ModelFormatError(f"{root}: holds more than 256 files")
+        if entry.is_dir() and not entry.is_symlink():
+            continue
+        present.append(entry.relative_to(root).as_posix())
+    unlisted = sorted(set(present) - set(files))
+    if unlisted:
+        raise ModelFormatError(
+            f"{root / unlisted[0]}: a file sser_model.json does not list; "
+            "transformers would read it"
+        )
+    for name in files:
+        model_file(folder, f"{TEXT_ENCODER_FOLDER}/{name}", "text encoder file")
+    config_path = root / "config.json"
+    if config_path.stat().st_size > MAX_DESCRIPTION_BYTES:
+        raise ModelFormatError(f"{config_path}: larger than {MAX_DESCRIPTION_BYTES}")
+    try:
+        config = json.loads(
+            config_path.read_text(encoding="utf-8"),
+            object_pairs_hook=_no_duplicates,
+            parse_constant=_no_constants,
+        )
+    except (UnicodeDecodeError, ValueError, RecursionError) as error:
+        message = str(error).split("\n")[0]
+        raise ModelFormatError(f"{config_path}: {message}") from None
+    where = _Where(config_path)
+    if not isinstance(config, dict):
+        raise where.error("", "a config is a JSON object")
+    _choice(where, "model_type", config.get("model_type"), TEXT_MODEL_TYPES)
+    for key, high in _TEXT_LIMITS.items():
+        if key in config:
+            _int(where, key, config[key], 1, high)
+    width = config.get("hidden_size", config.get("dim"))
+    size = description["architecture"]["text_fusion"]["text_size"]
+    if width != size:
+        raise where.error(
+            "hidden_size", f"is {width!r}; the model's text fusion takes {size}"
+        )
+    return root

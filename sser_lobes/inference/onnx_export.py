@@ -400,10 +400,26 @@ def export_folder_onnx(folder):
     return path, report
 
 
+#: The ONNX operators sser's exports use (every encoder kind, pooling, head
+#: and conditioning), and close relatives: a graph with any other operator,
+#: a custom domain or control flow (``Loop``, ``If``, ``Scan``) is refused.
+ONNX_OPERATORS = frozenset(
+    """Abs Add And ArgMax BatchNormalization Cast Ceil Clip Concat Constant
+    ConstantOfShape Conv CumSum Div Equal Erf Exp Expand Flatten Floor Gather
+    Gemm Greater GreaterOrEqual Identity IsNaN LayerNormalization Less
+    LessOrEqual Log MatMul Max Min Mod Mul Neg Not Or Pad Pow Range Reciprocal
+    ReduceMax ReduceMean ReduceSum Relu Reshape Round ScatterND Shape Sigmoid
+    Sign Slice Softmax Split Sqrt Squeeze Sub Tanh Tile Transpose Unsqueeze
+    Where Xor""".split()
+)
+
+
 def check_onnx_file(path, n_outputs):
-    """Refuse an ONNX file whose tensors live in external files (an external
-    data location is a path, which could name any file of the machine), or
-    whose first output does not have ``n_outputs`` columns.
+    """Refuse an ONNX file sser did not write the way it writes them: tensors
+    kept in external data files (an external data location is a path, which
+    could name any file of the machine), sparse tensors, operators outside
+    :data:`ONNX_OPERATORS` (custom domains, control flow that can run
+    forever), or a first output without ``n_outputs`` columns.
 
     Raises
     ------
@@ -417,16 +433,30 @@ def check_onnx_file(path, n_outputs):
     except Exception as error:  # onnx raises protobuf's DecodeError and others
         summary = " ".join(str(error).split()) or type(error).__name__
         raise ModelFormatError(f"{path}: not an ONNX model ({summary})") from None
-    external = onnx.TensorProto.EXTERNAL
-    tensors = list(proto.graph.initializer)
-    for node in proto.graph.node:
-        tensors += [a.t for a in node.attribute if a.HasField("t")]
-    if any(t.data_location == external for t in tensors):
+    graph = proto.graph
+    tensors = list(graph.initializer)
+    for node in graph.node:
+        if node.domain not in ("", "ai.onnx") or node.op_type not in ONNX_OPERATORS:
+            raise ModelFormatError(
+                f"{path}: uses the operator {node.domain or 'ai.onnx'}.{node.op_type}, "
+                "which sser's ONNX exports never hold"
+            )
+        for attribute in node.attribute:
+            if attribute.HasField("g") or len(attribute.graphs):
+                raise ModelFormatError(f"{path}: holds a subgraph ({node.op_type})")
+            if attribute.HasField("sparse_tensor") or len(attribute.sparse_tensors):
+                raise ModelFormatError(f"{path}: holds a sparse tensor")
+            if attribute.HasField("t"):
+                tensors.append(attribute.t)
+            tensors.extend(attribute.tensors)
+    if len(graph.sparse_initializer) or len(proto.functions):
+        raise ModelFormatError(f"{path}: holds sparse tensors or local functions")
+    if any(t.data_location == onnx.TensorProto.EXTERNAL for t in tensors):
         raise ModelFormatError(
             f"{path}: keeps tensors in external data files; sser's ONNX exports "
             "hold their weights inside the file"
         )
-    outputs = proto.graph.output
+    outputs = graph.output
     dims = outputs[0].type.tensor_type.shape.dim if outputs else []
     if not dims or dims[-1].dim_value != n_outputs:
         raise ModelFormatError(
@@ -482,6 +512,7 @@ class OnnxEmotionRecognizer:
 
     def __init__(self, source, threads=None):
         from sser_lobes.encoders.ssl_encoder import receptive_field
+        from sser_lobes.errors import ModelFormatError
         from sser_lobes.inference.model_description import (
             DESCRIPTION_FILE,
             model_file,
@@ -513,7 +544,13 @@ class OnnxEmotionRecognizer:
             config.get("conv_stride", [5, 2, 2, 2, 2, 2, 2]),
         )
         check_onnx_file(self.path, len(self.labels))
-        self.session = _session(self.path, threads)
+        try:
+            self.session = _session(self.path, threads)
+        except Exception as error:  # onnxruntime's own exception types
+            summary = " ".join(str(error).split())[:300] or type(error).__name__
+            raise ModelFormatError(
+                f"{self.path}: ONNX Runtime cannot load it: {summary}"
+            ) from None
         self.output_names = [o.name for o in self.session.get_outputs()]
 
     def run(self, waveforms, wav_lens):
@@ -522,7 +559,12 @@ class OnnxEmotionRecognizer:
             "waveforms": np.ascontiguousarray(waveforms, dtype=np.float32),
             "wav_lens": np.ascontiguousarray(wav_lens, dtype=np.float32),
         }
-        return dict(zip(self.output_names, self.session.run(None, feeds)))
+        try:
+            outputs = self.session.run(None, feeds)
+        except Exception as error:  # onnxruntime's own exception types
+            summary = " ".join(str(error).split())[:300] or type(error).__name__
+            raise RuntimeError(f"{self.path}: ONNX Runtime failed: {summary}") from None
+        return dict(zip(self.output_names, outputs))
 
     def predict_batch(self, waveforms, wav_lens):
         """Probabilities (or attributes) ``[batch, K]`` of a padded batch."""

@@ -2,7 +2,7 @@
 
     sser-predict --model DIR_OR_REPO FILES_OR_FOLDERS... [--output out.jsonl|out.csv]
                  [--batch-size N] [--device cpu|cuda] [--quantize int8]
-                 [--trust-hparams]
+                 [--num-threads N] [--trust-hparams]
     sser-predict --model DIR_OR_REPO --csv corpus.csv [--label-map "calm:neu,..."]
                  [--output preds.csv] [--metrics metrics.json] [...]
     sser-predict --model DIR_OR_REPO --timeline FILES_OR_FOLDERS...
@@ -19,6 +19,8 @@ and the problem, see :mod:`sser_lobes.inference.model_description`; loading
 runs no code of the folder).
 ``--quantize int8`` runs the SSL encoder in dynamic int8 on the CPU
 (:mod:`sser_lobes.encoders.quantize`); with ``--device cuda`` it is refused.
+``--num-threads`` sets torch's CPU threads (:mod:`sser_lobes.encoders.threads`,
+the recipes' ``--num_threads``).
 
 ``--csv`` evaluates the model on a prepared corpus without retraining. The
 file is the one :mod:`sser_lobes.dataio.corpus_csv` reads: one utterance per row,
@@ -160,6 +162,13 @@ def build_parser():
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--device", default="cpu")
     parser.add_argument(
+        "--num-threads",
+        type=int,
+        help="torch's CPU threads (default: what torch picks, at most the CPUs "
+        "this process may use; fewer can be faster when other jobs share the "
+        "cores)",
+    )
+    parser.add_argument(
         "--quantize",
         choices=["int8"],
         help="int8: dynamic int8 SSL encoder, faster on CPU (CPU only)",
@@ -265,6 +274,13 @@ def main(argv=None):
         parser.error("give audio files or folders, or --csv FILE")
     if not args.csv and (args.label_map or args.metrics):
         parser.error("--label-map and --metrics go with --csv FILE")
+    from sser_lobes.encoders.threads import set_num_threads
+    from sser_lobes.errors import ModelFormatError
+
+    try:
+        set_num_threads(args.num_threads, "--num-threads")
+    except ValueError as error:
+        parser.error(str(error))
     if args.csv:
         from sser_lobes.dataio.corpus_csv import parse_label_map
 
@@ -272,8 +288,11 @@ def main(argv=None):
             args.label_map = parse_label_map(args.label_map, option="--label-map")
         except ValueError as error:
             parser.error(str(error))
-        return _predict_corpus(args)
-    return _predict_files(args)
+    try:
+        return _predict_corpus(args) if args.csv else _predict_files(args)
+    except ModelFormatError as error:  # found only when first needed (text)
+        print(f"error: {' '.join(str(error).split())}", file=sys.stderr)
+        return 2
 
 
 def _load_model(args):
@@ -332,7 +351,11 @@ def _predict_corpus(args):
     corpus = Path(os.path.abspath(args.csv))  # as read_corpus names it
     try:
         rows, report = read_corpus(
-            corpus, label_map=args.label_map, require=("wav",), progressbar=True
+            corpus,
+            label_map=args.label_map,
+            require=("wav",),
+            progressbar=True,
+            duplicates="keep",
         )
     except CorpusError as error:
         print(f"error: {' '.join(str(error).split())}", file=sys.stderr)

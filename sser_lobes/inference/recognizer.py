@@ -58,7 +58,9 @@ from sser_lobes.encoders.quantize import (
 from sser_lobes.errors import AudioError, ModelFormatError
 from sser_lobes.inference.model_description import (
     DESCRIPTION_FILE,
+    TEXT_ENCODER_FOLDER,
     WEIGHTS_FILE,
+    check_text_encoder,
     load_model,
     model_file,
     read_description,
@@ -70,9 +72,6 @@ logger = logging.getLogger(__name__)
 #: Peak amplitude under which audio is refused as silent (the default of
 #: :func:`sser_lobes.dataio.audio.load_audio_any`; segments get the same check).
 SILENCE_THRESHOLD = SILENT_PEAK
-
-#: The folder a text-fused model's text encoder is saved in.
-TEXT_ENCODER_FOLDER = "text_encoder"
 
 
 def prediction_result(name, outputs, row, labels):
@@ -303,6 +302,8 @@ class EmotionRecognizer(Pretrained):
                 model_folder(source, savedir, revision, (WEIGHTS_FILE, *names))
             if download_only:
                 return None
+            if description["text_encoder"] is not None:
+                check_text_encoder(folder, description)
             weights = model_file(folder, WEIGHTS_FILE, "model.safetensors")
             try:
                 model = load_model(description, weights)
@@ -335,28 +336,33 @@ class EmotionRecognizer(Pretrained):
         return getattr(self.model, "text_fusion", None) is not None
 
     def _text_encoder_folder(self):
-        """The model folder's ``text_encoder/``, every listed file checked to
-        lie inside the model folder."""
-        folder = Path(self.hparams.folder)
-        files = list(getattr(self.hparams, "text_encoder_files", None) or [])
-        if not files:
-            raise ModelFormatError(f"{folder}: this model has no text encoder files")
-        for name in files:
-            model_file(folder, f"{TEXT_ENCODER_FOLDER}/{name}", "text encoder file")
-        return folder / TEXT_ENCODER_FOLDER
+        """The model folder's ``text_encoder/``, checked again (it was checked
+        at load; the folder may have changed since)."""
+        description = getattr(self.hparams, "description", None)
+        if description is None:  # a trusted hyperparams.yaml
+            return Path(self.hparams.folder) / TEXT_ENCODER_FOLDER
+        return check_text_encoder(self.hparams.folder, description)
 
     def _embed_texts(self, texts):
+        if self._text_embedder is None:
+            folder = self._text_encoder_folder()
+            try:
+                self._text_embedder = self._text_embedder_of(folder)
+            except (OSError, ValueError) as error:
+                summary = " ".join(str(error).split())
+                raise ModelFormatError(f"{folder}: {summary}") from None
+        return torch.as_tensor(self._text_embedder.embed(texts), dtype=torch.float32)
+
+    def _text_embedder_of(self, folder):
         from sser_lobes.text.embedder import TextEmbedder
 
-        if self._text_embedder is None:
-            self._text_embedder = TextEmbedder(
-                str(self._text_encoder_folder()),
-                max_length=self.hparams.text_max_length,
-                normalize=self.hparams.text_normalize,
-                device=str(self.device),
-                safetensors_only=True,
-            )
-        return torch.as_tensor(self._text_embedder.embed(texts), dtype=torch.float32)
+        return TextEmbedder(
+            str(folder),
+            max_length=self.hparams.text_max_length,
+            normalize=self.hparams.text_normalize,
+            device=str(self.device),
+            safetensors_only=getattr(self.hparams, "description", None) is not None,
+        )
 
     def transcribe(self, wavs, wav_lens=None):
         """Transcripts from the caller's ASR model (``asr_source``), or None."""

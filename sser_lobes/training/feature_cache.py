@@ -17,19 +17,41 @@ Layout (one folder shared by runs, ``feature_cache_folder``)::
     <folder>/<model_type>-<namespace>/meta.json
     <folder>/<model_type>-<namespace>/layer_<k>/<ab>/<utterance key>-<audio key>.npy
 
-* the namespace is a hash of the encoder fingerprint (:func:`encoder_fingerprint`:
-  the weights, the config, the waveform normalisation and its statistics,
-  the transformers version and this format's version) and the storage dtype;
-  ``meta.json`` describes it in words;
+* the namespace is a hash of the encoder fingerprint (:func:`encoder_fingerprint`)
+  and the storage dtype; ``meta.json`` describes it in words;
 * ``layer_<k>`` is one hidden state (``layer_last`` for ``output_layer:
   last``): runs that use different layer subsets of the same encoder share
   the layers they have in common;
-* the file name is a hash of the utterance id and the crop, then a hash of
-  the audio file's size, modification time (ns) and content (SHA-1 of the
-  whole file, computed every run: reading the audio once costs less than one
-  cached epoch reads);
+* the file name is :func:`entry_key`;
 * each file is one ``.npy`` array ``[frames, hidden_size]`` (the valid frames
   only), read with ``np.load(mmap_mode="r")``.
+
+What a key covers
+-----------------
+An entry is reused only when everything that changes the waveform the
+transformers model sees, or what the model does with it, is the same. Two
+functions compute the key, each over one side:
+
+* :func:`entry_key`, the waveform: the utterance id; the audio file's size,
+  modification time (ns) and content (SHA-1 of the whole file, computed
+  every run: reading the audio once costs less than one cached epoch reads);
+  the segment of the file (``start``, ``end``); and how the dataset reads it,
+  the ``encoder_input`` its audio pipeline describes
+  (:func:`sser_lobes.dataio.pipelines.encoder_input_of`): the reader, the
+  sample rate, the channel handling (mono files only, or the mean of the
+  channels), the resampler and its version, and the crop (the first N
+  samples; a random crop gives another input every epoch and is refused).
+* :func:`encoder_fingerprint`, the encoder: its weights and buffers (the
+  ``global`` waveform statistics among them), its config (layers, sizes,
+  overrides), the waveform normalisation (``utterance``, ``layer_norm``,
+  ``global``, ``off``: the mode names the statistics and the epsilon), the
+  group-norm masking, the CNN chunking, transformers' version and
+  :data:`FORMAT_VERSION`.
+
+A new input of the encoder (e.g. the intermediate hidden states of a top-k
+fine-tuning cache) belongs in one of the two: a description in the audio
+pipeline's ``encoder_input`` for what changes the waveform, the fingerprint
+for what changes the model.
 
 An entry is valid if and only if its file exists: files are written to a
 temporary name in the same folder and renamed (``os.replace``), so that a
@@ -61,7 +83,9 @@ logger = logging.getLogger(__name__)
 
 #: Bump when the stored values of a given encoder would change (e.g. a change
 #: of the eval-mode computation): every entry is then computed again.
-FORMAT_VERSION = 1
+#: 2: entry_key covers the audio pipeline's encoder_input (sample rate,
+#: resampler, channels, crop).
+FORMAT_VERSION = 2
 DTYPES = ("float32", "float16")
 #: Frames per second of the wav2vec 2.0 / HuBERT / WavLM encoders (stride 320
 #: samples at 16 kHz), for disk estimates.
@@ -188,6 +212,56 @@ def encoder_fingerprint(encoder):
     return digest.hexdigest()
 
 
+def entry_key(utt_id, signature, encoder_input, segment=None):
+    """The file name (without ``.npy``) of an utterance's entry.
+
+    A hash of everything on the waveform's side that the module docstring
+    lists ("What a key covers"); the encoder's side is the folder
+    (:func:`encoder_fingerprint`).
+
+    Arguments
+    ---------
+    utt_id : str
+        The utterance id.
+    signature : tuple
+        :func:`audio_signature` of its audio file.
+    encoder_input : dict
+        How the audio is read: the ``encoder_input`` of the dataset's audio
+        pipeline (:func:`sser_lobes.dataio.pipelines.encoder_input_of`).
+    segment : tuple or None
+        ``(start, end)`` in seconds of a segment of the file.
+
+    Raises
+    ------
+    FeatureCacheError
+        The reading is unknown, or not deterministic (a random crop).
+
+    Example
+    -------
+    >>> reading = {"sample_rate": 16000, "resampler": None, "crop": None}
+    >>> key = entry_key("u1", (4, 1, "c5a4"), reading)
+    >>> key == entry_key("u1", (4, 1, "c5a4"), {**reading, "sample_rate": 8000})
+    False
+    """
+    if not isinstance(encoder_input, dict):
+        raise FeatureCacheError(
+            "the dataset's audio pipeline does not describe how it reads the "
+            "audio (encoder_input), so its features cannot be keyed: use an "
+            "audio pipeline of sser_lobes.dataio.pipelines or --feature_cache=False"
+        )
+    crop = encoder_input.get("crop")
+    if crop and crop[0] != "first":
+        raise FeatureCacheError(
+            f"a {crop[0]} crop gives the encoder another input every epoch: its "
+            "features cannot be cached (use --train_crop=first or "
+            "--feature_cache=False)"
+        )
+    reading = json.dumps(encoder_input, sort_keys=True, default=str)
+    utterance = _sha256(["utterance", str(utt_id), reading])[:24]
+    audio = _sha256(["audio", *signature, "segment", segment])[:16]
+    return f"{utterance}-{audio}"
+
+
 def audio_signature(path):
     """``(size, mtime_ns, sha1 of the content)`` of an audio file.
 
@@ -249,7 +323,7 @@ class FeatureCache:
     >>> folder = make_tiny_ssl(tempfile.mkdtemp() + "/m")
     >>> encoder = SSLEncoder(folder, finetune="frozen")
     >>> cache = FeatureCache(tempfile.mkdtemp(), encoder)
-    >>> name = cache.entry_name("utt1", None, (4, 1, "c5a4"))
+    >>> name = entry_key("utt1", (4, 1, "c5a4"), {"sample_rate": 16000})
     >>> cache.missing({"utt1": name})
     ['utt1']
     >>> cache.store(name, np.ones((7, 1, 32), dtype="float32"))
@@ -316,23 +390,6 @@ class FeatureCache:
                 "--feature_cache_folder"
             )
 
-    @staticmethod
-    def entry_name(utt_id, crop_samples, signature):
-        """File name (without ``.npy``) of an utterance's entry.
-
-        Arguments
-        ---------
-        utt_id : str
-            The utterance id.
-        crop_samples : int or None
-            The encoder saw the first ``crop_samples`` samples (None: all).
-        signature : tuple
-            :func:`audio_signature` of its audio file.
-        """
-        utterance = _sha256(["utterance", str(utt_id), crop_samples])[:24]
-        audio = _sha256(["audio", *signature])[:16]
-        return f"{utterance}-{audio}"
-
     def entry_file(self, layer, name):
         """Path of one layer's array of an entry."""
         return self.path / f"layer_{layer}" / name[:2] / f"{name}.npy"
@@ -343,9 +400,9 @@ class FeatureCache:
         Arguments
         ---------
         items : list of tuple
-            ``(utterance id, audio path, crop samples)``, optionally with a
-            fourth element, the ``(start, end)`` segment of the file (part
-            of the key: another segment of the same file is another entry).
+            ``(utterance id, audio path, encoder input)``, optionally with a
+            fourth element, the ``(start, end)`` segment of the file; the
+            key is :func:`entry_key`.
         workers : int
             Threads that hash the audio files.
         progressbar : bool
@@ -359,11 +416,10 @@ class FeatureCache:
         from tqdm import tqdm
 
         def name_of(item):
-            utt_id, path, crop, *segment = item
+            utt_id, path, encoder_input, *segment = item
+            segment = tuple(segment[0]) if segment and segment[0] else None
             signature = audio_signature(path)
-            if segment and segment[0] is not None:
-                signature = (*signature, "segment", *segment[0])
-            return utt_id, self.entry_name(utt_id, crop, signature)
+            return utt_id, entry_key(utt_id, signature, encoder_input, segment)
 
         with ThreadPoolExecutor(max(1, workers)) as pool:
             names = dict(
@@ -542,7 +598,8 @@ def fill(
     Returns
     -------
     int
-        How many utterances were computed.
+        How many utterances were computed. Torch's random state is the same
+        after the call as before it.
     """
     from speechbrain.dataio.batch import PaddedBatch
     from tqdm import tqdm
@@ -563,8 +620,12 @@ def fill(
     was_training = encoder.training
     encoder.eval()
     done = 0
+    # A DataLoader draws its base seed from torch's global generator: without
+    # the fork, filling the cache would shift every later random draw
+    # (dropout, crops) and a cached run would not train as an uncached one.
+    cuda = [device] if device.type == "cuda" else []
     try:
-        with dataset.output_keys_as(["id", "sig"]):
+        with torch.random.fork_rng(devices=cuda), dataset.output_keys_as(["id", "sig"]):
             loader = torch.utils.data.DataLoader(
                 dataset,
                 batch_sampler=batches,
@@ -729,8 +790,10 @@ def setup_feature_cache(hparams, datasets, brain):
     ---------
     hparams : dict
         Uses ``feature_cache``, ``feature_cache_folder``,
-        ``feature_cache_dtype``, ``ssl_encoder``, ``sample_rate``,
-        ``eval_batch_size``, ``num_workers`` and the crops (:func:`crop_seconds`).
+        ``feature_cache_dtype``, ``ssl_encoder``, ``eval_batch_size``,
+        ``num_workers`` and the crops (:func:`crop_seconds`, for batching).
+        How each split's audio is read (sample rate, resampler, channels,
+        crop) comes from its dataset (:func:`entry_key`).
     datasets : dict
         Split name -> DynamicItemDataset with a ``sig`` output.
     brain : speechbrain.Brain
@@ -745,21 +808,21 @@ def setup_feature_cache(hparams, datasets, brain):
         return None
     from speechbrain.utils.distributed import ddp_barrier, if_main_process
 
+    from sser_lobes.dataio.pipelines import encoder_input_of
+
     check_feature_cache_options(hparams)
     encoder = hparams["ssl_encoder"]
     dtype = hparams.get("feature_cache_dtype", "float32")
     cache = FeatureCache(hparams["feature_cache_folder"], encoder, dtype)
     cache.create()
     progressbar = not getattr(brain, "noprogressbar", False) and if_main_process()
-    sample_rate = hparams["sample_rate"]
 
     names = {}
     for split, dataset in datasets.items():
-        crop = crop_seconds(hparams, split)
-        crop_samples = int(round(crop * sample_rate)) if crop else None
+        encoder_input = encoder_input_of(dataset)
         with dataset.output_keys_as(["id", "wav"]):
             items = [
-                (item["id"], item["wav"], crop_samples, _segment(dataset, item["id"]))
+                (item["id"], item["wav"], encoder_input, _segment(dataset, item["id"]))
                 for item in dataset
             ]
         names[split] = cache.index(items, progressbar=progressbar)

@@ -102,7 +102,7 @@ def preview_hparams(hparams_file, overrides=None):
     >>> preview_hparams(folder / "h.yaml", {"data": "/x", "lr": 1})
     Traceback (most recent call last):
     ...
-    sser_lobes.errors.RecipeError: unknown option --lr: ...h.yaml has no key 'lr'...
+    sser_lobes.errors.RecipeError: unknown option --lr: (...h.yaml has no key 'lr'...
     >>> preview_hparams(folder / "h.yaml")
     Traceback (most recent call last):
     ...
@@ -120,9 +120,12 @@ def preview_hparams(hparams_file, overrides=None):
         stream = resolve_references(text, overrides, overrides_must_match=True)
     except KeyError as error:
         key = str(error.args[0]).split("'")[1] if "'" in str(error) else error
+        known = list(ruamel.yaml.YAML().load(text))
+        closest = closest_option(str(key), known)
+        hint = f"did you mean --{closest}? " if closest else ""
         raise RecipeError(
-            f"unknown option --{key}: {path} has no key {key!r} (check the "
-            f"spelling; options are the top-level keys of the hparams file)"
+            f"unknown option --{key}: {hint}({path} has no key {key!r}; "
+            f"options are the top-level keys of the hparams file)"
         ) from None
     except ValueError as error:
         message = _one_line(error)
@@ -135,6 +138,30 @@ def preview_hparams(hparams_file, overrides=None):
 
 def _one_line(error):
     return " ".join(str(error).split())
+
+
+def closest_option(key, options):
+    """The option a mistyped ``key`` most likely meant, or None.
+
+    ``--csv-file`` means ``--csv_file`` (the keys use underscores); otherwise
+    the closest key by :func:`difflib.get_close_matches`.
+
+    Example
+    -------
+    >>> closest_option("numbr_of_epochs", ["number_of_epochs", "batch_size"])
+    'number_of_epochs'
+    >>> closest_option("csv-file", ["csv_file", "test_csv"])
+    'csv_file'
+    >>> closest_option("zzz", ["csv_file"]) is None
+    True
+    """
+    import difflib
+
+    underscored = key.replace("-", "_")
+    if underscored in options:
+        return underscored
+    matches = difflib.get_close_matches(underscored, options, n=1, cutoff=0.75)
+    return matches[0] if matches else None
 
 
 def check_model_options(hparams, selection_metrics, global_waveform_norm=False):
@@ -196,7 +223,7 @@ def check_model_options(hparams, selection_metrics, global_waveform_norm=False):
             raise RecipeError(f"--{error}") from None
     check_int(hparams, "num_layers", minimum=1, allow_none=True)
     check_choice(hparams, "output_norm", ("utterance", "frame", None, True, False))
-    norms = ["utterance", "off", None, True, False]
+    norms = ["layer_norm", "utterance", "off", None, True, False]
     if global_waveform_norm:
         norms.append("global")
     check_choice(hparams, "normalize_waveform", norms)

@@ -20,9 +20,12 @@ Example
 | test | 4 | 50.00 | 25.00 |
 """
 
+import contextlib
 import hashlib
+import logging
 import os
 import shutil
+import sys
 import tempfile
 from pathlib import Path
 
@@ -33,14 +36,24 @@ from sser_lobes.dataio.pipelines import text_pipeline
 from sser_lobes.nnet.gender import gender_index
 from sser_lobes.training.hparams import load_hparams
 
+logger = logging.getLogger(__name__)
 
-def setup_experiment(argv, script=None, check_options=None):
-    """Parse the command line, check the options, start DDP, load hparams.
+
+def setup_experiment(argv, script=None, check_options=None, prepare=None):
+    """Parse the command line, check the options, prepare the data, start DDP,
+    load hparams.
 
     The options are checked on a preview of the hyperparameters, before
-    anything is built (:mod:`sser_lobes.training.preflight`): a mistake is reported as
-    one :class:`~sser_lobes.errors.RecipeError` before the SSL encoder is
-    downloaded or built, and before anything is written into the run folder.
+    anything is built (:mod:`sser_lobes.training.preflight`): a mistake is
+    reported as one :class:`~sser_lobes.errors.RecipeError` before the SSL
+    encoder is downloaded or built, and before anything is written into the
+    run folder. The data preparation runs next, on the preview's plain
+    values and still before anything is built, into a staging copy of the
+    manifest folder
+    (:func:`~sser_lobes.training.split_guard.prepare_guarded`): a run that
+    the split guard refuses, or whose data the recipe refuses, leaves the
+    run folder as it was. Only then are the hyperparameters loaded (which
+    builds the encoder) and ``hyperparams.yaml`` written.
 
     Arguments
     ---------
@@ -54,14 +67,17 @@ def setup_experiment(argv, script=None, check_options=None):
         recipe's own checks on the plain values (data folder, protocol).
         ``derived_overrides`` (e.g. the fold name) are applied to the
         hyperparameters; ``split_options`` define the split for the
-        :class:`~sser_lobes.training.split_guard.SplitGuard` (None: no guard).
+        :class:`~sser_lobes.training.split_guard.SplitGuard` (None: no guard),
+        which also holds the training ``seed``.
+    prepare : callable or None
+        ``prepare(preview, folder) -> manifest paths``: the recipe's data
+        preparation into ``folder`` (on the main process only), with its
+        checks of the prepared data. None: no preparation.
 
     Returns
     -------
     hparams : dict
     run_opts : dict
-    guard : sser_lobes.training.split_guard.SplitGuard or None
-        Call ``guard.check_manifests(...)`` after the data preparation.
     """
     from sser_lobes.errors import RecipeError
     from sser_lobes.training.preflight import (
@@ -71,10 +87,10 @@ def setup_experiment(argv, script=None, check_options=None):
         parse_overrides,
         preview_hparams,
     )
-    from sser_lobes.training.split_guard import SplitGuard
+    from sser_lobes.training.split_guard import SEED_OPTION, SplitGuard
 
     hparams_file, run_opts, overrides = sb.parse_arguments(argv)
-    overrides = parse_overrides(overrides)
+    overrides = name_the_encoder(parse_overrides(overrides))
     check_run_options(run_opts)
     preview = preview_hparams(hparams_file, overrides)
     guard = None
@@ -85,18 +101,35 @@ def setup_experiment(argv, script=None, check_options=None):
             preview = preview_hparams(hparams_file, overrides)
         if split_options is not None:
             guard = SplitGuard(
-                preview["save_folder"], split_options, preview["output_folder"]
+                preview["save_folder"],
+                {**split_options, SEED_OPTION: preview.get("seed")},
+                preview["output_folder"],
             )
             guard.check_options()
     else:
         check_model_options(preview, (preview.get("selection_metric"),))
     check_pretrained_sources(preview)
+    threads = use_threads(preview)
 
     sb.utils.distributed.ddp_init_group(run_opts)
+    output = Path(preview["output_folder"])
+    new_folders = [p for p in (output, *output.parents) if not p.exists()]
+    records = []
+    if prepare is not None:
+        # SpeechBrain sets up the console and log.txt with the run folder,
+        # which is written after the preparation: show its messages now, and
+        # put them into log.txt below.
+        with _preparation_log(records):
+            sb.utils.distributed.run_on_main(
+                _prepare_run_folder, args=[preview, prepare, guard]
+            )
     try:
         hparams, merged_text = load_hparams(hparams_file, overrides)
     except (ValueError, OSError) as error:
         # The options were checked; what is left is a value a lobe refuses.
+        # A run folder that this call created holds nothing of use.
+        if new_folders and sb.utils.distributed.if_main_process():
+            shutil.rmtree(new_folders[-1], ignore_errors=True)
         raise RecipeError(f"{hparams_file}: {error}") from error
     # Save the merged (overlay-resolved) hyperparameters with the experiment.
     with tempfile.NamedTemporaryFile(
@@ -111,9 +144,89 @@ def setup_experiment(argv, script=None, check_options=None):
         )
     finally:
         os.unlink(handle.name)
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, logging.FileHandler):
+            for record in records:
+                handler.handle(record)
     if sb.utils.distributed.if_main_process():
         _keep_script_copy(hparams["output_folder"], script)
-    return hparams, run_opts, guard
+    logger.info("torch runs with %d CPU thread(s) (--num_threads)", threads)
+    return hparams, run_opts
+
+
+@contextlib.contextmanager
+def _preparation_log(records):
+    """INFO and above on the console (as SpeechBrain's console handler
+    shows them), each record also kept in ``records``."""
+
+    class Console(logging.StreamHandler):
+        def emit(self, record):
+            records.append(record)
+            super().emit(record)
+
+    root = logging.getLogger()
+    handler = Console(sys.stdout)
+    handler.setLevel(logging.INFO)
+    handler.setFormatter(logging.Formatter("%(name)s - %(message)s"))
+    level = root.level
+    root.addHandler(handler)
+    root.setLevel(min(level, logging.INFO) if level else logging.INFO)
+    try:
+        yield
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(level)
+
+
+def _prepare_run_folder(preview, prepare, guard):
+    """The staged preparation, then the fingerprint (main process)."""
+    from sser_lobes.training.split_guard import prepare_guarded
+
+    manifests = prepare_guarded(
+        preview["manifest_folder"],
+        lambda folder: prepare(preview, Path(folder)),
+        guard,
+    )
+    logger.info(
+        "%s: the prepared manifests are in place (prepared in a staging copy)",
+        preview["manifest_folder"],
+    )
+    if guard is not None:
+        # Never resume checkpoints trained on another split (or corpus).
+        guard.check_manifests(manifests, write=True)
+
+
+def name_the_encoder(overrides):
+    """``ssl_name`` from ``--ssl_source`` when the command line gives the
+    source without a name (:func:`sser_lobes.encoders.hf_utils.model_name`):
+    a run on another encoder never lands in the default encoder's run folder
+    (``wavlm_large_partial``).
+
+    Example
+    -------
+    >>> name_the_encoder({"ssl_source": "facebook/hubert-large-ll60k"})["ssl_name"]
+    'hubert_large_ll60k'
+    >>> name_the_encoder({"ssl_source": "x/y", "ssl_name": "mine"})["ssl_name"]
+    'mine'
+    """
+    from sser_lobes.encoders.hf_utils import model_name
+
+    if "ssl_source" in overrides and "ssl_name" not in overrides:
+        overrides = {**overrides, "ssl_name": model_name(overrides["ssl_source"])}
+    return overrides
+
+
+def use_threads(hparams):
+    """Run torch with ``num_threads`` CPU threads (null: torch's choice, at
+    most the CPUs this process may use; :mod:`sser_lobes.encoders.threads`)."""
+    from sser_lobes.encoders.threads import set_num_threads
+    from sser_lobes.errors import RecipeError
+
+    try:
+        threads = set_num_threads(hparams.get("num_threads"), "--num_threads")
+    except ValueError as error:
+        raise RecipeError(str(error)) from None
+    return threads
 
 
 def _keep_script_copy(folder, script):
@@ -124,6 +237,47 @@ def _keep_script_copy(folder, script):
         copied.unlink()
     if script is not None:
         shutil.copy(script, folder)
+
+
+def task_identity(hparams, split_info, manifests):
+    """What a run's scores are scores of: runs are averaged, compared and
+    fused only when this is the same (:mod:`sser_lobes.evaluation.aggregate`).
+
+    ``labels`` (the classes in their index order, or Task 2's attributes),
+    ``label_map`` (classes merged or renamed: IEMOCAP's exc -> hap, the
+    Custom recipe's ``--label_map``), ``test_label_map`` (of a cross-corpus
+    test file), ``corpus`` (:func:`~sser_lobes.training.split_guard.corpus_digest`
+    of the run's manifests: the same for every fold), ``protocol`` and
+    ``num_folds``.
+
+    Example
+    -------
+    >>> import tempfile, json, os
+    >>> path = os.path.join(tempfile.mkdtemp(), "test.json")
+    >>> _ = open(path, "w").write(json.dumps({"u1": {"emo": "ang"}}))
+    >>> identity = task_identity({"emotions": ["neu", "ang"]},
+    ...     {"protocol": "loso", "merge_exc_into_hap": False, "num_folds": 5}, [path])
+    >>> identity["labels"], identity["num_folds"], len(identity["corpus"])
+    (['neu', 'ang'], 5, 16)
+    """
+    from sser_lobes.training.split_guard import corpus_digest
+
+    if hparams.get("task", "categorical") == "categorical":
+        labels = list(hparams["emotions"])
+    else:
+        labels = list(hparams["attributes"])
+    label_map = split_info.get("label_map") or {}
+    if split_info.get("merge_exc_into_hap"):
+        label_map = {"exc": "hap", **label_map}
+    test_corpus = split_info.get("test_corpus") or {}
+    return {
+        "labels": labels,
+        "label_map": dict(label_map),
+        "test_label_map": test_corpus.get("label_map") or None,
+        "corpus": corpus_digest(manifests)[:16],
+        "protocol": split_info.get("protocol"),
+        "num_folds": split_info.get("num_folds"),
+    }
 
 
 def gender_pipeline():

@@ -1,28 +1,39 @@
-"""A run folder never resumes a model trained on another split.
+"""A run folder never resumes a model trained on another split or seed.
 
 SpeechBrain's ``Checkpointer`` recovers whatever checkpoint it finds in the
 save folder. A run folder is named from a few options (experiment, seed,
 fold), so a rerun with another validation ratio, split seed, protocol or
 corpus lands in the same folder; the preparation rebuilds the manifests, the
 old model is recovered, and the test score silently includes utterances that
-model was trained on.
+model was trained on. The same goes for an ``--output_folder`` given twice
+with another training ``--seed``: the other seed's checkpoint would be
+resumed and its metrics written as this seed's.
 
 :class:`SplitGuard` stores a *split fingerprint* next to the checkpoints: the
-protocol options of the run and a digest of each manifest's membership and
-labels (utterance ids and every field except the audio path, so moving the
-corpus keeps the fingerprint). A run whose save folder holds checkpoints is
-refused, with a :class:`sser_lobes.errors.RecipeError` that says what
-changed, unless its fingerprint is the stored one:
+protocol options of the run, its training seed, and a digest of each
+manifest's membership and labels (utterance ids and every field except the
+audio path, so moving the corpus keeps the fingerprint). A run whose save
+folder holds checkpoints is refused, with a
+:class:`sser_lobes.errors.RecipeError` that says what changed, unless its
+fingerprint is the stored one:
 
 * :meth:`SplitGuard.check_options` before anything is written into the run
   folder (the options are known from the hparams preview);
-* :meth:`SplitGuard.check_manifests` after the preparation, before the
+* :func:`prepare_guarded` prepares the data into a staging copy of the
+  manifest folder and compares the staged manifests
+  (:meth:`SplitGuard.check_manifests` without writing) before anything in the
+  run folder changes; a refused rerun leaves the folder as it was (its
+  manifests, ``split_info.json``, ``prepare_options.json`` and
+  ``hyperparams.yaml`` still those of its checkpoints);
+* :meth:`SplitGuard.check_manifests` on the manifests in place, before the
   ``Checkpointer`` recovers anything; it stores the fingerprint when the save
   folder has no checkpoint yet.
 """
 
 import hashlib
 import json
+import os
+import shutil
 from pathlib import Path
 
 from sser_lobes.dataio.files import atomic_write_json
@@ -31,6 +42,8 @@ from sser_lobes.errors import RecipeError
 FINGERPRINT_FILE = "split_fingerprint.json"
 #: Manifest fields that locate the data rather than define it.
 LOCATION_FIELDS = ("wav", "text_file", "file", "path")
+#: The option of the fingerprint that holds the run's training seed.
+SEED_OPTION = "training_seed"
 
 
 def manifest_digest(path, location_fields=LOCATION_FIELDS):
@@ -68,6 +81,41 @@ def manifest_digest(path, location_fields=LOCATION_FIELDS):
     }
     text = json.dumps(kept, sort_keys=True, ensure_ascii=False)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def corpus_digest(manifests, location_fields=LOCATION_FIELDS):
+    """SHA-256 of every utterance of a run's manifests taken together.
+
+    The union of a fold's train, valid and test manifests is the corpus the
+    task is defined on (after the class selection), whichever fold the run
+    is: runs of every fold of one task share the digest, runs on another
+    corpus content or class selection do not. Audio paths are left out, as
+    in :func:`manifest_digest`.
+
+    Example
+    -------
+    >>> import tempfile, json, os
+    >>> folder = tempfile.mkdtemp()
+    >>> def write(name, data):
+    ...     path = os.path.join(folder, name)
+    ...     _ = open(path, "w").write(json.dumps(data))
+    ...     return path
+    >>> a = {"u1": {"emo": "ang"}}
+    >>> b = {"u2": {"emo": "neu"}}
+    >>> fold1 = [write("train1.json", a), write("test1.json", b)]
+    >>> fold2 = [write("train2.json", b), write("test2.json", a)]
+    >>> corpus_digest(fold1) == corpus_digest(fold2)
+    True
+    """
+    entries = []
+    for path in manifests:
+        with open(path, encoding="utf-8") as handle:
+            data = json.load(handle)
+        for utt, entry in data.items():
+            if isinstance(entry, dict):
+                entry = {k: v for k, v in entry.items() if k not in location_fields}
+            entries.append(json.dumps([utt, entry], sort_keys=True, ensure_ascii=False))
+    return hashlib.sha256("\n".join(sorted(entries)).encode("utf-8")).hexdigest()
 
 
 def has_checkpoints(save_folder):
@@ -137,18 +185,35 @@ class SplitGuard:
         )
 
     def check_options(self):
-        """Refuse when checkpoints exist and the protocol options differ."""
+        """Refuse when checkpoints exist and the protocol options (or the
+        training seed) differ."""
         if not has_checkpoints(self.save_folder):
             return
         stored = self.stored()
         if stored is None:
             self._refuse(f"no readable {FINGERPRINT_FILE}, so the split is unknown")
         old = stored.get("options") or {}
+        # An option the stored fingerprint lacks was not recorded when it was
+        # written (an older version): it cannot be compared.
+        keys = set(old)
         changed = [
             f"{k} {old.get(k)!r} -> {self.options.get(k)!r}"
-            for k in sorted(set(old) | set(self.options))
+            for k in sorted(keys)
             if old.get(k) != self.options.get(k)
         ]
+        if changed == [
+            f"{SEED_OPTION} {old.get(SEED_OPTION)!r} -> "
+            f"{self.options.get(SEED_OPTION)!r}"
+        ]:
+            raise RecipeError(
+                f"{self.run_name} holds checkpoints trained with --seed="
+                f"{old[SEED_OPTION]}; resuming them with --seed="
+                f"{self.options[SEED_OPTION]} would report seed "
+                f"{self.options[SEED_OPTION]} for a model trained with seed "
+                f"{old[SEED_OPTION]}. The default --output_folder has one folder "
+                "per seed (.../seed_<seed>/...): leave it out, or give another "
+                "--output_folder. Nothing was loaded."
+            )
         if changed:
             self._refuse("changed: " + ", ".join(changed))
 
@@ -182,3 +247,73 @@ class SplitGuard:
             atomic_write_json(
                 self.path, {"options": self.options, "manifests": digests}
             )
+
+
+def prepare_guarded(folder, prepare, guard=None):
+    """Prepare a run's data into a staging copy of ``folder``; move it into
+    place only when the run may proceed.
+
+    1. ``folder`` (the run's manifest folder) is copied, with its
+       modification times, to ``.<name>.staging`` next to it, so that the
+       preparation still finds its previous outputs and skips work it did
+       already;
+    2. ``prepare(staging)`` writes the manifests there and returns their
+       paths;
+    3. ``guard.check_manifests(..., write=False)`` compares them with the
+       fingerprint of the run's checkpoints: a refused run (or a failed
+       preparation) removes the staging copy and the folders this call
+       created, and the run folder is as it was;
+    4. the staging copy replaces ``folder``.
+
+    Arguments
+    ---------
+    folder : str or os.PathLike
+        The manifest folder.
+    prepare : callable
+        ``prepare(staging_folder) -> list of manifest paths`` in it.
+    guard : SplitGuard or None
+
+    Returns
+    -------
+    list of pathlib.Path
+        The manifests, in ``folder``.
+
+    Example
+    -------
+    >>> import tempfile, json, pathlib
+    >>> run = pathlib.Path(tempfile.mkdtemp())
+    >>> def prepare(staging):
+    ...     (staging / "train.json").write_text(json.dumps({"u1": {"emo": "ang"}}))
+    ...     return [staging / "train.json"]
+    >>> [p.name for p in prepare_guarded(run / "manifests", prepare)]
+    ['train.json']
+    >>> sorted(p.name for p in run.iterdir())
+    ['manifests']
+    """
+    folder = Path(folder)
+    created = [p for p in (folder, *folder.parents) if not p.exists()][1:]
+    staging = folder.with_name(f".{folder.name}.staging")
+    shutil.rmtree(staging, ignore_errors=True)  # a crashed earlier attempt
+    try:
+        if folder.is_dir():
+            shutil.copytree(folder, staging, copy_function=shutil.copy2)
+        else:
+            staging.mkdir(parents=True)
+        staged = [Path(path) for path in prepare(staging)]
+        if guard is not None:
+            guard.check_manifests(staged, write=False)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        for path in created:  # deepest first; only the empty ones
+            try:
+                path.rmdir()
+            except OSError:
+                break
+        raise
+    previous = folder.with_name(f".{folder.name}.previous")
+    shutil.rmtree(previous, ignore_errors=True)
+    if folder.exists():
+        os.replace(folder, previous)
+    os.replace(staging, folder)
+    shutil.rmtree(previous, ignore_errors=True)
+    return [folder / path.name for path in staged]
