@@ -40,6 +40,8 @@ setup(
         "safetensors>=0.4",
         # StratifiedGroupKFold: the Custom recipe's speaker folds
         "scikit-learn>=1.3",
+        # the expected calibration error (sser_lobes.evaluation.calibration)
+        "torchmetrics>=1.9",
         # emotion timelines: the silero VAD model ships inside the package
         # (no download); sser runs its ONNX file with onnxruntime
         "silero-vad>=6.2",

@@ -130,11 +130,11 @@ def _metered_onnx_recognizer(path, threads):
     class MeteredOnnxEmotionRecognizer(OnnxEmotionRecognizer):
         meter = None
 
-        def run(self, waveforms, wav_lens):
+        def run(self, waveforms, wav_lens, calibrated=True):
             if self.meter is not None:
                 valid = int(np.round(wav_lens * waveforms.shape[1]).sum())
                 self.meter.add(torch.from_numpy(waveforms), valid)
-            return super().run(waveforms, wav_lens)
+            return super().run(waveforms, wav_lens, calibrated)
 
     return MeteredOnnxEmotionRecognizer(path, threads=threads)
 

@@ -482,8 +482,16 @@ def test_sser_predict_on_the_test_fold_csv_gives_the_runs_predictions(
     assert any(r["start"] for r in rows)  # segments of a long recording too
     fold_csv = _write(csv_corpus.parent / "test_fold.csv", rows)  # same ids
     predicted = tmp_path / "predicted.csv"
-    status = predict_main(
-        ["--model", str(model), "--csv", str(fold_csv), "--output", str(predicted)]
+    status = predict_main(  # the run's predictions are the raw probabilities
+        [
+            "--model",
+            str(model),
+            "--csv",
+            str(fold_csv),
+            "--output",
+            str(predicted),
+            "--raw-probabilities",
+        ]
     )
     assert status == 0
     by_id = {r["id"]: r for r in _rows(predicted)}

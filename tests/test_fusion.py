@@ -10,6 +10,7 @@ import pytest
 from conftest import RECIPES
 
 from sser_lobes.evaluation.aggregate import aggregate_runs, collect_runs
+from sser_lobes.evaluation.calibration import probabilities_as_logits, softmax
 from sser_lobes.evaluation.fuse import main
 from sser_lobes.evaluation.fusion_search import (
     fuse_probabilities,
@@ -374,6 +375,10 @@ def test_cli_iemocap_style_through_the_recipe_wrapper(tmp_path, monkeypatch, cap
             *[load_member_predictions(f, split) for f in folders]
         )
         fused = fuse_probabilities(list(probs), fusion["weights"], fusion["bias"])
+        # Written calibrated: a temperature fitted on the fused valid split.
+        temperature = fusion["calibration"]["temperature"][0]
+        assert fusion["calibration"]["fitted_on"] == "valid"
+        fused = softmax(probabilities_as_logits(fused) / temperature)
         rows = _read_csv(out / f"{split}_predictions.csv")
         assert rows[0] == ["id", "target", "prediction", "score"] + [
             f"prob_{c}" for c in IEMOCAP_LABELS
@@ -445,6 +450,8 @@ def test_cli_msp_style_with_test3(tmp_path, capsys):
 
     probs = [load_member_predictions(f, "test3")[2] for f in folders]
     fused = fuse_probabilities(probs, fusion["weights"])
+    temperature = fusion["calibration"]["temperature"][0]
+    fused = softmax(probabilities_as_logits(fused) / temperature)
     submission = _read_csv(out / "test3_submission.csv")
     assert submission[0] == ["FileName", "EmoClass"]
     assert submission[1][0] == "MSP-PODCAST_9000_0001.wav"

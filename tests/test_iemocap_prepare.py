@@ -56,8 +56,16 @@ def corpus(pristine, tmp_path):
     return root
 
 
-def _load(paths):
-    return {split: json.loads(Path(p).read_text()) for split, p in paths.items()}
+def _load(paths, labelled=True):
+    """The manifests; by default their labelled entries only (the xxx / oth
+    utterances kept for their votes are tested in test_votes.py)."""
+    data = {split: json.loads(Path(p).read_text()) for split, p in paths.items()}
+    if labelled:
+        data = {
+            split: {u: e for u, e in entries.items() if e["emo"] is not None}
+            for split, entries in data.items()
+        }
+    return data
 
 
 def _speakers(manifest):
@@ -137,6 +145,7 @@ def test_manifests_content(corpus, tmp_path):
             "speaker",
             "session",
             "text",
+            "votes",
         }
         assert os.path.isabs(entry["wav"]) and os.path.isfile(entry["wav"])
         assert Path(entry["wav"]).name == f"{utt}.wav"

@@ -29,7 +29,9 @@ def recognizer(exported):
 
 
 def _test_files(run):
+    """The run's labelled test utterances and its predictions for them."""
     manifest = json.loads((run / "manifests" / "test.json").read_text())
+    manifest = {u: e for u, e in manifest.items() if e["emo"] is not None}
     with open(run / "test_predictions.csv", newline="") as handle:
         rows = {r["id"]: r for r in csv.DictReader(handle)}
     return manifest, rows
@@ -63,15 +65,26 @@ def test_export_folder(exported):
 
 def test_same_numbers_as_the_recipe_and_offline(exported, recognizer):
     """Reloaded offline (HF_HUB_OFFLINE=1, SSL source deleted), the interface
-    reproduces the recipe's own test predictions."""
+    reproduces the recipe's own test predictions (the raw probabilities, which
+    its metrics are computed from), and calibrates them with the run's
+    temperature by default."""
     run, _ = exported
     manifest, rows = _test_files(run)
     ids = sorted(manifest)
-    results = recognizer.predict_files([manifest[u]["wav"] for u in ids], batch_size=5)
+    paths = [manifest[u]["wav"] for u in ids]
+    results = recognizer.predict_files(paths, batch_size=5, calibrated=False)
     for utt, result in zip(ids, results):
         assert result["label"] == rows[utt]["prediction"], utt
         for label, prob in result["probabilities"].items():
             assert prob == pytest.approx(float(rows[utt][f"prob_{label}"]), abs=2e-6)
+    temperature = recognizer.calibration["temperature"][0]
+    for raw, calibrated in zip(results, recognizer.predict_files(paths)):
+        logits = torch.log(torch.tensor(list(raw["probabilities"].values())))
+        expected = torch.softmax(logits / temperature, dim=-1)
+        assert list(calibrated["probabilities"].values()) == pytest.approx(
+            expected.tolist(), abs=1e-5
+        )
+        assert calibrated["label"] == raw["label"]
 
 
 def test_same_prediction_alone_or_in_a_batch(exported, recognizer):
@@ -322,7 +335,7 @@ def test_gender_and_text_model(iemocap_small_corpus, tiny_models, tmp_path):
     manifest, rows = _test_files(run)
     utt = sorted(manifest)[0]
     with_text = rec.predict_files(
-        [manifest[utt]["wav"]], texts=[manifest[utt]["text"]]
+        [manifest[utt]["wav"]], texts=[manifest[utt]["text"]], calibrated=False
     )[0]
     assert with_text["label"] == rows[utt]["prediction"]
     assert with_text["probabilities"]["neu"] == pytest.approx(

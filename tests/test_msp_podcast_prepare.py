@@ -40,6 +40,8 @@ FIELDS = {
     "speaker",
     "text",
     "split",
+    "votes",
+    "secondary_votes",
 }
 MANIFESTS = {
     "Train": "train.json",

@@ -286,10 +286,10 @@ def test_text_column_is_the_transcript(exported, corpus, capsys, monkeypatch):
     seen = []
     real = EmotionRecognizer.predict_batch
 
-    def recording(self, wavs, wav_lens=None, texts=None):
+    def recording(self, wavs, wav_lens=None, texts=None, calibrated=True):
         lengths = (wav_lens * wavs.shape[1]).round().long().tolist()
         seen.extend(zip(lengths, texts))
-        return real(self, wavs, wav_lens, texts)
+        return real(self, wavs, wav_lens, texts, calibrated)
 
     monkeypatch.setattr(EmotionRecognizer, "predict_batch", recording)
     out = corpus["root"] / "run3" / "texts.jsonl"

@@ -172,8 +172,11 @@ def test_cremad_full_release(full):
     _check_rows(
         prepared,
         ["id", "wav", "emotion", "speaker", "gender", "text", "duration"]
-        + ["sentence", "level"],
+        + ["sentence", "level", "votes"],
     )
+    # Every written clip has its voice-only votes (tabulatedVotes.csv).
+    assert summary["votes"]["clips_without_votes"] == 0
+    assert summary["votes"]["clips_with_votes"] == 7442
     # All 7,442 clips of the release are found ...
     found = summary["found"]
     assert found["total"] == 7442
@@ -319,7 +322,8 @@ def test_the_custom_recipe_reads_the_outputs(full, tmp_path):
             written["speaker"],
             written["gender"],
         )
-        assert set(pc.EXTRA_COLUMNS[name]) <= set(first.extra)
+        assert set(pc.EXTRA_COLUMNS[name]) - {"votes"} <= set(first.extra)
+        assert bool(first.votes) == (name == "cremad")  # read as votes
 
     # EmoDB with 10 folds over its 10 speakers: leave-one-speaker-out.
     import custom_prepare

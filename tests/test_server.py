@@ -114,6 +114,35 @@ def test_min_confidence_and_bad_options(client, files):
         assert response.json()["status"] == 422 and response.json()["error"]
 
 
+def test_calibrated_by_default_raw_on_request(client, recognizer, files):
+    """The service returns the model's calibrated probabilities (as
+    ``classify_file``); ``calibrated=false`` the raw softmax, also when raw
+    and calibrated requests share a batch, and for timelines."""
+    assert recognizer.calibration is not None
+    info = client.get("/v1/model").json()
+    assert info["calibration"]["temperature"] == recognizer.calibration["temperature"]
+    data = open(files[0], "rb").read()
+    calibrated = recognizer.classify_file(files[0])[0]
+    raw = recognizer.classify_file(files[0], calibrated=False)[0]
+    assert not torch.allclose(calibrated, raw, atol=1e-3)
+    for query, expected in (("", calibrated), ("?calibrated=false", raw)):
+        for timeline in ("", "timeline=true"):
+            url = "/v1/classify" + query + ("&" if query else "?") * bool(timeline)
+            result = client.post(url + timeline, content=data).json()
+            got = probabilities_of(result, recognizer.labels)
+            assert torch.allclose(got, expected, atol=1e-5), (query, timeline)
+    wav = recognizer.load_audio(files[0])
+    mixed = server.run_requests(
+        recognizer,
+        [server.QueuedAudio("a", wav), server.QueuedAudio("b", wav, calibrated=False)],
+        batch_size=8,
+    )
+    assert torch.allclose(
+        probabilities_of(mixed[0], recognizer.labels), calibrated, atol=1e-5
+    )
+    assert torch.allclose(probabilities_of(mixed[1], recognizer.labels), raw, atol=1e-5)
+
+
 def test_timeline_of_long_audio(recognizer, files, tmp_path):
     """``timeline=true``: one row per window, as classify_file gives them."""
     rec = EmotionRecognizer.from_hparams(

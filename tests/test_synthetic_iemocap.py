@@ -97,10 +97,13 @@ def test_emo_evaluation_format(corpus):
             assert session == path.parent.parent.parent.name[-1]
             # The side letter of the dialog is not the speaker's gender.
             assert utt.rsplit("_", 1)[1][0] == gender
-            assert len(block_lines) == 7
-            for line in block_lines[1:4]:
-                assert C_LINE_RE.match(line), line
-            for line in block_lines[4:7]:
+            # Three evaluators' votes and the speaker's self-evaluation, then
+            # the attribute ratings.
+            assert len(block_lines) == 8
+            evaluators = [C_LINE_RE.match(line) for line in block_lines[1:5]]
+            assert all(evaluators), block_lines[1:5]
+            assert [m.group(1) for m in evaluators] == ["E1", "E2", "E3", f"{gender}1"]
+            for line in block_lines[5:8]:
                 assert A_LINE_RE.match(line), line
             seen[utt] = (
                 code,

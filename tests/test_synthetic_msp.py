@@ -64,7 +64,10 @@ def test_layout_and_label_syntax(corpus):
         "Partitions.txt",
         "Transcripts",
     ]
-    assert [p.name for p in (corpus / "Labels").iterdir()] == ["labels_consensus.csv"]
+    assert sorted(p.name for p in (corpus / "Labels").iterdir()) == [
+        "labels_consensus.csv",
+        "labels_detailed.csv",
+    ]
     lines = _label_lines(corpus)
     assert lines[0] == LABEL_HEADER
     assert LABEL_HEADER == (
@@ -215,7 +218,9 @@ def test_nested_audio_and_json_labels(tmp_path):
         assert entry["SpkrID"] == (spk if spk == "Unknown" else int(spk))
         assert (entry["Gender"], entry["Split_Set"]) == (gender, split)
 
-    only = make_msp_podcast_corpus(tmp_path / "j", labels_format="json", **kwargs)
+    only = make_msp_podcast_corpus(
+        tmp_path / "j", labels_format="json", detailed_format=None, **kwargs
+    )
     assert [p.name for p in (only / "Labels").iterdir()] == ["labels_consensus.json"]
 
 

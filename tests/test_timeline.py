@@ -40,6 +40,7 @@ from sser_lobes.dataio.timeline_files import (
 from sser_lobes.dataio.vad import EnergyVAD, NoVAD, SileroVAD, SpeechRegions
 from sser_lobes.evaluation import timeline_eval
 from sser_lobes.inference import predict
+from sser_lobes.inference.abstention import decide
 from sser_lobes.inference.recognizer import EmotionRecognizer
 from sser_lobes.inference.timeline import TimelineOptions, TimelineStream
 from sser_lobes.synthetic.csv_corpus import make_csv_corpus, voice
@@ -252,11 +253,16 @@ def test_short_runs_join_the_segment_before_and_equal_labels_merge():
 
 
 def test_uncertain_label_below_the_threshold():
-    labeler = RegionLabeler(CLASSES[:2], "none", 1, min_length=0, uncertain_below=0.6)
+    labeler = RegionLabeler(
+        CLASSES[:2], "none", 1, min_length=0, uncertain_below=0.6, decide=decide
+    )
     labeler.begin(0)
     decided = labeler.add((0, 10), [0.55, 0.45]) + labeler.add((10, 20), [0.1, 0.9])
     decided += labeler.end(20)
     assert [label for _, _, label, _ in decided] == ["uncertain", "hap"]
+    # one abstention rule: the labeler has none of its own
+    with pytest.raises(ValueError, match="uncertain_below needs decide"):
+        RegionLabeler(CLASSES[:2], "none", 1, uncertain_below=0.6)
 
 
 # ----------------------------------------------------------------- timeline
@@ -295,6 +301,32 @@ def test_timeline_windows_go_through_predict_batch(recognizer, stereo_file):
         wav[int(round(start * 16000)) : int(round(end * 16000))]
     )
     assert np.allclose(alone["probabilities"][0].numpy(), row, atol=1e-4)
+    # calibrated by default (the exported run has a temperature), raw on request
+    assert recognizer.calibration is not None
+    raw_timeline = recognizer.timeline(
+        path, **ENERGY, smoothing="none", calibrated=False
+    )
+    raw_row = raw_timeline.windows[0][2]
+    raw = recognizer.predict_batch(
+        wav[int(round(start * 16000)) : int(round(end * 16000))], calibrated=False
+    )
+    assert np.allclose(raw["probabilities"][0].numpy(), raw_row, atol=1e-4)
+    assert not np.allclose(raw_row, row, atol=1e-3)
+
+
+def test_min_confidence_and_raw_probabilities_apply_to_timelines():
+    from sser_lobes.inference.timeline_cli import options_from_args
+
+    parser = predict.build_parser()
+    args = parser.parse_args(["--model", "m", "--timeline", "a.wav"])
+    options = options_from_args(args)
+    assert options.uncertain_below is None and options.calibrated
+    args = parser.parse_args(
+        ["--model", "m", "--timeline", "a.wav", "--min-confidence", "0.7"]
+        + ["--raw-probabilities"]
+    )
+    options = options_from_args(args)
+    assert options.uncertain_below == 0.7 and not options.calibrated
 
 
 def _predict(capsys, *argv):

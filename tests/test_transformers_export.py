@@ -111,6 +111,44 @@ def test_pipeline_equals_sser_one_file_at_a_time(kind, tmp_path, audio_files):
     assert recognizer.labels == LABELS
 
 
+@pytest.mark.parametrize(
+    "calibration",
+    [
+        {"method": "temperature", "temperature": [2.5], "bias": None},
+        {
+            "method": "vector",
+            "temperature": [0.5, 2.0, 1.0, 3.0],
+            "bias": [0.3, -0.2, 0.0, 0.1],
+        },
+    ],
+)
+def test_the_calibration_is_folded_into_the_classifier(
+    calibration, tmp_path, audio_files
+):
+    """The stock model returns sser's default (calibrated) probabilities,
+    not the raw softmax."""
+    from transformers import pipeline
+
+    folder = write_model(tmp_path / "cal", "wavlm", "layer", "last", "utterance")
+    path = folder / "sser_model.json"
+    description = json.loads(path.read_text())
+    description["calibration"] = dict(calibration, fitted_on="valid", n=10)
+    path.write_text(json.dumps(description))
+    notes = transformers_export.export_transformers(folder)
+    assert any("calibrated" in note for note in notes)
+    recognizer = EmotionRecognizer.from_hparams(folder)
+    classifier = pipeline("audio-classification", model=str(folder))
+    for audio in audio_files:
+        ours = recognizer.classify_file(audio)[0]
+        raw = recognizer.classify_file(audio, calibrated=False)[0]
+        assert float((ours - raw).abs().max()) > 1e-2  # the calibration matters
+        array, rate = soundfile.read(audio, dtype="float32")
+        results = classifier({"raw": array, "sampling_rate": rate}, top_k=None)
+        theirs = {r["label"]: r["score"] for r in results}
+        for index, name in enumerate(LABELS):
+            assert abs(theirs[name] - float(ours[index])) < 1e-5, (audio, name)
+
+
 def test_a_weighted_subset_of_layers(tmp_path, audio_files):
     """``weighted_sum_layers=[0, 2]``: the other layer weighs exactly 0."""
     folder = write_model(
@@ -149,7 +187,7 @@ def test_refusals_are_one_line_and_write_nothing(tmp_path):
         ({"encoder_output_norm": "utterance"}, "output_norm='utterance'"),
         ({"encoder_normalize_layers": True}, "normalize_layers"),
         ({"eval_crop_seconds": 12.0}, "first 12 s"),
-        ({"calibration": {"temperature": 1.5}}, "'calibration'"),
+        ({"future_entry": {"scale": 1.5}}, "'future_entry'"),
         ({"task": "attributes"}, "attribute (regression) model"),
     ],
 )
@@ -192,8 +230,9 @@ def test_export_command_with_transformers(iemocap_small_corpus, tiny_models, tmp
     )
     run_recipe(IEMOCAP, argv)
     out = tmp_path / "model"
-    with recipe_process_state() as (stdout, _):
-        assert export.main([str(run), str(out), "--transformers"]) == 0
+    with recipe_process_state() as (_, stderr):
+        status = export.main([str(run), str(out), "--transformers"])
+    assert status == 0, stderr.getvalue()
     assert all((out / name).is_file() for name in transformers_export.FILES)
     card = (out / "README.md").read_text()
     assert "library_name: transformers" in card and 'pipeline("audio-classif' in card

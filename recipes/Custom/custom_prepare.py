@@ -39,7 +39,18 @@ have are dropped and counted.
 
 Classes: every class of the CSV (after ``label_map``), sorted, or
 ``emotions`` (which picks and orders them); rows of other classes are dropped
-and counted. Bad rows (missing value, missing / unreadable audio, segment
+and counted.
+
+Votes: a ``votes`` column (``"neu:3,ang:1"``) or ``votes_<class>`` columns
+give each utterance's annotator votes (``"votes"`` in the manifests, see
+:mod:`sser_lobes.dataio.corpus_csv`). A row with votes and an empty
+``emotion`` has no majority label: it is kept with ``"emo": null`` when its
+votes name one of the classes (the recipe trains on it with
+``--targets=soft --use_no_agreement=W``), in the split of its speaker (test
+or valid when its speaker is there, train otherwise; with ``given``, its
+``split`` column), and never evaluated.
+
+Bad rows (missing value, missing / unreadable audio, segment
 outside its file, duplicate id, ...) are skipped and listed with file and
 line, the rest is prepared. Outputs in ``save_folder``: ``train.json``,
 ``valid.json``, ``test.json``, ``split_info.json`` (the protocol, folds,
@@ -77,6 +88,7 @@ from sser_lobes.dataio.preparation import (
 )
 from sser_lobes.dataio.row_report import log_summary
 from sser_lobes.dataio.splits import stratified_group_folds, stratified_share
+from sser_lobes.dataio.votes import vote_distribution
 from sser_lobes.errors import CorpusError, PreparationError
 
 logger = logging.getLogger(__name__)
@@ -87,7 +99,7 @@ VALID_SPLITS = ("speakers", "utterances")
 SPLIT_INFO_FILE = "split_info.json"
 SUMMARY_FILE = "prep_summary.json"
 _WRITER = "custom_prepare"
-_FORMAT_VERSION = 2  # 2: fold_counts, file_disjoint; duplicate audio dropped
+_FORMAT_VERSION = 3  # 2: fold_counts, file_disjoint; duplicate audio dropped; 3: votes
 
 
 def validate_options(
@@ -433,6 +445,34 @@ def _keep_classes(rows, emotions, dropped, what):
     return kept
 
 
+def _place_no_agreement(rows, classes, records, splits, options):
+    """``({split: [row]}, dropped)``: the rows without a majority label whose
+    votes name one of ``classes``, in the split of their speaker; the others
+    are counted in ``dropped``."""
+    placed = {split: [] for split in SPLITS}
+    dropped = 0
+    speakers = {
+        split: {records[u]["speaker"] for u in ids if u in records} - {None}
+        for split, ids in splits.items()
+    }
+    for row in rows:
+        if not vote_distribution(row.votes, classes):
+            dropped += 1
+            continue
+        if options["split_mode"] == "given" and options.get("test_csv") is None:
+            split = row.split or "train"
+        elif options["split_mode"] == "random" or options.get("test_csv"):
+            split = "train"
+        elif row.speaker in speakers["test"]:
+            split = "test"
+        elif row.speaker in speakers["valid"] and row.speaker not in speakers["train"]:
+            split = "valid"
+        else:
+            split = "train"
+        placed[split].append(row)
+    return placed, dropped
+
+
 def _speakers_missing_classes(records, emotions):
     seen = {}
     for entry in records.values():
@@ -557,6 +597,8 @@ def prepare_custom(
     rows, report = read_corpus(
         csv_file, options["label_map"], tuple(need), num_workers=num_workers
     )
+    no_agreement_rows = [row for row in rows if row.emotion is None]
+    rows = [row for row in rows if row.emotion is not None]
     dropped = Counter()
     rows = _keep_classes(rows, classes, dropped, os.fspath(csv_file))
     records = {row.id: row.manifest_entry() for row in rows}
@@ -573,6 +615,7 @@ def prepare_custom(
             ("wav", "emotion"),
             num_workers=num_workers,
         )
+        test_rows = [row for row in test_rows if row.emotion is not None]
         test_rows = _keep_classes(test_rows, classes, test_dropped, os.fspath(test_csv))
         test_records = {row.id: row.manifest_entry() for row in test_rows}
         splits["test"] = sorted(test_records)
@@ -617,10 +660,16 @@ def prepare_custom(
             overlap["files"][0],
         )
 
+    placed, no_agreement_dropped = _place_no_agreement(
+        no_agreement_rows, classes, records, splits, options
+    )
+
     save_folder.mkdir(parents=True, exist_ok=True)
     write_state(save_folder, _WRITER, _FORMAT_VERSION, options, complete=False)
     for split, ids in splits.items():
-        atomic_write_json(paths[split], {u: sources[split][u] for u in ids})
+        manifest = {u: sources[split][u] for u in ids}
+        manifest.update({row.id: row.manifest_entry() for row in placed[split]})
+        atomic_write_json(paths[split], dict(sorted(manifest.items())))
 
     speakers = {
         split: sorted({e["speaker"] for e in members} - {None})
@@ -669,6 +718,7 @@ def prepare_custom(
             for split, members in entries.items()
         },
         "speakers": speakers,
+        "no_agreement": {split: len(members) for split, members in placed.items()},
     }
     if overlap["files"]:
         split_info["test_files_in_training"] = overlap["files"]
@@ -689,6 +739,13 @@ def prepare_custom(
         "dropped_classes": dict(sorted(dropped.items())),
         "speakers_missing_classes": missing_classes,
         "merged_speaker_spellings": report.notes.get("merged_speaker_spellings", {}),
+        "votes": {
+            "rows_with_votes": sum(bool(row.votes) for row in rows),
+            "rows_with_unreadable_votes": len(report.notes.get("bad_votes", [])),
+            "unreadable_examples": report.notes.get("bad_votes", [])[:20],
+            "no_agreement_kept": sum(len(m) for m in placed.values()),
+            "no_agreement_without_votes_in_classes": no_agreement_dropped,
+        },
     }
     if test_csv is not None:
         summary["test_csv"] = {

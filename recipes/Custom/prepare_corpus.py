@@ -35,7 +35,13 @@ Corpora
             (code) and ``level`` (LO, MD, HI, XX, or X as in the pre-2022
             name ``1040_ITH_SAD_X.wav``). ``1076_MTI_SAD_XX.wav`` has no audio
             (README) and is skipped as silent; git-lfs pointer files (a clone
-            or zip download without git-lfs) are skipped and named.
+            or zip download without git-lfs) are skipped and named. Column
+            ``votes``: the crowd's votes on the audio alone, from
+            ``processedResults/tabulatedVotes.csv`` (its voice-only rows,
+            numbered 1xxxxx; columns A D F H N S by name), e.g.
+            ``anger:1,neutral:10``; empty for a clip without a row. A missing
+            or unreadable votes file is one warning and the column is empty
+            (the Custom recipe then trains on the labels).
 
 Nothing in a corpus is fatal but a missing folder or metadata file: every file
 that is not a usable utterance (readmes, macOS ``._*`` files, other formats,
@@ -83,6 +89,8 @@ from sser_lobes.dataio.corpus_facts import (
     CREMAD_EMOTIONS,
     CREMAD_LEVELS,
     CREMAD_SENTENCES,
+    CREMAD_VOICE_BLOCK,
+    CREMAD_VOTE_COLUMNS,
     EMODB_EMOTIONS,
     EMODB_SPEAKERS,
     EMODB_TEXTS,
@@ -93,6 +101,7 @@ from sser_lobes.dataio.corpus_facts import (
 )
 from sser_lobes.dataio.files import atomic_write, file_sha256
 from sser_lobes.dataio.row_report import RowReport
+from sser_lobes.dataio.votes import clean_votes
 from sser_lobes.errors import AudioError, PreparationError
 
 logger = logging.getLogger(__name__)
@@ -109,7 +118,7 @@ BASE_COLUMNS = ("id", "wav", "emotion", "speaker", "gender", "text", "duration")
 EXTRA_COLUMNS = {
     "emodb": ("text_id", "version"),
     "ravdess": ("intensity", "statement", "repetition"),
-    "cremad": ("sentence", "level"),
+    "cremad": ("sentence", "level", "votes"),
 }
 
 #: Shortest usable audio: 400 samples at 16 kHz, the receptive field of the
@@ -137,7 +146,7 @@ SKIP_REASONS = {
 }
 
 _WRITER = "prepare_corpus"
-_FORMAT_VERSION = 1
+_FORMAT_VERSION = 2  # 2: CREMA-D votes
 _MACOS_NAMES = (".DS_Store", "Thumbs.db", "desktop.ini")
 
 _EMODB_RE = re.compile(r"^(\d\d)([ab]\d\d)([A-Z])([a-z])\.wav$")
@@ -383,8 +392,9 @@ def _outputs(output, overwrite):
     return output, summary_file
 
 
-def _finish(corpus, folder, audio_folder, clips, report, outputs):
-    """Check the audio, then write the CSV and its summary; return the summary."""
+def _finish(corpus, folder, audio_folder, clips, report, outputs, notes=None):
+    """Check the audio, then write the CSV and its summary (with ``notes``);
+    return the summary."""
     output, summary_file = outputs
 
     # Duplicates (the second copy of the Kaggle RAVDESS upload; a CREMA-D
@@ -457,6 +467,7 @@ def _finish(corpus, folder, audio_folder, clips, report, outputs):
         "release_differences": differences,
         "skipped_total": report.total,
         "skipped": skipped,
+        **(notes or {}),
     }
     output.parent.mkdir(parents=True, exist_ok=True)
     atomic_write(output, lambda handle: handle.write(data))
@@ -802,6 +813,110 @@ def read_cremad_demographics(path):
     return genders
 
 
+def read_cremad_votes(path):
+    """The voice-only votes of ``processedResults/tabulatedVotes.csv``.
+
+    Read by column name: the first, unnamed column numbers the rows (1xxxxx
+    voice only, 2xxxxx face only, 3xxxxx audio-visual), ``fileName`` names
+    the clip, ``A D F H N S`` count the responses.
+
+    Returns
+    -------
+    votes : dict
+        Clip (``1001_DFA_ANG_XX``) -> ``{class: count}``.
+    problems : list of str
+        Rows that cannot be read (left out).
+
+    Raises
+    ------
+    PreparationError
+        The file cannot be read or its header lacks the columns.
+
+    Example
+    -------
+    >>> import tempfile
+    >>> path = tempfile.mkdtemp() + "/tabulatedVotes.csv"
+    >>> _ = open(path, "w").write(
+    ...     '"","A","D","F","H","N","S","fileName","numResponses"\\n'
+    ...     '"100001",0,0,0,1,10,0,"1001_IEO_NEU_XX",11\\n'
+    ...     '"200001",0,0,0,9,1,0,"1001_IEO_NEU_XX",10\\n')
+    >>> read_cremad_votes(path)
+    ({'1001_IEO_NEU_XX': {'happy': 1.0, 'neutral': 10.0}}, [])
+    """
+    path = Path(path)
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as handle:
+            reader = csv.reader(handle)
+            header = [h.strip() for h in next(reader, [])]
+            needed = ["fileName", *CREMAD_VOTE_COLUMNS]
+            missing = [c for c in needed if c not in header]
+            if missing or not header or header[0]:
+                raise PreparationError(
+                    f"{path}: header {','.join(header) or '(empty)'} lacks "
+                    f"{', '.join(missing) or 'the unnamed row-number column'}; "
+                    'expected "","A","D","F","H","N","S","fileName",...'
+                )
+            index = {name: header.index(name) for name in needed}
+            votes, problems = {}, []
+            for values in reader:
+                if not any(v.strip() for v in values):
+                    continue
+                where = f"{path}, line {reader.line_num}"
+                try:
+                    block = int(values[0]) // 100000
+                    name = values[index["fileName"]].strip()
+                    counts = {
+                        CREMAD_VOTE_COLUMNS[c]: float(values[index[c]])
+                        for c in CREMAD_VOTE_COLUMNS
+                    }
+                    cleaned = clean_votes(counts)
+                except (ValueError, IndexError) as error:
+                    problems.append(f"{where}: {error}")
+                    continue
+                if block != CREMAD_VOICE_BLOCK:
+                    continue
+                if not name or name in votes:
+                    problems.append(f"{where}: clip {name!r} empty or given twice")
+                    continue
+                if cleaned:
+                    votes[name] = cleaned
+    except (OSError, UnicodeDecodeError, csv.Error) as error:
+        raise PreparationError(f"{path}: cannot read it ({error})") from None
+    return votes, problems
+
+
+def _cremad_votes(folder):
+    """``(votes, notes)``: the votes of the release (empty after one warning
+    when the file is missing or unreadable) and the summary's ``votes``."""
+    path = folder / "processedResults" / "tabulatedVotes.csv"
+    notes = {"file": os.fspath(path), "sha256": None, "unreadable_rows": 0}
+    if not path.is_file():
+        logger.warning(
+            "%s: not found; the votes column stays empty (the Custom recipe trains "
+            "on the labels; --targets=soft needs votes)",
+            path,
+        )
+        return {}, {"votes": {**notes, "file": None}}
+    try:
+        votes, problems = read_cremad_votes(path)
+    except PreparationError as error:
+        logger.warning("%s; the votes column stays empty", error)
+        return {}, {"votes": notes}
+    if problems:
+        logger.warning(
+            "%d row(s) of %s cannot be read and are left out, e.g. %s",
+            len(problems),
+            path,
+            problems[0],
+        )
+    notes.update(
+        sha256=file_sha256(path),
+        unreadable_rows=len(problems),
+        examples=problems[:20],
+    )
+    return votes, {"votes": notes}
+
+
 def prepare_cremad(data_folder, output, overwrite=False):
     """Prepare CREMA-D: read ``AudioWAV/`` and ``VideoDemographics.csv``.
 
@@ -847,6 +962,7 @@ def prepare_cremad(data_folder, output, overwrite=False):
         )
     genders = read_cremad_demographics(demographics)
     outputs = _outputs(output, overwrite)
+    votes, notes = _cremad_votes(folder)
     report = RowReport(SKIP_REASONS)
     clips = []
     for entry in sorted(os.scandir(wav_dir), key=lambda e: e.name):
@@ -888,6 +1004,8 @@ def prepare_cremad(data_folder, output, overwrite=False):
             why = gender or f"actor {actor} is not in {demographics.name}"
             report.skip("unknown_speaker", f"{path}: {why}; skipped")
             continue
+        key = f"{actor}_{sentence}_{emotion}_{'XX' if level == 'X' else level}"
+        clip_votes = votes.get(key) or votes.get(path.stem) or {}
         clips.append(
             Clip(
                 path.stem,
@@ -896,11 +1014,17 @@ def prepare_cremad(data_folder, output, overwrite=False):
                 actor,
                 gender,
                 CREMAD_SENTENCES[sentence],
-                {"sentence": sentence, "level": level},
-                key=f"{actor}_{sentence}_{emotion}_{'XX' if level == 'X' else level}",
+                {
+                    "sentence": sentence,
+                    "level": level,
+                    "votes": ",".join(f"{k}:{v:g}" for k, v in clip_votes.items()),
+                },
+                key=key,
             )
         )
-    return _finish("cremad", folder, wav_dir, clips, report, outputs)
+    notes["votes"]["clips_with_votes"] = sum(bool(c.extra["votes"]) for c in clips)
+    notes["votes"]["clips_without_votes"] = sum(not c.extra["votes"] for c in clips)
+    return _finish("cremad", folder, wav_dir, clips, report, outputs, notes)
 
 
 _PREPARERS = {

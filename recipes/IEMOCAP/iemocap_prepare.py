@@ -7,7 +7,7 @@ writes SpeechBrain JSON manifests ``train.json``, ``valid.json`` and
     "Ses01F_impro01_F000": {
         "wav": "/data/Session1/sentences/wav/Ses01F_impro01/Ses01F_impro01_F000.wav",
         "duration": 1.9456, "emo": "neu", "gender": "F", "speaker": "Ses01F",
-        "session": 1, "text": "Excuse me."
+        "session": 1, "text": "Excuse me.", "votes": {"neu": 2.0, "fru": 1.0}
     }
 
 plus ``split_info.json`` (the protocol, counts and speakers of each split) and
@@ -30,6 +30,22 @@ Labels: the four classes neu, hap (with exc merged into it), sad, ang; the full
 release has 5,531 such utterances (neu 1708, hap+exc 1636, sad 1084, ang 1103).
 Another total (a subset or a test fixture) gives a warning, never an exit.
 
+Votes (``"votes"``, :mod:`sser_lobes.dataio.votes`): the categorical lines of
+the external evaluators after each label line (``C-E2:<TAB>Neutral;<TAB>()``,
+``C-E4:<TAB>Frustration; Anger;<TAB>(...)``), each evaluator counting 1,
+split evenly over the categories it names; the speakers' self-evaluations
+(``C-F1``, ``C-M1``) are not votes. Category names map to the label codes by
+their first letters (Neutral -> neu, Excited -> exc, ...; anything else ->
+oth), exc counts as hap when merged. Votes for classes outside ``emotions``
+are kept (the training takes the distribution over its classes). An
+evaluator line that cannot be read is left out, with one warning for all of
+them; an utterance without a readable vote has ``"votes": null`` and trains
+on its label. The utterances labelled ``xxx`` (no majority) or ``oth`` whose
+votes name one of ``emotions`` are kept with ``"emo": null`` (the recipes
+train on them only with ``--targets=soft --use_no_agreement=W``): in the
+test split when their speaker is tested, in valid when their speaker is the
+validation speaker (lospk), in train otherwise.
+
 Command line::
 
     python iemocap_prepare.py --data_folder /data/IEMOCAP_full_release \\
@@ -41,6 +57,7 @@ Authors: the sser contributors.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import logging
 import os
 import random
@@ -60,6 +77,7 @@ from sser_lobes.dataio.preparation import (
 )
 from sser_lobes.dataio.row_report import problem_list
 from sser_lobes.dataio.splits import stratified_share
+from sser_lobes.dataio.votes import clean_votes, vote_distribution
 from sser_lobes.errors import AudioError, PreparationError
 
 logger = logging.getLogger(__name__)
@@ -86,11 +104,20 @@ DEFAULT_EMOTIONS = ("neu", "hap", "sad", "ang")
 FULL_RELEASE_COUNTS = {"neu": 1708, "hap": 1636, "sad": 1084, "ang": 1103}
 FULL_RELEASE_TOTAL = 5531
 
+#: Codes of the utterances without a majority class (kept with their votes).
+NO_AGREEMENT_CODES = ("xxx", "oth")
+
 SPLIT_MODES = ("loso", "lospk", "random")
 SPLITS = ("train", "valid", "test")
 SPLIT_INFO_FILE = "split_info.json"
 _WRITER = "iemocap_prepare"
-_FORMAT_VERSION = 2  # 2: num_folds in split_info.json
+_FORMAT_VERSION = 3  # 2: num_folds in split_info.json; 3: votes, no-agreement
+_VOTE_RE = re.compile(r"^C-([A-Za-z]+)(\d*):\s*(.*)$")
+#: What the votes are, as split_info.json says.
+VOTE_SOURCE = (
+    "C-E* lines of EmoEvaluation (external evaluators, 1 vote each split over "
+    "the categories named; the speakers' self-evaluations C-F*/C-M* not counted)"
+)
 _MAX_LISTED_PROBLEMS = 20
 
 _NUMBER = r"(\d+(?:\.\d*)?)"
@@ -253,6 +280,99 @@ def parse_emo_evaluation(path):
             )
         )
     return labels
+
+
+def category_code(name):
+    """The label code of a category name of a ``C-`` line.
+
+    Example
+    -------
+    >>> [category_code(n) for n in ("Neutral", "Excited", "Anger", "Other:curious")]
+    ['neu', 'exc', 'ang', 'oth']
+    """
+    lowered = name.strip().casefold()
+    for code in KNOWN_CODES:
+        if code != "xxx" and lowered.startswith(code):
+            return code
+    return "oth"
+
+
+def parse_evaluator_votes(path):
+    """The external evaluators' categorical votes of an EmoEvaluation file.
+
+    Returns
+    -------
+    votes : dict
+        Utterance id -> ``{code: count}``: each ``C-E*`` line after the
+        utterance's label line counts 1, split evenly over its categories.
+    problems : list of str
+        ``<file>, line <n>: ...`` for each ``C-`` line that cannot be read
+        (left out).
+
+    Example
+    -------
+    >>> import tempfile, os
+    >>> path = os.path.join(tempfile.mkdtemp(), "Ses01F_impro01.txt")
+    >>> _ = open(path, "w").write(
+    ...     "[6.2901 - 8.2357]\\tSes01F_impro01_F000\\tneu\\t[2.5, 2.5, 2.5]\\n"
+    ...     "C-E2:\\tNeutral;\\t()\\nC-E3:\\tNeutral; Anger;\\t(curious)\\n"
+    ...     "C-F1:\\tSadness;\\t()\\nC-E4:\\t\\t()\\n")
+    >>> votes, problems = parse_evaluator_votes(path)
+    >>> votes
+    {'Ses01F_impro01_F000': {'neu': 1.5, 'ang': 0.5}}
+    >>> problems[0].endswith("line 5: evaluator line names no category")
+    True
+    """
+    path = os.fspath(path)
+    votes = {}
+    problems = []
+    current = None
+    for number, raw in enumerate(_read_lines(path), start=1):
+        line = raw.strip()
+        if line.startswith("["):
+            match = _LABEL_RE.match(line)
+            current = match.group(3) if match else None
+            continue
+        if not line.startswith("C-"):
+            continue
+        where = f"{path}, line {number}"
+        match = _VOTE_RE.match(line)
+        if match is None or current is None:
+            problems.append(f"{where}: evaluator line without a label line before it")
+            continue
+        evaluator, _, rest = match.groups()
+        if evaluator != "E":
+            continue  # the speaker's self-evaluation
+        rest = re.sub(r"\(.*\)\s*$", "", rest)
+        names = [n.strip() for n in rest.split(";") if n.strip()]
+        if not names:
+            problems.append(f"{where}: evaluator line names no category")
+            continue
+        counts = votes.setdefault(current, {})
+        for name in names:
+            code = category_code(name)
+            counts[code] = counts.get(code, 0.0) + 1.0 / len(names)
+    return votes, problems
+
+
+def labels_digest(root):
+    """SHA-256 of every EmoEvaluation file (names and content): the labels
+    and votes the manifests are made of, so that a changed file rebuilds.
+
+    Example
+    -------
+    >>> import tempfile, pathlib
+    >>> root = pathlib.Path(tempfile.mkdtemp())
+    >>> len(labels_digest(root))
+    64
+    """
+    digest = hashlib.sha256()
+    for session in range(1, 6):
+        folder = Path(root) / f"Session{session}" / "dialog" / "EmoEvaluation"
+        for path in _txt_files(folder):
+            digest.update(f"{session}/{path.name}\n".encode())
+            digest.update(path.read_bytes())
+    return digest.hexdigest()
 
 
 def parse_transcription(path):
@@ -455,10 +575,15 @@ def validate_options(
 
 
 def _collect(root, options):
-    """Parse labels and transcripts and check the audio of the kept utterances."""
+    """Parse labels, votes and transcripts and check the audio of the kept
+    utterances: ``(records, no_agreement, vote_problems)``, the labelled
+    utterances and the ``xxx`` / ``oth`` ones kept for their votes."""
     emotions = set(options["emotions"])
     merge = options["merge_exc_into_hap"]
+    vote_map = {"exc": "hap"} if merge else None
     records = {}
+    no_agreement = {}
+    vote_problems = []
     where = {}
     missing_text = []
     problems = []
@@ -476,6 +601,8 @@ def _collect(root, options):
             texts.update(parse_transcription(path))
         for path in _txt_files(emo_dir):
             dialog = path.stem
+            votes, unreadable = parse_evaluator_votes(path)
+            vote_problems += unreadable
             for label in parse_emo_evaluation(path):
                 here = f"{path}, line {label.line}"
                 if label.utt_id in where:
@@ -491,8 +618,14 @@ def _collect(root, options):
                     )
                 raw_codes[label.code] += 1
                 code = "hap" if merge and label.code == "exc" else label.code
+                utt_votes = clean_votes(votes.get(label.utt_id), vote_map)
+                target = records
                 if code not in emotions:
-                    continue
+                    if code not in NO_AGREEMENT_CODES or not vote_distribution(
+                        utt_votes, options["emotions"]
+                    ):
+                        continue
+                    target, code = no_agreement, None
                 wav = session_dir / "sentences" / "wav" / dialog / f"{label.utt_id}.wav"
                 try:
                     info = check_audio_info(
@@ -504,7 +637,7 @@ def _collect(root, options):
                 text = texts.get(label.utt_id)
                 if text is None:
                     missing_text.append(label.utt_id)
-                records[label.utt_id] = {
+                target[label.utt_id] = {
                     "wav": os.fspath(wav),
                     "duration": info.duration,
                     "emo": code,
@@ -512,6 +645,7 @@ def _collect(root, options):
                     "speaker": label.speaker,
                     "session": session,
                     "text": text,
+                    "votes": utt_votes,
                 }
     if problems:
         raise PreparationError(
@@ -528,12 +662,27 @@ def _collect(root, options):
             ", ".join(missing_text[:5]),
         )
     logger.info(
-        "Found %d labelled utterances (%s); kept %d",
+        "Found %d labelled utterances (%s); kept %d, and %d without a majority "
+        "class (xxx, oth) for their votes",
         sum(raw_codes.values()),
         ", ".join(f"{c} {raw_codes[c]}" for c in KNOWN_CODES if raw_codes[c]),
         len(records),
+        len(no_agreement),
     )
-    return records
+    if vote_problems:
+        logger.warning(
+            "%d evaluator line(s) of the EmoEvaluation files cannot be read and "
+            "are left out (the utterances keep their label), e.g. %s",
+            len(vote_problems),
+            vote_problems[0],
+        )
+    if records and not any(r["votes"] for r in records.values()):
+        logger.warning(
+            "%s: no evaluator vote (C-E* lines) found in the EmoEvaluation files: "
+            "the manifests have no votes, and --targets=soft cannot train",
+            root,
+        )
+    return records, no_agreement, vote_problems
 
 
 def _check_counts(records, options):
@@ -616,6 +765,24 @@ def _split(records, options):
                 f"{', '.join(options['emotions'])}"
             )
     return splits, protocol
+
+
+def _place_no_agreement(no_agreement, options):
+    """The split of each utterance without a majority class: the side of its
+    speaker (never train for a tested or validation speaker)."""
+    mode = options["split_mode"]
+    placed = {split: [] for split in SPLITS}
+    for utt, entry in sorted(no_agreement.items()):
+        if mode == "loso" and entry["session"] == options["test_session"]:
+            split = "test"
+        elif mode == "lospk" and entry["speaker"] == options["test_speaker"]:
+            split = "test"
+        elif mode == "lospk" and entry["session"] == options["test_session"]:
+            split = "valid"
+        else:
+            split = "train"
+        placed[split].append(utt)
+    return placed
 
 
 def prepare_iemocap(
@@ -701,7 +868,11 @@ def prepare_iemocap(
         sample_rate,
     )
     root = find_iemocap_root(data_folder)
-    options = {"data_folder": os.fspath(root), **options}
+    options = {
+        "data_folder": os.fspath(root),
+        **options,
+        "labels_sha256": labels_digest(root),
+    }
     save_folder = Path(os.path.abspath(os.fspath(save_folder)))
     if save_folder.exists() and not save_folder.is_dir():
         raise PreparationError(f"{save_folder}: save_folder exists and is not a folder")
@@ -720,15 +891,18 @@ def prepare_iemocap(
     if reusable(save_folder, outputs, _WRITER, _FORMAT_VERSION, options, logger):
         return result
 
-    records = _collect(root, options)
+    records, no_agreement, vote_problems = _collect(root, options)
     full_release = _check_counts(records, options)
     splits, protocol = _split(records, options)
     absent = absent_classes(records, splits, options["emotions"], protocol)
+    placed = _place_no_agreement(no_agreement, options)
+    everything = {**records, **no_agreement}
 
     save_folder.mkdir(parents=True, exist_ok=True)
     write_state(save_folder, _WRITER, _FORMAT_VERSION, options, complete=False)
     for split, ids in splits.items():
-        atomic_write_json(paths[split], {u: records[u] for u in ids})
+        members = sorted([*ids, *placed[split]])
+        atomic_write_json(paths[split], {u: everything[u] for u in members})
 
     mode = options["split_mode"]
     info = {
@@ -758,6 +932,13 @@ def prepare_iemocap(
         "speakers": {
             split: sorted({records[u]["speaker"] for u in ids})
             for split, ids in splits.items()
+        },
+        "no_agreement": {split: len(ids) for split, ids in placed.items()},
+        "votes": {
+            "source": VOTE_SOURCE,
+            "labelled_with_votes": sum(bool(r["votes"]) for r in records.values()),
+            "labelled_without_votes": sum(not r["votes"] for r in records.values()),
+            "unreadable_evaluator_lines": len(vote_problems),
         },
     }
     if absent:

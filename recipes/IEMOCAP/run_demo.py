@@ -112,7 +112,8 @@ def main(argv=None):
     recognizer = EmotionRecognizer.from_hparams(str(exported))
     manifest = json.loads((out / "run" / "manifests" / "test.json").read_text())
     print(f"\n[demo] exported model: {exported}; a few test files through it:")
-    for utt in sorted(manifest)[:: max(1, len(manifest) // 4)][:4]:
+    labelled = sorted(u for u in manifest if manifest[u]["emo"] is not None)
+    for utt in labelled[:: max(1, len(labelled) // 4)][:4]:
         _, score, _, label = recognizer.classify_file(manifest[utt]["wav"])
         print(
             f"  {utt}: {label} ({float(score):.2f}), reference {manifest[utt]['emo']}"

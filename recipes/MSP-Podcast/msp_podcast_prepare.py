@@ -7,6 +7,7 @@ Reads the release folder (see "Corpus formats" in the project brief)::
                                           holds the wavs, is tolerated)
     Labels/labels_consensus.csv          (or labels_consensus.json when there
                                           is no csv)
+    Labels/labels_detailed.csv           (optional: every annotator's vote)
     Transcripts/MSP-PODCAST_0001_0008.txt
     Partitions.txt                       (lines "Train; MSP-PODCAST_0023_0048.wav")
 
@@ -18,7 +19,8 @@ by utterance id (the file name without ``.wav``)::
         "wav": "/data/MSP-PODCAST-Publish-1.11/Audios/MSP-PODCAST_0001_0008.wav",
         "duration": 2.4, "emo": "N", "arousal": 2.2, "valence": 4.0,
         "dominance": 2.6, "gender": "Male", "speaker": "30",
-        "text": "So we talked about the budget.", "split": "Test1"
+        "text": "So we talked about the budget.", "split": "Test1",
+        "votes": {"N": 4.0, "S": 1.0}, "secondary_votes": {"S": 2.0}
     }
 
 plus ``prep_summary.json`` (counts per split and class, rows kept without a
@@ -47,6 +49,21 @@ Manifest entries
   exists) and ``split`` ``"Test3"``; ``emo``, the attributes, ``gender`` and
   ``speaker`` are null (all manifests have the same keys). The training
   recipe writes prediction files for them.
+
+* ``votes`` are the annotators' primary emotions in
+  ``Labels/labels_detailed.csv`` (one row per file and annotator), counted by
+  class letter, ``O`` for any other primary (``Other``, ``Other-Curious``,
+  ...): O and X rows keep their distribution (the recipe trains on it with
+  ``--targets=soft --use_no_agreement=W``); ``secondary_votes`` count the
+  secondary emotions that name one of the eight classes (kept for analysis;
+  training uses the primary votes). The file is read by column name: the
+  v1.11 layout ``FileName,EmoDetail`` (``EmoDetail`` =
+  ``WORKER00014; Neutral; Concerned,Frustrated; A:4.0; V:3.0; D:4.0;``) or
+  the column layout of earlier releases (``FileName``, ``EmoClass_Major``,
+  ``EmoClass_Second``, ...). A missing or unreadable file is one warning and
+  every ``votes`` is null (hard labels); an unreadable row is left out, with
+  one warning for all of them. Its SHA-256 is a preparation option: a
+  changed file rebuilds the manifests.
 
 Splits
 ------
@@ -93,6 +110,7 @@ import csv
 import json
 import logging
 import os
+import re
 import sys
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
@@ -103,7 +121,8 @@ from typing import NamedTuple
 from tqdm import tqdm
 
 from sser_lobes.dataio.audio import check_audio_info
-from sser_lobes.dataio.files import atomic_write_json
+from sser_lobes.dataio.corpus_facts import MSP_PODCAST_DETAILED_NAMES
+from sser_lobes.dataio.files import atomic_write_json, file_sha256
 from sser_lobes.dataio.preparation import (
     read_state,
     reusable,
@@ -111,6 +130,7 @@ from sser_lobes.dataio.preparation import (
     write_state,
 )
 from sser_lobes.dataio.row_report import RowReport, log_summary
+from sser_lobes.dataio.votes import clean_votes
 from sser_lobes.errors import AudioError, PreparationError
 
 logger = logging.getLogger(__name__)
@@ -154,8 +174,11 @@ SKIP_REASONS = {
     "bad_partition_line": "malformed Partitions.txt line",
 }
 
+#: The annotators' votes (optional).
+DETAILED_FILE = "labels_detailed.csv"
+
 _WRITER = "msp_podcast_prepare"
-_FORMAT_VERSION = 2  # 2: waveform_stats.json
+_FORMAT_VERSION = 3  # 2: waveform_stats.json; 3: votes
 _MAX_EXAMPLES = 20
 _SPLIT_BY_LOWER = {s.lower(): s for s in SPLITS}
 _SPLIT_SET = frozenset(SPLITS)
@@ -828,6 +851,151 @@ def _read_transcript(path):
     return text or None
 
 
+class VoteTable(NamedTuple):
+    """What :func:`read_detailed_labels` read."""
+
+    votes: dict  # file name -> {letter: count} of the primary emotions
+    secondary: dict  # file name -> {letter: count} of the secondary emotions
+    layout: str  # "EmoDetail" or "columns"
+    rows: int
+    problems: list
+
+
+def primary_letter(name):
+    """The class letter of a primary-emotion name (``O`` for any other).
+
+    Example
+    -------
+    >>> [primary_letter(n) for n in ("Neutral", "angry", "Other-Curious", "N")]
+    ['N', 'A', 'O', 'N']
+    """
+    name = name.strip()
+    for known, letter in MSP_PODCAST_DETAILED_NAMES.items():
+        if name.casefold() == known.casefold():
+            return letter
+    if name in DEFAULT_EMOTIONS:
+        return name
+    return "O"
+
+
+_DETAIL_ATTRIBUTE = re.compile(r"^[AVD]:")
+
+
+def _detail_fields(detail):
+    """``(primary, secondary)`` of an EmoDetail value, or None."""
+    parts = [p.strip() for p in detail.split(";")]
+    while parts and not parts[-1]:
+        parts.pop()
+    if len(parts) < 2 or not parts[1] or _DETAIL_ATTRIBUTE.match(parts[1]):
+        return None
+    secondary = ""
+    if len(parts) > 2 and not _DETAIL_ATTRIBUTE.match(parts[2]):
+        secondary = parts[2]
+    return parts[1], secondary
+
+
+def read_detailed_labels(path):
+    """Read ``Labels/labels_detailed.csv`` (one row per file and annotator).
+
+    The columns are found by name: ``FileName`` and either ``EmoDetail``
+    (v1.11: ``WORKER00014; Neutral; Concerned,Frustrated; A:4.0; V:3.0;
+    D:4.0;``) or ``EmoClass_Major`` (with ``EmoClass_Second`` if present).
+
+    Returns
+    -------
+    VoteTable
+
+    Raises
+    ------
+    PreparationError
+        The file cannot be read or its header has neither layout.
+
+    Example
+    -------
+    >>> import tempfile, os
+    >>> path = os.path.join(tempfile.mkdtemp(), "labels_detailed.csv")
+    >>> _ = open(path, "w").write(
+    ...     'FileName,EmoDetail\\n'
+    ...     'a.wav,"WORKER1; Neutral; Sad,Bored; A:2.0; V:3.0; D:3.0;"\\n'
+    ...     'a.wav,WORKER2; Other-Curious; ; A:4.0; V:4.0; D:4.0;\\n'
+    ...     'a.wav,garbage\\n')
+    >>> table = read_detailed_labels(path)
+    >>> table.votes, table.secondary, table.rows, len(table.problems)
+    ({'a.wav': {'N': 1.0, 'O': 1.0}}, {'a.wav': {'S': 1.0}}, 3, 1)
+    """
+    path = Path(path)
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as handle:
+            reader = csv.DictReader(handle)
+            header = [h.strip() for h in reader.fieldnames or []]
+            reader.fieldnames = header
+            if "FileName" in header and "EmoDetail" in header:
+                layout = "EmoDetail"
+            elif "FileName" in header and "EmoClass_Major" in header:
+                layout = "columns"
+            else:
+                raise PreparationError(
+                    f"{path}: header {','.join(header) or '(empty)'} has neither "
+                    "FileName,EmoDetail (v1.11) nor FileName and EmoClass_Major"
+                )
+            votes, secondary, problems = {}, {}, []
+            rows = 0
+            for values in reader:
+                rows += 1
+                where = f"{path}, line {reader.line_num}"
+                name = (values.get("FileName") or "").strip()
+                if layout == "EmoDetail":
+                    fields = _detail_fields(values.get("EmoDetail") or "")
+                else:
+                    major = (values.get("EmoClass_Major") or "").strip()
+                    second = (values.get("EmoClass_Second") or "").strip()
+                    fields = (major, second) if major else None
+                if not name or fields is None:
+                    problems.append(f"{where}: no file name or no primary emotion")
+                    continue
+                primary, tags = fields
+                counts = votes.setdefault(name, {})
+                letter = primary_letter(primary)
+                counts[letter] = counts.get(letter, 0.0) + 1.0
+                for tag in tags.split(","):
+                    letter = primary_letter(tag) if tag.strip() else "O"
+                    if letter != "O":
+                        extra = secondary.setdefault(name, {})
+                        extra[letter] = extra.get(letter, 0.0) + 1.0
+    except (OSError, UnicodeDecodeError, csv.Error) as error:
+        raise PreparationError(f"{path}: cannot read it ({error})") from None
+    return VoteTable(votes, secondary, layout, rows, problems)
+
+
+def _read_votes(root):
+    """The vote table of the release, or None after one warning line."""
+    path = Path(root) / "Labels" / DETAILED_FILE
+    if not path.is_file():
+        logger.warning(
+            '%s: not found; no annotator votes: every "votes" is null and '
+            "--targets=soft cannot train (hard labels are not affected)",
+            path,
+        )
+        return None
+    try:
+        table = read_detailed_labels(path)
+    except PreparationError as error:
+        logger.warning(
+            '%s; the annotator votes are left out (every "votes" is null, hard '
+            "labels are not affected)",
+            error,
+        )
+        return None
+    if table.problems:
+        logger.warning(
+            "%d row(s) of %s cannot be read and are left out, e.g. %s",
+            len(table.problems),
+            path,
+            table.problems[0],
+        )
+    return table
+
+
 def validate_options(splits, emotions, sample_rate, min_samples, num_workers):
     """Check the arguments; return them as a JSON-comparable dict."""
     if isinstance(splits, str) or not all(isinstance(s, str) for s in splits):
@@ -997,6 +1165,7 @@ def _collect(root, labels_path, options, num_workers):
         present.append((split, utt, row, where))
 
     results = _inspect_all(items, options, num_workers)
+    vote_table = _read_votes(root)
     emotions = set(options["emotions"])
     manifests = {split: {} for split in options["splits"]}
     raw_classes = {}  # utt id -> EmoClass letter (entries keep "emo" only)
@@ -1019,6 +1188,8 @@ def _collect(root, labels_path, options, num_workers):
                 "speaker": None,
                 "text": text,
                 "split": split,
+                "votes": None,
+                "secondary_votes": None,
             }
         else:
             entry = {
@@ -1032,7 +1203,13 @@ def _collect(root, labels_path, options, num_workers):
                 "speaker": row.speaker,
                 "text": text,
                 "split": split,
+                "votes": None,
+                "secondary_votes": None,
             }
+            if vote_table is not None:
+                name = _wav_name(row.file_name)
+                entry["votes"] = clean_votes(vote_table.votes.get(name))
+                entry["secondary_votes"] = clean_votes(vote_table.secondary.get(name))
             raw_classes[utt] = row.emo_class
             if text is None:
                 no_text.append(utt)
@@ -1054,6 +1231,24 @@ def _collect(root, labels_path, options, num_workers):
         },
         no_text,
     )
+    labelled = [
+        e for m in manifests.values() for e in m.values() if e["split"] != "Test3"
+    ]
+    summary["votes"] = {
+        "file": None
+        if vote_table is None
+        else os.fspath(Path(root) / "Labels" / DETAILED_FILE),
+        "layout": None if vote_table is None else vote_table.layout,
+        "rows": None if vote_table is None else vote_table.rows,
+        "unreadable_rows": None
+        if vote_table is None
+        else {
+            "count": len(vote_table.problems),
+            "examples": vote_table.problems[:_MAX_EXAMPLES],
+        },
+        "labelled_with_votes": sum(bool(e["votes"]) for e in labelled),
+        "labelled_without_votes": sum(not e["votes"] for e in labelled),
+    }
     return manifests, summary
 
 
@@ -1313,10 +1508,12 @@ def prepare_msp_podcast(
     options = validate_options(splits, emotions, sample_rate, min_samples, num_workers)
     root = find_msp_root(data_folder)
     labels_path = find_labels_file(root)
+    votes_path = root / "Labels" / DETAILED_FILE
     options = {
         "data_folder": os.fspath(root),
         "labels_file": os.fspath(labels_path),
         **options,
+        "votes_sha256": file_sha256(votes_path) if votes_path.is_file() else None,
     }
     save_folder = Path(os.path.abspath(os.fspath(save_folder)))
     if save_folder.exists() and not save_folder.is_dir():

@@ -50,7 +50,7 @@ from sser_lobes.evaluation.metrics import ClassificationStats
 from sser_lobes.evaluation.plots import plot_confusion_matrix
 from sser_lobes.evaluation.regression_metrics import RegressionStats
 from sser_lobes.training.brain import SERBrain, write_json
-from sser_lobes.training.emotion_brain import training_weights
+from sser_lobes.training.emotion_brain import selected_checkpoint, training_weights
 from sser_lobes.training.feature_cache import setup_feature_cache
 from sser_lobes.training.options import check_choice
 from sser_lobes.training.preflight import check_model_options, run_recipe_main
@@ -61,6 +61,13 @@ from sser_lobes.training.recipe import (
     setup_experiment,
     task_identity,
     use_cuda_precision,
+)
+from sser_lobes.training.reliability import finish_reliability
+from sser_lobes.training.targets import (
+    categorical_manifest_data,
+    soft_loss,
+    soft_targets,
+    vote_items,
 )
 
 logger = logging.getLogger(__name__)
@@ -110,8 +117,15 @@ class MSPBrain(SERBrain):
             self.stats.append(batch.id, scores, shown)
         if targets is None:
             return torch.zeros((), device=outputs.device)
-        with self.outside_autocast():
-            loss = self.loss_fn(outputs, targets)
+        if self.categorical and stage != sb.Stage.TRAIN:
+            self.collect_outputs(batch, outputs, targets)
+        if self.categorical:
+            loss = self.classification_loss(
+                outputs, batch, lambda x: self.loss_fn(x, targets)
+            )
+        else:
+            with self.outside_autocast():
+                loss = self.loss_fn(outputs, targets)
         return loss + self.gender_loss(predictions, batch, stage)
 
     def on_stage_start(self, stage, epoch=None):
@@ -198,8 +212,9 @@ def manifest_path(hparams, split):
 def dataio_prep(hparams):
     """Datasets of every split, with the task's targets.
 
-    Task 1 keeps the entries with a class (O and X have none); Task 2 keeps
-    the entries with the requested attributes. Training crops to
+    Task 1 keeps the entries with a class (O and X have none; with
+    ``targets: soft`` and ``use_no_agreement`` > 0 their votes train too);
+    Task 2 keeps the entries with the requested attributes. Training crops to
     ``train_crop_seconds`` (``train_crop``: the first or a random window);
     evaluation to the first ``eval_crop_seconds`` (null: whole utterances).
 
@@ -245,6 +260,11 @@ def dataio_prep(hparams):
     conditioning, conditioning_keys = conditioning_items(
         hparams, [manifest_path(hparams, split) for split in all_splits]
     )
+    votes, vote_keys = [], []
+    if categorical:
+        votes, vote_keys = vote_items(
+            hparams, [manifest_path(hparams, split) for split in labelled]
+        )
     for split in all_splits:
         path = manifest_path(hparams, split)
         is_labelled = split in labelled
@@ -256,13 +276,18 @@ def dataio_prep(hparams):
         dataset = sb.dataio.dataset.DynamicItemDataset.from_json(
             json_path=path,
             dynamic_items=[train_audio if split == "train" else eval_audio]
-            + ([targets] if is_labelled else [])
+            + ([targets, *votes] if is_labelled else [])
             + conditioning,
             output_keys=["id", "sig"]
-            + ([target_key] if is_labelled else [])
+            + ([target_key, *vote_keys] if is_labelled else [])
             + conditioning_keys,
         )
-        if is_labelled:
+        if is_labelled and categorical:
+            kept = categorical_manifest_data(
+                path, hparams["emotions"], split == "train", hparams
+            )
+            dataset = dataset.filtered_sorted(key_test={"id": kept.__contains__})
+        elif is_labelled:
             dataset = dataset.filtered_sorted(key_test=keep)
             if len(dataset) == 0:
                 wanted = "class" if categorical else "attributes"
@@ -460,6 +485,8 @@ def main(argv=None):
     )
     if hparams["task"] == "categorical":
         brain.loss_fn = hparams["compute_cost"](weight=loss_weight)
+        if soft_targets(hparams):
+            brain.soft_loss = soft_loss(hparams, loss_weight)
     else:
         brain.loss_fn = hparams["compute_cost"]
     brain.split_info = {
@@ -485,6 +512,7 @@ def main(argv=None):
     )
 
     results = {}
+    outputs = {}
     for split in eval_splits:
         brain.eval_split = split
         brain.eval_labelled = split in hparams["eval_splits"]
@@ -495,6 +523,16 @@ def main(argv=None):
         )
         if brain.eval_labelled:
             results[split] = brain.last_eval_metrics
+            outputs[split] = brain.eval_outputs
+    lines = []
+    if if_main_process() and hparams["task"] == "categorical":
+        lines = finish_reliability(
+            hparams,
+            outputs,
+            {split: manifest_path(hparams, split) for split in outputs},
+            hparams["valid_split"],
+            checkpoint=selected_checkpoint(brain),
+        )
     if if_main_process():
         print(f"\nResults ({hparams['experiment_name']}):")
         gender = ["gender_accuracy"] if brain.uses_gender else []
@@ -504,6 +542,8 @@ def main(argv=None):
         else:
             columns = [f"CCC_{n}" for n in hparams["attributes"]] + ["CCC_mean"]
             print(format_results_table(results, columns + gender, percent=False))
+        if lines:
+            print("\n".join(lines))
         print(f"Outputs in {hparams['output_folder']}")
     finish_distributed()
     return results

@@ -9,7 +9,17 @@ The input of the generic recipe (``recipes/Custom``) and of ``sser-predict
   extension, plus the segment bounds), ``gender`` (F / M / female / male),
   ``text``, ``split`` (train / valid / test), ``start`` and ``end`` (seconds,
   a segment of a longer recording), ``duration`` (ignored: the header is
-  read); any other column is kept in the manifests.
+  read); the annotators' votes, either one ``votes`` column
+  (``"neu:3,ang:1"``) or one ``votes_<class>`` column per class (counts;
+  empty is 0), class names before the label map, which merges them as it
+  merges the labels; any other column is kept in the manifests.
+
+Votes (:mod:`sser_lobes.dataio.votes`): a row with unreadable votes keeps its
+label and gets no votes (``report.notes["bad_votes"]`` lists them, and one
+warning says how many); a row with votes and an empty ``emotion`` is kept
+with ``emotion`` None (a "no agreement" utterance, which trains on its votes
+only with ``--targets=soft --use_no_agreement=W``). Without vote columns the
+manifest entries have no ``votes`` field.
 
 Every row is checked; a bad row is skipped and reported with the file and
 line (:class:`~sser_lobes.dataio.row_report.RowReport`), the rest is kept. Any
@@ -41,6 +51,7 @@ from pathlib import Path
 
 from sser_lobes.dataio.audio import audio_info
 from sser_lobes.dataio.row_report import RowReport
+from sser_lobes.dataio.votes import VOTES_FIELD, clean_votes, parse_votes_text
 from sser_lobes.errors import AudioError, CorpusError
 
 logger = logging.getLogger(__name__)
@@ -70,6 +81,8 @@ SPLIT_NAMES = {
     "eval": "test",
 }
 GENDER_NAMES = {"f": "F", "female": "F", "w": "F", "m": "M", "male": "M"}
+#: Prefix of the per-class vote columns (``votes_neu``, ``votes_ang``, ...).
+VOTE_COLUMN_PREFIX = "votes_"
 
 #: Reasons a row is skipped, as counted in the preparation summary.
 SKIP_REASONS = {
@@ -125,9 +138,13 @@ class CorpusRow:
     end: float = None
     duration: float = None
     extra: dict = field(default_factory=dict)
+    votes: dict = None
+    has_vote_columns: bool = False
 
     def manifest_entry(self):
-        """The row as a manifest entry (``emo`` is the class after mapping)."""
+        """The row as a manifest entry (``emo`` is the class after mapping;
+        ``votes`` when the file has vote columns)."""
+        votes = {VOTES_FIELD: self.votes} if self.has_vote_columns else {}
         return {
             "wav": self.wav,
             "start": self.start,
@@ -141,6 +158,7 @@ class CorpusRow:
             "split": self.split,
             "line": self.line,
             **self.extra,
+            **votes,
         }
 
 
@@ -434,9 +452,55 @@ class _Row(Exception):
         self.reason = reason
 
 
-def _parse_row(path, line, values, label_map, require):
+def has_vote_columns(columns):
+    """Whether a corpus file's columns carry annotator votes.
+
+    Example
+    -------
+    >>> has_vote_columns(["wav", "emotion", "votes_neu"]), has_vote_columns(["wav"])
+    (True, False)
+    """
+    return VOTES_FIELD in columns or any(
+        c.startswith(VOTE_COLUMN_PREFIX) for c in columns
+    )
+
+
+def row_votes(values, label_map=None):
+    """The votes of a row's ``votes`` or ``votes_<class>`` columns (None
+    without any); a ``ValueError`` names the problem.
+
+    Example
+    -------
+    >>> row_votes({"votes_neu": "3", "votes_exc": "1", "votes_ang": ""},
+    ...           {"exc": "hap"})
+    {'hap': 1.0, 'neu': 3.0}
+    >>> row_votes({"votes": "neu:2,ang:x"})
+    Traceback (most recent call last):
+    ...
+    ValueError: votes item 'ang:x': 'x' is not a number
+    """
+    if values.get(VOTES_FIELD):
+        return parse_votes_text(values[VOTES_FIELD], label_map)
+    counts = {}
+    for column, value in values.items():
+        if column.startswith(VOTE_COLUMN_PREFIX) and value.strip():
+            try:
+                counts[column[len(VOTE_COLUMN_PREFIX) :]] = float(value)
+            except ValueError:
+                raise ValueError(f"{column} {value!r} is not a number") from None
+    return clean_votes(counts, label_map)
+
+
+def _parse_row(path, line, values, label_map, require, vote_problems):
     """A :class:`CorpusRow` (duration not yet known) or a ``_Row`` problem."""
+    votes = None
+    try:
+        votes = row_votes(values, label_map)
+    except ValueError as exc:
+        vote_problems.append(f"{path}, line {line}: {exc}; the row keeps its label")
     for column in require:
+        if column == "emotion" and votes:
+            continue  # a row without a majority label, kept for its votes
         if not values.get(column, ""):
             raise _Row("missing_value", f"empty {column!r}")
     wav_value = values["wav"]
@@ -483,7 +547,15 @@ def _parse_row(path, line, values, label_map, require):
         split=split,
         start=start,
         end=end,
-        extra={k: v for k, v in values.items() if k not in KNOWN_COLUMNS},
+        extra={
+            k: v
+            for k, v in values.items()
+            if k not in KNOWN_COLUMNS
+            and k != VOTES_FIELD
+            and not k.startswith(VOTE_COLUMN_PREFIX)
+        },
+        votes=votes,
+        has_vote_columns=has_vote_columns(values),
     )
 
 
@@ -568,13 +640,14 @@ def read_corpus(
     report = RowReport(SKIP_REASONS)
     parsed = []
     first_line = {}
+    vote_problems = []
     for line, values, problem in table:
         where = f"{path}, line {line}"
         if values is None:
             report.skip("malformed_row", f"{where}: {problem}")
             continue
         try:
-            row = _parse_row(path, line, values, label_map, require)
+            row = _parse_row(path, line, values, label_map, require, vote_problems)
         except _Row as problem:
             report.skip(problem.reason, f"{where}: {problem}")
             continue
@@ -621,7 +694,18 @@ def read_corpus(
         rows.append(row)
     if duplicates == "skip":
         rows = _skip_duplicate_audio(path, rows, report, num_workers)
-    report.notes = {"merged_speaker_spellings": merge_speaker_spellings(rows)}
+    report.notes = {
+        "merged_speaker_spellings": merge_speaker_spellings(rows),
+        "bad_votes": vote_problems,
+    }
+    if vote_problems:
+        logger.warning(
+            "%s: %d row(s) have unreadable votes and train on their label only, "
+            "e.g. %s",
+            path,
+            len(vote_problems),
+            vote_problems[0],
+        )
     if report.notes["merged_speaker_spellings"]:
         logger.warning(
             "%s: speaker ids that differ only by case are one speaker: %s",

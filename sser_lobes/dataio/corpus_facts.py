@@ -62,6 +62,19 @@ MSP_PODCAST_CLASSES = {
     "O": "other",
     "X": "no agreement",
 }
+#: Primary-emotion names of ``Labels/labels_detailed.csv`` (one row per file
+#: and annotator) -> class letters; any other name (``Other``,
+#: ``Other-Curious``, ...) is an "other" vote, ``O``.
+MSP_PODCAST_DETAILED_NAMES = {
+    "Angry": "A",
+    "Sad": "S",
+    "Happy": "H",
+    "Surprise": "U",
+    "Fear": "F",
+    "Disgust": "D",
+    "Contempt": "C",
+    "Neutral": "N",
+}
 
 RAVDESS_EMOTIONS = {
     "01": "neutral",
@@ -87,6 +100,20 @@ CREMAD_EMOTIONS = {
     "NEU": "neutral",
     "SAD": "sad",
 }
+#: Vote columns of ``processedResults/tabulatedVotes.csv`` (counts of each
+#: response) -> the classes above (CREMA-D README, "Tabulated Votes
+#: Columns"). Its rows come in three blocks by their first, unnamed column:
+#: 1xxxxx voice only (the audio), 2xxxxx face only, 3xxxxx audio-visual.
+CREMAD_VOTE_COLUMNS = {
+    "A": "anger",
+    "D": "disgust",
+    "F": "fear",
+    "H": "happy",
+    "N": "neutral",
+    "S": "sad",
+}
+#: The tabulatedVotes.csv block of the voice-only ratings.
+CREMAD_VOICE_BLOCK = 1
 #: The twelve sentences and their codes (CREMA-D README).
 CREMAD_SENTENCES = {
     "IEO": "It's eleven o'clock",

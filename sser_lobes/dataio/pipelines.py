@@ -6,7 +6,8 @@
   know (:class:`~sser_lobes.errors.ManifestError`);
 * :func:`audio_pipeline`, :func:`segment_audio_pipeline`,
   :func:`label_pipeline`, :func:`categorical_label_encoder`,
-  :func:`text_pipeline`: the dynamic items of the datasets (audio read and
+  :func:`text_pipeline`, :func:`vote_target_pipeline`: the dynamic items of
+  the datasets (audio read and
   checked as in inference, optional first-N-seconds or random crops); the
   audio items describe how they read (:func:`encoder_input_of`), for the
   feature cache's keys;
@@ -28,6 +29,7 @@ import torch
 
 from sser_lobes.dataio.audio import load_audio_segment, read_audio, resampler_name
 from sser_lobes.dataio.batching import DurationBucketBatchSampler
+from sser_lobes.dataio.votes import vote_distribution
 from sser_lobes.errors import ManifestError
 
 
@@ -244,20 +246,68 @@ def categorical_label_encoder(labels):
 
 
 def label_pipeline(label_encoder, key="emo"):
-    """Dynamic item ``key`` -> ``key``, ``<key>_encoded`` (a long tensor [1]).
+    """Dynamic item ``key`` -> ``key``, ``<key>_encoded`` (a long tensor [1];
+    ``-1`` for an utterance without a label, e.g. a "no agreement" one that
+    trains on its votes only).
 
     Example
     -------
     >>> item = label_pipeline(categorical_label_encoder(["neu", "ang"]))
-    >>> list(item.func("ang"))
-    ['ang', tensor([1])]
+    >>> list(item.func("ang")), list(item.func(None))
+    (['ang', tensor([1])], [None, tensor([-1])])
     """
 
     @sb.utils.data_pipeline.takes(key)
     @sb.utils.data_pipeline.provides(key, f"{key}_encoded")
     def pipeline(label):
         yield label
-        yield label_encoder.encode_label_torch(label)
+        if label is None:
+            yield torch.tensor([-1])
+        else:
+            yield label_encoder.encode_label_torch(label)
+
+    return pipeline
+
+
+def vote_target_pipeline(classes, no_agreement_weight=0.0):
+    """Dynamic item ``votes``, ``emo`` -> ``emo_target``, ``has_votes``,
+    ``target_weight``.
+
+    ``emo_target`` (float ``[C]``) is the distribution of the utterance's
+    annotator votes over ``classes``
+    (:func:`~sser_lobes.dataio.votes.vote_distribution`), or the one-hot
+    vector of its label when it has no vote in those classes; ``has_votes``
+    (bool ``[1]``) says which; ``target_weight`` (float ``[1]``) is 1 for a
+    labelled utterance and ``no_agreement_weight`` for one without a label
+    (MSP-Podcast's O and X, IEMOCAP's xxx), which trains on its votes alone.
+
+    Example
+    -------
+    >>> item = vote_target_pipeline(["neu", "ang"], no_agreement_weight=0.5)
+    >>> [t.tolist() for t in item.func({"neu": 3, "ang": 1, "fru": 1}, "neu")]
+    [[0.75, 0.25], [True], [1.0]]
+    >>> [t.tolist() for t in item.func(None, "ang")]
+    [[0.0, 1.0], [False], [1.0]]
+    >>> [t.tolist() for t in item.func({"ang": 2}, None)]
+    [[0.0, 1.0], [True], [0.5]]
+    """
+    classes = list(classes)
+    index = {name: i for i, name in enumerate(classes)}
+
+    @sb.utils.data_pipeline.takes("votes", "emo")
+    @sb.utils.data_pipeline.provides("emo_target", "has_votes", "target_weight")
+    def pipeline(votes, emo):
+        distribution = vote_distribution(votes, classes)
+        if distribution is not None:
+            target = torch.tensor(distribution, dtype=torch.float32)
+        else:
+            target = torch.zeros(len(classes))
+            if emo is not None:
+                target[index[emo]] = 1.0
+        yield target
+        yield torch.tensor([distribution is not None])
+        weight = 1.0 if emo is not None else float(no_agreement_weight)
+        yield torch.tensor([weight], dtype=torch.float32)
 
     return pipeline
 

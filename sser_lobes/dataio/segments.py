@@ -309,7 +309,13 @@ class RegionLabeler:
         Shortest segment, in samples (:class:`SegmentBuilder`).
     uncertain_below : float or None
         A window whose smoothed top probability is below this is labelled
-        :data:`UNCERTAIN`.
+        :data:`UNCERTAIN`, by ``decide``.
+    decide : callable or None
+        ``decide(probabilities, min_confidence) -> label`` with the
+        probabilities as a dict of label to float: the one abstention rule
+        of sser, :func:`sser_lobes.inference.abstention.decide` (the
+        timeline passes it; this layer cannot import it). None: the most
+        probable class, and ``uncertain_below`` must be None.
 
     Example
     -------
@@ -328,7 +334,12 @@ class RegionLabeler:
         smoothing_windows=3,
         min_length=0,
         uncertain_below=None,
+        decide=None,
     ):
+        if uncertain_below is not None and decide is None:
+            raise ValueError(
+                "uncertain_below needs decide (sser_lobes.inference.abstention.decide)"
+            )
         if smoothing not in SMOOTHING_CHOICES:
             raise ValueError(
                 f"unknown smoothing {smoothing!r}: use one of "
@@ -343,6 +354,7 @@ class RegionLabeler:
         self.width = 1 if smoothing == "none" else int(smoothing_windows)
         self.min_length = int(min_length)
         self.uncertain_below = uncertain_below
+        self.decide = decide
 
     def begin(self, start):
         """A region starts at sample ``start``."""
@@ -377,13 +389,11 @@ class RegionLabeler:
         first = self.start if index == 0 else self._owned_edge(index)
         last = end if index + 1 == len(self.rows) else self._owned_edge(index + 1)
         probabilities = _smooth_row(self.rows, index, self.smoothing, self.width)
-        best = int(np.argmax(probabilities))
-        label = self.labels[best]
-        if (
-            self.uncertain_below is not None
-            and probabilities[best] < self.uncertain_below
-        ):
-            label = UNCERTAIN
+        if self.decide is None:
+            label = self.labels[int(np.argmax(probabilities))]
+        else:
+            by_label = dict(zip(self.labels, probabilities.tolist()))
+            label = self.decide(by_label, self.uncertain_below)
         self.done += 1
         # keep only what the smoothing of later windows still needs
         return self.builder.add(first, last, label, probabilities)

@@ -25,11 +25,12 @@ reference).
 
 Errors: a folder without runs, a folder whose runs are not one
 configuration (:func:`sser_lobes.evaluation.aggregate.run_configuration`:
-the task, the encoder and the fine-tuning mode; e.g. leave-one-session-out
-and random-split runs, or 4-class and 3-class runs), variants of different
-tasks (:func:`sser_lobes.evaluation.aggregate.run_task`: classes, label
-maps, corpus, protocol, number of folds; the encoder and the fine-tuning
-mode may differ, that is what an ablation compares), two runs of one
+the task, the encoder, the fine-tuning mode and the training targets; e.g.
+leave-one-session-out and random-split runs, or 4-class and 3-class runs),
+variants of different tasks (:func:`sser_lobes.evaluation.aggregate.run_task`:
+classes, label maps, corpus, protocol, number of folds; the encoder, the
+fine-tuning mode and the training targets may differ, that is what an
+ablation compares), two runs of one
 variant with the same fold and seed, a repeated LABEL. Each error names
 what differs. Variants whose runs cover different folds or seeds are
 reported on stderr: their means are over different test sets or seeds.

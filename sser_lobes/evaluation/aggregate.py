@@ -13,13 +13,26 @@ Runs are grouped by experiment and by everything that makes their scores
 scores of one task (:func:`run_configuration`): the classes and their
 order, the label maps, the corpus (a digest of its utterances and labels),
 the protocol, the number of folds (the recipes record these as
-``task_identity``), the encoder and the fine-tuning mode. Runs of one
+``task_identity``), the encoder, the fine-tuning mode and the training
+targets (hard labels or the annotators' votes; a file without them was
+trained on hard labels). Runs of one
 experiment name that differ in any of them are never averaged together:
 they are separate rows, and a warning names what differs (e.g. a 4-class
 and a 3-class run, or a 5-fold and a 2-fold run of one corpus). Within a
 row, every fold must hold the same seeds (otherwise the mean would weight
 the folds unequally): a row whose folds have different seeds is refused,
 with the folds and their seeds named.
+
+Groups across folds
+-------------------
+The per-gender and per-speaker scores of each run's test utterances
+(``groups`` in the metrics files, :mod:`sser_lobes.evaluation.groups`) are
+carried too (:func:`aggregate_groups`): per gender, the mean and standard
+deviation over runs of WA / UA / macro-F1 and the utterances it had; per
+speaker, the mean over the runs that tested it (each speaker is tested by one
+fold in leave-one-speaker/session-out, so the folds together cover every
+speaker), the worst speaker, the spread over speakers and the largest gap,
+with the sizes. The Markdown report adds a section for them.
 
 When a file has no ``experiment`` key, the experiment is derived from the
 folder layout: take the path of the folder holding the
@@ -102,12 +115,25 @@ def run_task(run):
     return identity
 
 
+#: The training targets of a metrics file without them (the hard labels).
+HARD_TARGETS = {"targets": "hard", "soft_label_smoothing": 0.0, "use_no_agreement": 0.0}
+
+
 def run_configuration(run):
-    """The task (:func:`run_task`), the encoder and the fine-tuning mode."""
+    """The task (:func:`run_task`), the encoder, the fine-tuning mode and the
+    training targets.
+
+    Example
+    -------
+    >>> run_configuration({"encoder": "wavlm"})["training_targets"]["targets"]
+    'hard'
+    """
+    targets = run.get("training_targets")
     return {
         **run_task(run),
         "encoder": run.get("encoder"),
         "finetune": run.get("finetune"),
+        "training_targets": targets if isinstance(targets, dict) else HARD_TARGETS,
     }
 
 
@@ -380,6 +406,7 @@ def aggregate_runs(runs, metrics=DEFAULT_METRICS):
                 "values": values,
                 "where": str(where),
                 "configuration": configuration,
+                "groups": run.get("groups"),
             }
         )
 
@@ -421,6 +448,7 @@ def aggregate_runs(runs, metrics=DEFAULT_METRICS):
                 "seeds": seeds,
                 "metrics": summary,
                 "per_fold": per_fold,
+                "groups": aggregate_groups([r["groups"] for r in group]),
                 "runs": [r["where"] for r in group],
             }
         )
@@ -440,6 +468,132 @@ def aggregate_runs(runs, metrics=DEFAULT_METRICS):
         "experiments": experiments,
         "warnings": warnings,
     }
+
+
+GROUP_METRICS = ("WA", "UA", "macro_F1")
+
+
+def aggregate_groups(reports):
+    """Per-gender and per-speaker scores of many runs (see the module
+    docstring).
+
+    Arguments
+    ---------
+    reports : list of (dict or None)
+        Each run's ``groups`` (None for a run without them).
+
+    Returns
+    -------
+    dict
+        Grouping name -> ``{"groups": {group: {"n_runs", "n", metric:
+        {"mean", "std"}}}, "mean", "std", "worst", "largest_gap"}`` (the
+        last four over the groups' means, as
+        :func:`sser_lobes.evaluation.groups.group_metrics`).
+
+    Example
+    -------
+    >>> run = lambda ua_f, ua_m: {"gender": {"groups": {
+    ...     "F": {"n": 4, "WA": ua_f, "UA": ua_f, "macro_F1": ua_f},
+    ...     "M": {"n": 4, "WA": ua_m, "UA": ua_m, "macro_F1": ua_m}}}}
+    >>> groups = aggregate_groups([run(0.5, 0.7), run(0.7, 0.9)])["gender"]
+    >>> groups["groups"]["F"]["UA"]["mean"], groups["groups"]["F"]["n"]
+    (0.6, 8)
+    >>> groups["worst"]["UA"]["group"], round(groups["largest_gap"]["UA"]["value"], 2)
+    ('F', 0.2)
+    """
+    collected = {}
+    for report in reports:
+        if not isinstance(report, dict):
+            continue
+        for name, grouping in report.items():
+            scores = (grouping or {}).get("groups") or {}
+            for group, values in scores.items():
+                entry = collected.setdefault(name, {}).setdefault(
+                    str(group), {"n": 0, **{m: [] for m in GROUP_METRICS}}
+                )
+                entry["n"] += int(values.get("n") or 0)
+                for metric in GROUP_METRICS:
+                    if isinstance(values.get(metric), (int, float)):
+                        entry[metric].append(float(values[metric]))
+    result = {}
+    for name, groups in collected.items():
+        summary = {
+            group: {
+                "n_runs": len(entry["UA"]),
+                "n": entry["n"],
+                **{m: _mean_std(entry[m]) for m in GROUP_METRICS if entry[m]},
+            }
+            for group, entry in sorted(
+                groups.items(), key=lambda kv: _natural_key(kv[0])
+            )
+        }
+        out = {"groups": summary, "mean": {}, "std": {}, "worst": {}, "largest_gap": {}}
+        for metric in GROUP_METRICS:
+            means = {g: s[metric]["mean"] for g, s in summary.items() if metric in s}
+            if not means:
+                continue
+            worst = min(means, key=lambda g: (means[g], g))
+            best = max(means, key=lambda g: (means[g], g))
+            out["mean"][metric] = float(np.mean(list(means.values())))
+            out["std"][metric] = float(np.std(list(means.values())))
+            out["worst"][metric] = {
+                "group": worst,
+                "value": means[worst],
+                "n": summary[worst]["n"],
+            }
+            out["largest_gap"][metric] = {
+                "value": means[best] - means[worst],
+                "best": {"group": best, "value": means[best], "n": summary[best]["n"]},
+                "worst": out["worst"][metric],
+            }
+        result[name] = out
+    return result
+
+
+def groups_markdown(aggregated, metric="UA"):
+    """The Markdown section of the groups (empty without any).
+
+    Example
+    -------
+    >>> run = {"experiment": "a", "fold": "s1", "WA": 0.6, "groups": {"gender": {
+    ...     "groups": {"F": {"n": 2, "WA": 0.5, "UA": 0.5, "macro_F1": 0.5},
+    ...                "M": {"n": 2, "WA": 0.7, "UA": 0.7, "macro_F1": 0.7}}}}}
+    >>> print(groups_markdown(aggregate_runs([run], ["WA"])).splitlines()[4])
+    | a | gender | 2 | 60.00 | 50.00 (F, n 2) | 10.00 | 20.00 (M n 2 vs F n 2) |
+    """
+    lines = []
+    names = [exp["experiment"] for exp in aggregated["experiments"]]
+    for exp in aggregated["experiments"]:
+        for name, grouping in (exp.get("groups") or {}).items():
+            if metric not in grouping["worst"]:
+                continue
+            worst = grouping["worst"][metric]
+            gap = grouping["largest_gap"][metric]
+            lines.append(
+                f"| {markdown_text(_row_name(exp, names))} | {markdown_text(name)} | "
+                f"{len(grouping['groups'])} | {100 * grouping['mean'][metric]:.2f} | "
+                f"{100 * worst['value']:.2f} ({markdown_text(worst['group'])}, n "
+                f"{worst['n']}) | {100 * grouping['std'][metric]:.2f} | "
+                f"{100 * gap['value']:.2f} ({markdown_text(gap['best']['group'])} n "
+                f"{gap['best']['n']} vs {markdown_text(gap['worst']['group'])} n "
+                f"{gap['worst']['n']}) |"
+            )
+    if not lines:
+        return ""
+    return (
+        "\n".join(
+            [
+                f"## Per group ({metric} of the test utterances, each group's mean "
+                "over the runs that tested it, %)",
+                "",
+                "| experiment | grouping | groups | mean | worst | std over groups "
+                "| largest gap |",
+                "|---|---|---:|---:|---:|---:|---:|",
+                *lines,
+            ]
+        )
+        + "\n"
+    )
 
 
 def _check_seeds(experiment, group):
@@ -541,6 +695,9 @@ def format_markdown(aggregated, metrics=None):
             ]
             cells += [format_cell(fold["metrics"][m]) for m in metrics]
             lines.append("| " + " | ".join(cells) + " |")
+    groups = groups_markdown(aggregated)
+    if groups:
+        lines += ["", groups.rstrip("\n")]
     return "\n".join(lines) + "\n"
 
 

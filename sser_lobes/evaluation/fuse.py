@@ -57,6 +57,18 @@ Written in OUT:
 
 Scores on the search split are optimistic (the weights were fitted there):
 the table marks that split with ``*``.
+
+Calibration (``--calibration temperature``, the default; ``none`` to skip):
+a temperature is fitted on the logarithms of the fused probabilities of the
+search split (minimising their NLL,
+:func:`sser_lobes.evaluation.calibration.fit_calibration`) and applied to
+every split: the written ``<split>_predictions.csv`` hold the calibrated
+fused probabilities (a temperature never changes the predicted class, so the
+scores are those of the fusion), ``fusion.json`` has ``calibration`` (the
+temperature and, per labelled split, ECE / NLL / Brier before and after) and
+each ``<split>_metrics.json`` its split's ``calibration`` and
+``ECE_raw`` / ``ECE_calibrated``. The calibration of the search split is
+optimistic too.
 """
 
 from __future__ import annotations
@@ -69,6 +81,13 @@ from pathlib import Path
 import numpy as np
 
 from sser_lobes.evaluation.aggregate import describe_differences, run_task
+from sser_lobes.evaluation.calibration import (
+    N_BINS,
+    calibrated_probabilities,
+    calibration_metrics,
+    fit_calibration,
+    probabilities_as_logits,
+)
 from sser_lobes.evaluation.fusion_search import (
     SEARCH_METRICS,
     fuse_probabilities,
@@ -284,6 +303,16 @@ def format_table(fusion):
             for label, value in zip(fusion["labels"], fusion["bias"])
         )
         lines.append(f"Class bias on the fused log-probabilities: {bias}.")
+    calibration = fusion.get("calibration")
+    if calibration:
+        changes = "; ".join(
+            f"{split} {100 * c['raw']['ECE']:.2f} -> {100 * c['calibrated']['ECE']:.2f}"
+            for split, c in calibration["splits"].items()
+        )
+        lines.append(
+            f"Calibrated: temperature {calibration['temperature'][0]:.3f} fitted on "
+            f"{calibration['fitted_on']}; ECE (%) {changes}."
+        )
     unlabelled = [s for s, v in fusion["scores"].items() if v["fused"] is None]
     if unlabelled:
         lines.append(f"Unlabelled (predictions only): {', '.join(unlabelled)}.")
@@ -298,6 +327,7 @@ def run_fusion(
     metric="macro_F1",
     bias=False,
     experiment="fused",
+    calibration="temperature",
 ):
     """Search fusion weights on one split, apply them, write every output.
 
@@ -318,6 +348,9 @@ def run_fusion(
         Also search per-class biases.
     experiment : str
         Experiment name written in the metrics files.
+    calibration : str
+        ``"temperature"`` (fitted on the fused search split, see the module
+        docstring) or ``"none"``.
 
     Returns
     -------
@@ -354,6 +387,19 @@ def run_fusion(
                 f"{search_split!r} has {labels} (in {folders[0]})"
             )
     result = search_fusion_weights(probs, targets, labels, metric=metric, bias=bias)
+    if calibration not in ("temperature", "none"):
+        raise ValueError(
+            f"calibration must be temperature or none, got {calibration!r}"
+        )
+    fitted = fit_calibration(
+        probabilities_as_logits(
+            fuse_probabilities(probs, result["weights"], result["bias"])
+        ),
+        targets,
+        calibration,
+    )
+    if fitted is not None:
+        fitted["fitted_on"] = search_split
 
     records = [_member_identity(f, splits) for f in folders]
     _check_one_task(folders, records)
@@ -386,6 +432,7 @@ def run_fusion(
             "n_evaluations": result["n_evaluations"],
         },
         **identity,
+        "calibration": None if fitted is None else {**fitted, "splits": {}},
         "scores": {},
     }
 
@@ -393,7 +440,10 @@ def run_fusion(
     out.mkdir(parents=True, exist_ok=True)
     for split in splits:
         ids, _, probs, targets = loaded[split]
-        fused = fuse_probabilities(probs, result["weights"], result["bias"])
+        raw = fuse_probabilities(probs, result["weights"], result["bias"])
+        fused = raw
+        if fitted is not None:
+            fused = calibrated_probabilities(probabilities_as_logits(raw), fitted)
         stats = ClassificationStats(labels)
         stats.append(ids, fused, targets)
         stats.write_predictions(out / f"{split}_predictions.csv")
@@ -403,6 +453,21 @@ def run_fusion(
             metrics = stats.summarize()
             entry["fused"] = {key: metrics[key] for key in _SCORES}
             entry["members"] = [_scores(targets, p, labels) for p in probs]
+            if fitted is not None:
+                split_calibration = {
+                    "method": fitted["method"],
+                    "temperature": fitted["temperature"],
+                    "fitted_on": search_split,
+                    "raw": calibration_metrics(raw, targets, N_BINS),
+                    "calibrated": calibration_metrics(fused, targets, N_BINS),
+                }
+                fusion["calibration"]["splits"][split] = split_calibration
+                metrics = {
+                    **metrics,
+                    "calibration": split_calibration,
+                    "ECE_raw": split_calibration["raw"]["ECE"],
+                    "ECE_calibrated": split_calibration["calibrated"]["ECE"],
+                }
             record = {
                 "experiment": experiment,
                 **identity,
@@ -462,6 +527,13 @@ def _parser(defaults=None):
         help="also search per-class biases on the fused log-probabilities",
     )
     parser.add_argument(
+        "--calibration",
+        default="temperature",
+        choices=("temperature", "none"),
+        help="calibrate the fused probabilities with a temperature fitted on the "
+        "search split (default: %(default)s)",
+    )
+    parser.add_argument(
         "--experiment",
         default="fused",
         help="experiment name in the metrics files (default: %(default)s)",
@@ -516,6 +588,7 @@ def main(argv=None, defaults=None):
             metric=args.metric,
             bias=args.bias,
             experiment=args.experiment,
+            calibration=args.calibration,
         )
     except (OSError, ValueError) as err:
         print(f"fuse: error: {err}", file=sys.stderr)

@@ -1,4 +1,6 @@
-"""Figures for SER experiments: confusion matrices and learning curves.
+"""Figures for SER experiments: confusion matrices, learning curves, the
+reliability diagram of a model's probabilities and its coverage-accuracy
+curve.
 
 Figures are drawn on a bare :class:`matplotlib.figure.Figure` with the Agg
 canvas, so no display is ever needed and the global ``pyplot`` state (and
@@ -17,7 +19,12 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-__all__ = ["plot_confusion_matrix", "plot_learning_curves"]
+__all__ = [
+    "plot_confusion_matrix",
+    "plot_coverage_accuracy",
+    "plot_learning_curves",
+    "plot_reliability_diagram",
+]
 
 
 def _new_figure(width, height):
@@ -236,5 +243,108 @@ def plot_learning_curves(history, path, title=None):
             ax.set_xticks(sorted(epochs))
     if title:
         axes[0].set_title(title)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def plot_reliability_diagram(curves, path, title=None):
+    """Save a reliability diagram: accuracy against confidence per bin.
+
+    Parameters
+    ----------
+    curves : dict
+        Curve name (e.g. ``"raw"``, ``"calibrated"``) -> ``(bins, ece)``:
+        :func:`sser_lobes.evaluation.calibration.reliability_bins` and the
+        ECE shown in the legend.
+    path : str or os.PathLike
+        Output PNG file.
+    title : str, optional
+
+    Returns
+    -------
+    pathlib.Path
+
+    Example
+    -------
+    >>> import os, tempfile
+    >>> bins = [{"lower": 0.5, "upper": 1.0, "count": 2, "accuracy": 0.5,
+    ...          "confidence": 0.9}]
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     out = plot_reliability_diagram({"raw": (bins, 0.4)},
+    ...                                    os.path.join(tmp, "r.png"))
+    ...     out.read_bytes()[:4]
+    b'\\x89PNG'
+    """
+    fig = _new_figure(5.5, 5.0)
+    ax = fig.add_subplot(1, 1, 1)
+    ax.plot([0, 1], [0, 1], color="0.6", linestyle="--", label="perfect calibration")
+    for name, (bins, ece) in curves.items():
+        full = [b for b in bins if b["count"]]
+        ax.plot(
+            [b["confidence"] for b in full],
+            [b["accuracy"] for b in full],
+            marker="o",
+            label=f"{name} (ECE {100 * ece:.1f} %)",
+        )
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.set_xlabel("confidence (top probability, bin mean)")
+    ax.set_ylabel("accuracy in the bin")
+    ax.legend(loc="upper left", fontsize=8)
+    if title:
+        ax.set_title(title, fontsize=10)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def plot_coverage_accuracy(curve, path, title=None, marks=()):
+    """Save the coverage-accuracy curve of selective prediction.
+
+    Parameters
+    ----------
+    curve : list of dict
+        :func:`sser_lobes.evaluation.selective.selective_curve` points
+        (``coverage``, ``accuracy``, ``UA``).
+    path : str or os.PathLike
+        Output PNG file.
+    title : str, optional
+    marks : sequence of dict
+        Thresholds to mark (``coverage``, ``accuracy``, ``threshold``).
+
+    Returns
+    -------
+    pathlib.Path
+
+    Example
+    -------
+    >>> import os, tempfile
+    >>> curve = [{"coverage": 0.5, "accuracy": 1.0, "UA": 1.0},
+    ...          {"coverage": 1.0, "accuracy": 0.5, "UA": 0.5}]
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     out = plot_coverage_accuracy(curve, os.path.join(tmp, "c.png"))
+    ...     out.read_bytes()[:4]
+    b'\\x89PNG'
+    """
+    fig = _new_figure(5.5, 4.5)
+    ax = fig.add_subplot(1, 1, 1)
+    coverage = [p["coverage"] for p in curve]
+    ax.plot(coverage, [p["accuracy"] for p in curve], label="accuracy (WA)")
+    ax.plot(coverage, [p["UA"] for p in curve], label="UA", linestyle="--")
+    for mark in marks:
+        ax.plot([mark["coverage"]], [mark["accuracy"]], marker="o", color="k")
+        ax.annotate(
+            f"p >= {mark['threshold']:.2f}",
+            (mark["coverage"], mark["accuracy"]),
+            textcoords="offset points",
+            xytext=(4, -12),
+            fontsize=8,
+        )
+    ax.set_xlim(0, 1.02)
+    ax.set_ylim(0, 1.02)
+    ax.set_xlabel("coverage (share of utterances answered)")
+    ax.set_ylabel("score on the answered utterances")
+    ax.legend(loc="lower left", fontsize=8)
+    if title:
+        ax.set_title(title, fontsize=10)
     fig.tight_layout()
     return _save(fig, path)

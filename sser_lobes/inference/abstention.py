@@ -14,8 +14,9 @@ Example
 
 import math
 
-#: The label given instead of a class when the model abstains.
-UNCERTAIN = "uncertain"
+# The label given instead of a class when the model abstains; one constant
+# with the timelines' segments (:mod:`sser_lobes.dataio.segments`).
+from sser_lobes.dataio.segments import UNCERTAIN
 
 
 def decide(probabilities, min_confidence=None):

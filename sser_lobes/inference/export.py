@@ -9,8 +9,10 @@ checkpoints and the model's description, the manifests, the metrics files).
 
 * ``sser_model.json``: the model as data (task, labels, sample rate, the
   inference window, the SSL encoder's config and options, pooling, head,
-  conditioning), the only file sser reads to build it
-  (:mod:`sser_lobes.inference.model_description`);
+  conditioning, and the calibration the recipe fitted on the validation set
+  after training), the only file sser reads to build it
+  (:mod:`sser_lobes.inference.model_description`); a calibration fitted for
+  another checkpoint than the exported one is left out, with a warning;
 * ``model.safetensors``: the whole EmotionModel of the best checkpoint (by the
   run's selection metric), SSL encoder weights included: no second download;
 * ``hyperparams.yaml``: the same model for plain SpeechBrain users
@@ -29,7 +31,7 @@ checkpoints and the model's description, the manifests, the metrics files).
 * ``app.py`` and ``requirements.txt``: the folder runs as a Hub Space, the
   web page of :mod:`sser_lobes.inference.demo` (:mod:`sser_lobes.inference.space`);
 * ``README.md``: a model card (:mod:`sser_lobes.inference.model_card`); the
-  run's ``*_metrics.json`` and PNGs.
+  run's ``*_metrics.json``, PNGs and coverage-accuracy curves.
 
 What export reads from the run folder. A run trained by this sser keeps its
 model's description in ``save/sser_model.json`` (the recipe writes it when
@@ -199,6 +201,16 @@ def _load_run_data(save):
     if bad is not None:
         raise ExportError(f"{path}: {bad} holds NaN or infinite values")
     model.load_state_dict(state, strict=True)
+    calibration = description.get("calibration")
+    fitted_for = (calibration or {}).get("checkpoint")
+    if fitted_for is not None and fitted_for != checkpoint.path.name:
+        print(
+            f"warning: {save / DESCRIPTION_FILE}: the calibration was fitted for "
+            f"checkpoint {fitted_for}, not {checkpoint.path.name}, which is "
+            "exported: the model is exported uncalibrated (rerun the recipe's "
+            "evaluation to fit it again)"
+        )
+        description["calibration"] = None
     return description, model.eval(), checkpoint
 
 
@@ -692,7 +704,14 @@ def export_run(
 
 
 #: The run's files an export publishes next to the model.
-PUBLISHED_RUN_FILES = ("*_metrics.json", "*confusion_matrix.png", "learning_curves.png")
+PUBLISHED_RUN_FILES = (
+    "*_metrics.json",
+    "*confusion_matrix.png",
+    "learning_curves.png",
+    "*_reliability_diagram.png",
+    "*_coverage_accuracy.json",
+    "*_coverage_accuracy.png",
+)
 
 
 def _run_files_to_publish(run):

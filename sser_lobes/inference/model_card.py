@@ -2,7 +2,10 @@
 
 Written from the model's description and the run's metrics files only: Hub
 metadata, usage, exactly what loading reads and runs, the metrics of every
-evaluated split, and how the model was trained. It names no local path of
+evaluated split, how far its probabilities can be trusted (calibration, the
+abstention thresholds for 90 % and 95 % validation accuracy), who it fails
+(WA / UA / macro-F1 per gender and per speaker, worst group and largest gap
+with the groups' sizes), and how the model was trained. It names no local path of
 the training machine (:func:`describe_ssl` names a local SSL checkpoint by
 its architecture).
 """
@@ -134,6 +137,171 @@ def _metrics_table(rows):
     return "\n".join(table)
 
 
+def _pct(value):
+    return "-" if not isinstance(value, (int, float)) else f"{100 * value:.2f}"
+
+
+def _number(value, digits=4):
+    return "-" if not isinstance(value, (int, float)) else f"{value:.{digits}f}"
+
+
+def _split_roles(rows):
+    """``(valid row, test rows)``: the split the calibration was fitted on and
+    the other labelled splits with reliability reports."""
+    reported = [r for r in rows if isinstance(r[3].get("calibration"), dict)]
+    valid = next(
+        (r for r in reported if r[3]["calibration"].get("fitted_on") == r[0]), None
+    )
+    return valid, [r for r in reported if r is not valid]
+
+
+def trust_section(description, rows):
+    """The card's "How far to trust it" section (calibration and abstention),
+    or "" when the run has no reliability report.
+
+    Example
+    -------
+    >>> rows = [("valid", 4, {}, {"calibration": {"fitted_on": "valid",
+    ...     "method": "temperature", "raw": {"ECE": 0.2, "NLL": 1.0},
+    ...     "calibrated": {"ECE": 0.05, "NLL": 0.8}},
+    ...     "selective": {"thresholds": {"0.90": {"threshold": 0.7,
+    ...     "coverage": 0.5, "accuracy": 0.92}, "0.95": None}}})]
+    >>> text = trust_section({"calibration": {"method": "temperature",
+    ...     "temperature": [1.5]}}, rows)
+    >>> "temperature 1.500" in text, "min_confidence=0.7000" in text
+    (True, True)
+    """
+    valid, tests = _split_roles(rows)
+    if valid is None:
+        return ""
+    calibration = description.get("calibration")
+    if calibration:
+        temperatures = ", ".join(f"{t:.3f}" for t in calibration["temperature"][:16])
+        fitted = (
+            f"Its probabilities are calibrated ({card_text(calibration['method'])} "
+            f"scaling, temperature {temperatures}, fitted on the "
+            f"{card_text(valid[0])} split by minimising its NLL); "
+            "`calibrated=False` (`sser-predict --raw-probabilities`) gives the raw "
+            "softmax."
+        )
+    else:
+        fitted = "The model has no calibration: its probabilities are the raw softmax."
+    lines = [
+        "## How far to trust a probability",
+        "",
+        fitted,
+        "",
+        "| split | n | ECE raw | ECE calibrated | adaptive ECE raw / calibrated "
+        "| NLL raw / calibrated | Brier raw / calibrated |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for split, n, _, data in [valid, *tests]:
+        raw, cal = data["calibration"]["raw"], data["calibration"]["calibrated"]
+        lines.append(
+            f"| {card_text(split)} | {n} | {_pct(raw.get('ECE'))} | "
+            f"{_pct(cal.get('ECE'))} | {_pct(raw.get('adaptive_ECE'))} / "
+            f"{_pct(cal.get('adaptive_ECE'))} | {_number(raw.get('NLL'))} / "
+            f"{_number(cal.get('NLL'))} | {_number(raw.get('Brier'))} / "
+            f"{_number(cal.get('Brier'))} |"
+        )
+    lines += [
+        "",
+        "ECE: expected calibration error, 15 bins, in %. The reliability diagrams "
+        "are `<split>_reliability_diagram.png`.",
+        "",
+        "### Abstaining",
+        "",
+        "`classify_file(path, min_confidence=p)` (`sser-predict --min-confidence "
+        "p`) labels `uncertain` the utterances whose top probability is below `p`, "
+        "and still returns the probabilities. Thresholds found on the "
+        f"{card_text(valid[0])} split:",
+        "",
+        "| target accuracy | threshold p | coverage on "
+        f"{card_text(valid[0])} | "
+        + " | ".join(f"coverage / accuracy on {card_text(s)}" for s, *_ in tests)
+        + " |",
+        "|---|---:|---:|" + "---:|" * len(tests),
+    ]
+    thresholds = (valid[3].get("selective") or {}).get("thresholds") or {}
+    for key, found in sorted(thresholds.items()):
+        if not isinstance(found, dict):
+            lines.append(
+                f"| {card_text(key)} | none: no threshold reaches it | - |"
+                + " - |" * len(tests)
+            )
+            continue
+        cells = []
+        for _, _, _, data in tests:
+            given = (
+                (data.get("selective") or {}).get("at_valid_thresholds") or {}
+            ).get(key)
+            cells.append(
+                "-"
+                if not isinstance(given, dict)
+                else f"{_pct(given.get('coverage'))} / {_pct(given.get('accuracy'))}"
+            )
+        lines.append(
+            f"| {card_text(key)} | min_confidence={_number(found.get('threshold'))} | "
+            f"{_pct(found.get('coverage'))} | " + " | ".join(cells) + " |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def groups_section(rows):
+    """The card's "Who it fails" section: per-gender and per-speaker scores
+    of each reported test split, or "".
+
+    Example
+    -------
+    >>> groups = {"gender": {"groups": {"F": {"n": 3, "WA": 0.5, "UA": 0.5,
+    ...     "macro_F1": 0.4}}, "mean": {"UA": 0.5}, "std": {"UA": 0.0},
+    ...     "worst": {"UA": {"group": "F", "value": 0.5, "n": 3}},
+    ...     "largest_gap": {"UA": {"value": 0.0, "best": {"group": "F", "n": 3},
+    ...     "worst": {"group": "F", "n": 3}}}}}
+    >>> rows = [("valid", 3, {}, {"calibration": {"fitted_on": "valid"}}),
+    ...         ("test", 3, {}, {"calibration": {"fitted_on": "valid"},
+    ...          "groups": groups})]
+    >>> "| F | 3 | 50.00 | 50.00 | 40.00 |" in groups_section(rows)
+    True
+    """
+    _, tests = _split_roles(rows)
+    lines = []
+    for split, _, _, data in tests:
+        groups = data.get("groups") or {}
+        for name in ("gender", "speaker"):
+            report = groups.get(name)
+            if not isinstance(report, dict):
+                continue
+            worst = report["worst"]["UA"]
+            gap = report["largest_gap"]["UA"]
+            lines += [
+                f"### {card_text(name).capitalize()} ({card_text(split)} split)",
+                "",
+                f"UA over {card_text(name)}s: mean {_pct(report['mean']['UA'])} %, "
+                f"standard deviation {_pct(report['std']['UA'])} points, worst "
+                f"{card_text(worst['group'])} {_pct(worst['value'])} % (n "
+                f"{worst['n']}), largest gap {_pct(gap['value'])} points "
+                f"({card_text(gap['best']['group'])}, n {gap['best']['n']}, vs "
+                f"{card_text(gap['worst']['group'])}, n {gap['worst']['n']}).",
+                "",
+                f"| {card_text(name)} | n | WA | UA | macro-F1 |",
+                "|---|---:|---:|---:|---:|",
+            ]
+            for group, scores in list(report["groups"].items())[:64]:
+                lines.append(
+                    f"| {card_text(group, 64)} | {scores.get('n')} | "
+                    f"{_pct(scores.get('WA'))} | {_pct(scores.get('UA'))} | "
+                    f"{_pct(scores.get('macro_F1'))} |"
+                )
+            lines.append("")
+    if not lines:
+        return ""
+    return (
+        "## Who it fails\n\nScores per group of the test utterances (in %); "
+        "small groups give noisy scores: read the sizes.\n\n" + "\n".join(lines)
+    )
+
+
 def _transformers_usage(source, notes):
     """The card's transformers section (empty without the checkpoint)."""
     if notes is None:
@@ -262,6 +430,9 @@ which builds whatever the YAML names: sser never reads it unless asked with
 {card_text(first.get("split_description") or "", 1000)}
 
 {pictures}
+
+{trust_section(description, rows)}
+{groups_section(rows)}
 
 ## Training
 

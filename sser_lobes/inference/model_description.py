@@ -14,8 +14,10 @@ folder):
 2. :func:`validate_description` checks every value against the schema written
    here: types, ranges, the closed sets of pooling / head / conditioning
    kinds, string and list lengths, the SSL encoder's transformers config key
-   by key, and the label count against the head's output size. Unknown keys
-   are ignored with a warning;
+   by key, and the label count against the head's output size, and the
+   optional ``calibration`` (method, one temperature or one per class, each
+   finite in ``TEMPERATURE_RANGE``, biases bounded; a description without it
+   loads as an uncalibrated model). Unknown keys are ignored with a warning;
 3. :func:`check_weights` compares the tensor names and shapes of
    ``model.safetensors`` (its header only) with the model the description
    builds on the ``meta`` device, before any real memory is allocated, and
@@ -56,6 +58,7 @@ from sser_lobes.encoders.ssl_encoder import (
     receptive_field,
 )
 from sser_lobes.errors import ModelFormatError
+from sser_lobes.evaluation.calibration import BIAS_LIMIT, TEMPERATURE_RANGE
 from sser_lobes.nnet.description import FORMAT, FORMAT_VERSION, HEADS, build_model
 from sser_lobes.nnet.gender import CONDITIONING_MODES
 from sser_lobes.nnet.heads import OUTPUT_ACTIVATIONS
@@ -99,7 +102,22 @@ _OPTIONAL = {
     "asr_source": None,
     "experiment": None,
     "training": None,
+    "calibration": None,
 }
+
+#: Keys of the optional ``calibration`` entry
+#: (:mod:`sser_lobes.evaluation.calibration`); the first three are required.
+_CALIBRATION_KEYS = (
+    "method",
+    "temperature",
+    "bias",
+    "fitted_on",
+    "n",
+    "nll_before",
+    "nll_after",
+    "checkpoint",
+)
+CALIBRATIONS = ("temperature", "vector")
 _REQUIRED = (
     "format",
     "format_version",
@@ -726,6 +744,54 @@ def _validate_training(where, value):
     return clean
 
 
+def _validate_calibration(where, value, task, n_labels):
+    """The temperature (one, or one per class) and biases the recognizer
+    applies to the logits; ``None``: an uncalibrated model."""
+    if value is None:
+        return None
+    if task != "categorical":
+        raise where.error("calibration", "is for categorical models only")
+    value = _object(
+        where, "calibration", value, _CALIBRATION_KEYS, _CALIBRATION_KEYS[3:]
+    )
+    method = _choice(where, "calibration.method", value["method"], CALIBRATIONS)
+    wanted = 1 if method == "temperature" else n_labels
+    temperatures = _list(where, "calibration.temperature", value["temperature"])
+    if len(temperatures) != wanted:
+        raise where.error(
+            "calibration.temperature",
+            f"must hold {wanted} value(s) for method {method} and {n_labels} labels, "
+            f"got {len(temperatures)}",
+        )
+    low, high = TEMPERATURE_RANGE
+    value["temperature"] = [
+        _number(where, f"calibration.temperature[{i}]", t, low, high)
+        for i, t in enumerate(temperatures)
+    ]
+    bias = value["bias"]
+    if method == "temperature" and bias is not None:
+        raise where.error("calibration.bias", "must be null for method temperature")
+    if bias is not None:
+        bias = _list(where, "calibration.bias", bias)
+        if len(bias) != n_labels:
+            raise where.error(
+                "calibration.bias", f"must hold {n_labels} values, got {len(bias)}"
+            )
+        value["bias"] = [
+            _number(where, f"calibration.bias[{i}]", b, -BIAS_LIMIT, BIAS_LIMIT)
+            for i, b in enumerate(bias)
+        ]
+    _string(where, "calibration.fitted_on", value.get("fitted_on"), 64, allow_none=True)
+    _string(
+        where, "calibration.checkpoint", value.get("checkpoint"), 200, allow_none=True
+    )
+    if value.get("n") is not None:
+        _int(where, "calibration.n", value["n"], 1, 10**9)
+    for key in ("nll_before", "nll_after"):
+        _number(where, f"calibration.{key}", value.get(key), 0.0, 1e6, allow_none=True)
+    return value
+
+
 def validate_description(data, source, overrides=None):
     """The checked description of a model folder.
 
@@ -850,6 +916,9 @@ def validate_description(data, source, overrides=None):
     _string(where, "asr_source", description["asr_source"], 200, allow_none=True)
     _string(where, "experiment", description["experiment"], 200, allow_none=True)
     description["training"] = _validate_training(where, description["training"])
+    description["calibration"] = _validate_calibration(
+        where, description["calibration"], description["task"], len(labels)
+    )
     return description
 
 

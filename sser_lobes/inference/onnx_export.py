@@ -473,7 +473,10 @@ class OnnxEmotionRecognizer:
     :mod:`sser_lobes.inference.model_description`, as the PyTorch recognizer
     reads them; ``model.onnx`` must lie inside the folder, keep its weights
     inside the file (no external data files, which could name any file of
-    the machine) and give one output per label.
+    the machine) and give one output per label. The description's
+    ``calibration`` is applied to the graph's ``logits`` output, as the
+    PyTorch recognizer applies it (``calibrated=False``: the graph's own
+    softmax).
 
     Arguments
     ---------
@@ -538,6 +541,7 @@ class OnnxEmotionRecognizer:
         self.window_seconds = float(description["window_seconds"])
         self.chunk_hop_seconds = float(description["chunk_hop_seconds"])
         self.eval_crop_seconds = description["eval_crop_seconds"]
+        self.calibration = description["calibration"]
         config = description["architecture"]["encoder"]["config"]
         self.min_samples = receptive_field(
             config.get("conv_kernel", [10, 3, 3, 3, 3, 2, 2]),
@@ -553,8 +557,12 @@ class OnnxEmotionRecognizer:
             ) from None
         self.output_names = [o.name for o in self.session.get_outputs()]
 
-    def run(self, waveforms, wav_lens):
-        """All outputs of a padded batch: ``{name: numpy array}``."""
+    def run(self, waveforms, wav_lens, calibrated=True):
+        """All outputs of a padded batch: ``{name: numpy array}``; with
+        ``calibrated`` (and a calibration in the description), the
+        probabilities are the softmax of the calibrated logits."""
+        from sser_lobes.evaluation.calibration import calibrated_probabilities
+
         feeds = {
             "waveforms": np.ascontiguousarray(waveforms, dtype=np.float32),
             "wav_lens": np.ascontiguousarray(wav_lens, dtype=np.float32),
@@ -564,11 +572,16 @@ class OnnxEmotionRecognizer:
         except Exception as error:  # onnxruntime's own exception types
             summary = " ".join(str(error).split())[:300] or type(error).__name__
             raise RuntimeError(f"{self.path}: ONNX Runtime failed: {summary}") from None
-        return dict(zip(self.output_names, outputs))
+        outputs = dict(zip(self.output_names, outputs))
+        if calibrated and self.calibration and "probabilities" in outputs:
+            outputs["probabilities"] = calibrated_probabilities(
+                outputs["logits"], self.calibration
+            ).astype(np.float32)
+        return outputs
 
-    def predict_batch(self, waveforms, wav_lens):
+    def predict_batch(self, waveforms, wav_lens, calibrated=True):
         """Probabilities (or attributes) ``[batch, K]`` of a padded batch."""
-        return self.run(waveforms, wav_lens)[self.output_names[0]]
+        return self.run(waveforms, wav_lens, calibrated)[self.output_names[0]]
 
     def load_audio(self, path):
         """Read, downmix, resample and crop a file as EmotionRecognizer does."""
@@ -581,7 +594,7 @@ class OnnxEmotionRecognizer:
             wav = wav[: int(round(self.eval_crop_seconds * self.sample_rate))]
         return wav
 
-    def predict_files(self, paths, batch_size=8):
+    def predict_files(self, paths, batch_size=8, calibrated=True, min_confidence=None):
         """Predict files sorted by length in batches; errors are per file.
 
         Audio longer than the model's window is classified in overlapping
@@ -614,9 +627,9 @@ class OnnxEmotionRecognizer:
         for start in range(0, len(short), batch_size):
             group = short[start : start + batch_size]
             wavs, lens = _pad([audio[i] for i in group])
-            outputs = self.run(wavs.numpy(), lens.numpy())
+            outputs = self.run(wavs.numpy(), lens.numpy(), calibrated)
             for row, i in enumerate(group):
-                results[i] = self._result(paths[i], outputs, row)
+                results[i] = self._result(paths[i], outputs, row, min_confidence)
         for i in (i for i in audio if len(audio[i]) > window):
             if self.task != "categorical":
                 results[i] = {"file": paths[i], "error": "longer than the window"}
@@ -625,15 +638,15 @@ class OnnxEmotionRecognizer:
             probs = []
             for start in range(0, len(chunks), batch_size):
                 wavs, lens = _pad(chunks[start : start + batch_size])
-                probs.append(self.predict_batch(wavs.numpy(), lens.numpy()))
+                probs.append(self.predict_batch(wavs.numpy(), lens.numpy(), calibrated))
             pooled = pool_chunk_scores(torch.from_numpy(np.concatenate(probs)), bounds)
             results[i] = self._result(
-                paths[i], {"probabilities": pooled[None].numpy()}, 0
+                paths[i], {"probabilities": pooled[None].numpy()}, 0, min_confidence
             )
             results[i]["chunks"] = len(bounds)
         return results
 
-    def _result(self, path, outputs, row):
+    def _result(self, path, outputs, row, min_confidence=None):
         from sser_lobes.inference.recognizer import prediction_result
 
-        return prediction_result(path, outputs, row, self.labels)
+        return prediction_result(path, outputs, row, self.labels, min_confidence)

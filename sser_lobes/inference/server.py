@@ -11,8 +11,10 @@ Endpoints (FastAPI; the OpenAPI docs are at ``/docs`` and
 * ``POST /v1/classify``: the audio as a multipart upload (field ``file``) or
   as the raw request body (any format libsndfile reads). Query options:
   ``min_confidence`` (in [0, 1]: the label is ``uncertain`` when the top
-  probability is below it, :func:`sser_lobes.inference.abstention.decide`)
-  and ``timeline=true`` (per-window results,
+  probability is below it, :func:`sser_lobes.inference.abstention.decide`),
+  ``calibrated=false`` (the raw softmax instead of the probabilities
+  calibrated by the model's fitted temperature, the default) and
+  ``timeline=true`` (per-window results,
   :func:`sser_lobes.inference.timeline_view.classify_with_timeline`). The
   answer is the JSON of :meth:`EmotionRecognizer.predict_files` for one file;
   the header ``X-Batch-Size`` says how many requests ran in its batch.
@@ -107,21 +109,29 @@ class Limits:
 class QueuedAudio:
     """One decoded request in the batcher's queue."""
 
-    def __init__(self, name, wav, timeline=False):
+    def __init__(self, name, wav, timeline=False, calibrated=True):
         self.name = name
         self.wav = wav
         self.timeline = timeline
+        self.calibrated = calibrated
 
 
 def run_requests(recognizer, requests, batch_size):
     """Results of a batch of requests (the batcher's ``process``).
 
     Plain requests go through the recognizer's length-sorted batch path
-    together; timeline requests through :func:`classify_with_timeline`.
+    together (those asking for calibrated and for raw probabilities as two
+    groups); timeline requests through :func:`classify_with_timeline`.
     """
     results = [None] * len(requests)
-    plain = [i for i, r in enumerate(requests) if not r.timeline]
-    if plain:
+    for calibrated in (True, False):
+        plain = [
+            i
+            for i, r in enumerate(requests)
+            if not r.timeline and r.calibrated == calibrated
+        ]
+        if not plain:
+            continue
         utterances = [
             Utterance(
                 name=requests[i].name,
@@ -130,13 +140,16 @@ def run_requests(recognizer, requests, batch_size):
             )
             for i in plain
         ]
-        for i, result in zip(
-            plain, recognizer.predict_utterances(utterances, batch_size=batch_size)
-        ):
+        predicted = recognizer.predict_utterances(
+            utterances, batch_size=batch_size, calibrated=calibrated
+        )
+        for i, result in zip(plain, predicted):
             results[i] = result
     for i, request in enumerate(requests):
         if request.timeline:
-            results[i] = classify_with_timeline(recognizer, request.wav, request.name)
+            results[i] = classify_with_timeline(
+                recognizer, request.wav, request.name, request.calibrated
+            )
     return results
 
 
@@ -169,6 +182,18 @@ def model_summary(recognizer):
             "head": (architecture.get("head") or {}).get("type"),
             "selection_metric": training.get("selection_metric"),
         },
+        "calibration": _calibration_summary(recognizer),
+    }
+
+
+def _calibration_summary(recognizer):
+    """The model's calibration (what ``calibrated=true`` applies), or None."""
+    calibration = getattr(recognizer, "calibration", None)
+    if not calibration:
+        return None
+    return {
+        key: calibration.get(key)
+        for key in ("method", "temperature", "bias", "fitted_on", "n")
     }
 
 
@@ -294,6 +319,9 @@ def create_app(recognizer, limits=None):
             None, ge=0.0, le=1.0, description="label 'uncertain' below this"
         ),
         timeline: bool = Query(False, description="per-window results too"),
+        calibrated: bool = Query(
+            True, description="false: the raw softmax, not the calibrated probabilities"
+        ),
     ):
         """Classify one audio file (multipart field `file`, or the raw body)."""
         if min_confidence is not None and not categorical:
@@ -309,7 +337,9 @@ def create_app(recognizer, limits=None):
         except AudioError as problem:
             return error(422, str(problem))
         try:
-            future = app.state.batcher.submit(QueuedAudio(name, wav, timeline))
+            future = app.state.batcher.submit(
+                QueuedAudio(name, wav, timeline, calibrated)
+            )
         except QueueFullError as problem:
             return error(429, f"busy: {problem}; retry later", {"Retry-After": "1"})
         except BatcherClosedError:

@@ -48,6 +48,7 @@ from sser_lobes.dataio.segments import (
 )
 from sser_lobes.dataio.stream import FileBlocks, StreamResampler
 from sser_lobes.dataio.vad import FRAME_SECONDS, VAD_CHOICES, SpeechRegions, make_vad
+from sser_lobes.inference.abstention import decide
 
 __all__ = ["Timeline", "TimelineOptions", "TimelineStream", "file_timeline", "summary"]
 
@@ -87,7 +88,12 @@ class TimelineOptions:
         Shortest segment, seconds: a shorter run of one label joins the
         segment before it.
     uncertain_below : float or None
-        Label ``uncertain`` where the top smoothed probability is below it.
+        Label ``uncertain`` where the top smoothed probability is below it
+        (:func:`sser_lobes.inference.abstention.decide`, as
+        ``min_confidence`` everywhere else).
+    calibrated : bool
+        The model's calibrated probabilities (default) or its raw softmax
+        (:meth:`EmotionRecognizer.predict_batch`).
     silence : bool
         List the time between speech regions as ``silence`` segments.
     batch_size : int
@@ -116,6 +122,7 @@ class TimelineOptions:
     smoothing_windows: int = 3
     min_segment: float = 1.0
     uncertain_below: float | None = None
+    calibrated: bool = True
     silence: bool = True
     batch_size: int = 8
 
@@ -315,6 +322,7 @@ class TimelineStream:
                     self.options.smoothing_windows,
                     min_length=int(round(self.options.min_segment * self.sample_rate)),
                     uncertain_below=self.options.uncertain_below,
+                    decide=decide,
                 )
                 labeler.begin(sample)
                 self._region = _Region(sample, labeler)
@@ -394,7 +402,9 @@ class TimelineStream:
             lengths = torch.tensor(
                 [len(waveforms[i]) for i in group], dtype=torch.float
             )
-            out = self.recognizer.predict_batch(batch, lengths / batch.shape[1])
+            out = self.recognizer.predict_batch(
+                batch, lengths / batch.shape[1], calibrated=self.options.calibrated
+            )
             for i, row in zip(group, out["probabilities"].cpu().numpy()):
                 rows[i] = row.astype(np.float64)
         return rows

@@ -47,7 +47,13 @@ def options_from_args(args):
         smoothing=args.smoothing,
         smoothing_windows=args.smoothing_windows,
         min_segment=args.min_segment,
-        uncertain_below=args.uncertain_below,
+        # --min-confidence is the same abstention as --uncertain-below
+        uncertain_below=(
+            args.uncertain_below
+            if args.uncertain_below is not None
+            else args.min_confidence
+        ),
+        calibrated=not args.raw_probabilities,
         silence=not args.no_silence,
         batch_size=args.batch_size,
     )

@@ -37,7 +37,7 @@ def window_seconds(recognizer):
     return float(recognizer.hparams.window_seconds)
 
 
-def classify_with_timeline(recognizer, wav, name):
+def classify_with_timeline(recognizer, wav, name, calibrated=True):
     """A waveform's result with its per-window timeline.
 
     Arguments
@@ -49,6 +49,9 @@ def classify_with_timeline(recognizer, wav, name):
         returns it).
     name : str
         Names the audio in the result.
+    calibrated : bool
+        The model's calibrated probabilities (default) or the raw softmax
+        (:meth:`EmotionRecognizer.predict_batch`).
 
     Returns
     -------
@@ -58,7 +61,7 @@ def classify_with_timeline(recognizer, wav, name):
         with ``start`` / ``end`` (seconds), ``label``, ``score`` and
         ``probabilities``.
     """
-    _, bounds, chunk_probs = recognizer._classify_waveform(wav)
+    _, bounds, chunk_probs = recognizer._classify_waveform(wav, calibrated=calibrated)
     pooled = pool_chunk_scores(chunk_probs, bounds)
     result = prediction_result(
         name, {"probabilities": pooled[None]}, 0, recognizer.labels

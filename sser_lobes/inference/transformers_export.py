@@ -29,6 +29,11 @@ model folder. The map is exact or refused:
   ``classifier(mean_t(projector(h_t)))``; the projector is ``W, b`` and the
   classifier the identity (``classifier_proj_size`` = the class count),
   the same function because a mean commutes with a linear map;
+* the calibration (``calibration`` of the description, fitted by the
+  recipe): ``logits / T + c`` is folded into the projector (``W / T``,
+  ``b / T + c``, one temperature or one per class), so the stock model
+  returns sser's default, calibrated probabilities (sser's
+  ``calibrated=False`` raw softmax has no stock form);
 * the waveform normalisation: ``utterance`` is the feature extractor's
   ``do_normalize`` (mean and variance of the utterance, eps 1e-7, as sser);
   ``off`` is ``do_normalize=False``; ``global`` (one training-set mean and
@@ -42,11 +47,12 @@ MLP heads, an output activation, gender conditioning, text fusion,
 own standard deviation: no step of ``*ForSequenceClassification`` does
 that, and it cannot be folded into linear layers), ``normalize_layers``,
 ``eval_crop_seconds`` (the pipeline has no crop), and description entries
-this mapping does not know (e.g. a calibration it would silently drop).
+this mapping does not know (they may change the output).
 
 After writing, the export loads the folder with
 ``AutoModelForAudioClassification`` and compares its probabilities with
-sser's on seeded waveforms; a difference above :data:`CHECK_ATOL` removes
+sser's on seeded waveforms; a difference above :data:`CHECK_ATOL` (divided by a
+calibration temperature below 1, :func:`check_tolerance`) removes
 the files and is an error. Two differences of use remain, and are stated in
 the model card: audio longer than the model's window is classified by sser
 in overlapping windows whose probabilities are pooled, by transformers in
@@ -99,6 +105,7 @@ KNOWN_ENTRIES = frozenset(
         "asr_source",
         "experiment",
         "training",
+        "calibration",
     }
 )
 _SSL_PREFIX = "encoder.model."
@@ -243,10 +250,12 @@ def transformers_checkpoint(description, state):
     head_weight = state["head.linear.weight"].detach().float()
     head_bias = state.get("head.linear.bias")
     classes = head_weight.shape[0]
-    tensors["projector.weight"] = head_weight.clone()
-    tensors["projector.bias"] = (
+    head_bias = (
         torch.zeros(classes) if head_bias is None else head_bias.detach().float()
-    ).clone()
+    )
+    tensors["projector.weight"], tensors["projector.bias"] = calibrated_linear(
+        head_weight, head_bias, description.get("calibration")
+    )
     tensors["classifier.weight"] = torch.eye(classes)
     tensors["classifier.bias"] = torch.zeros(classes)
     config.classifier_proj_size = classes
@@ -264,6 +273,28 @@ def transformers_checkpoint(description, state):
         return_attention_mask=True,
     )
     return config, extractor, tensors
+
+
+def calibrated_linear(weight, bias, calibration):
+    """``weight, bias`` of a linear layer whose logits are calibrated:
+    ``(W x + b) / T + c`` is ``(W / T) x + (b / T + c)``
+    (:func:`sser_lobes.evaluation.calibration.apply_calibration`).
+
+    Example
+    -------
+    >>> w, b = calibrated_linear(torch.ones(2, 3), torch.zeros(2),
+    ...     {"temperature": [2.0], "bias": None})
+    >>> w[0].tolist(), b.tolist()
+    ([0.5, 0.5, 0.5], [0.0, 0.0])
+    """
+    weight, bias = weight.double(), bias.double()
+    if calibration:
+        temperature = torch.tensor(calibration["temperature"], dtype=torch.float64)
+        weight = weight / temperature[:, None]
+        bias = bias / temperature
+        if calibration.get("bias") is not None:
+            bias = bias + torch.tensor(calibration["bias"], dtype=torch.float64)
+    return weight.float(), bias.float()
 
 
 def _fold_global_normalisation(config, state, tensors, base):
@@ -376,7 +407,30 @@ def usage_notes(description):
             "encoder lets padding into its first normalisation (sser masks it): "
             "classify one file at a time for sser's numbers"
         )
+    if description.get("calibration"):
+        notes.append(
+            "the probabilities are the calibrated ones (the temperature fitted on "
+            "the validation split is folded into the classifier), as sser's "
+            "default; sser's raw softmax (`calibrated=False`) has no stock form"
+        )
     return notes
+
+
+def check_tolerance(calibration):
+    """The largest difference of probabilities :func:`check_equal` accepts:
+    :data:`CHECK_ATOL`, divided by the smallest temperature of a calibration
+    below 1 (dividing the logits by ``T < 1`` magnifies the float32
+    differences of the two encoders' implementations by ``1 / T``).
+
+    Example
+    -------
+    >>> check_tolerance(None) == CHECK_ATOL
+    True
+    >>> round(check_tolerance({"temperature": [0.5, 2.0]}) / CHECK_ATOL, 6)
+    2.0
+    """
+    smallest = min((calibration or {}).get("temperature") or [1.0])
+    return CHECK_ATOL / min(1.0, smallest)
 
 
 def check_equal(folder, recognizer, seconds=(0.6, 1.7)):
@@ -394,7 +448,7 @@ def check_equal(folder, recognizer, seconds=(0.6, 1.7)):
     Raises
     ------
     sser_lobes.errors.ExportError
-        If it exceeds :data:`CHECK_ATOL`.
+        If it exceeds :data:`CHECK_ATOL` (:func:`check_tolerance`).
     """
     from transformers import AutoFeatureExtractor, AutoModelForAudioClassification
 
@@ -414,10 +468,11 @@ def check_equal(folder, recognizer, seconds=(0.6, 1.7)):
         with torch.no_grad():
             theirs = torch.softmax(model(**inputs).logits[0].float(), dim=-1)
         worst = max(worst, float((ours.cpu() - theirs).abs().max()))
-    if not worst <= CHECK_ATOL:
+    tolerance = check_tolerance(recognizer.calibration)
+    if not worst <= tolerance:
         raise ExportError(
             f"{folder}: the transformers model's probabilities differ from sser's "
-            f"by {worst:.2e} (> {CHECK_ATOL:g}); nothing was written"
+            f"by {worst:.2e} (> {tolerance:.3g}); nothing was written"
         )
     return worst
 

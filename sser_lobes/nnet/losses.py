@@ -11,6 +11,11 @@
   Odyssey 2024 challenge used focal loss with class-prior weights). With
   ``gamma=0`` it is :class:`WeightedCrossEntropy`.
   :func:`make_classification_loss` picks one of the two by name (for YAML).
+* :class:`SoftTargetCrossEntropy`: cross-entropy against a distribution over
+  the classes (the annotators' votes), with class weights, label smoothing
+  and per-utterance weights; on one-hot targets it is
+  :class:`WeightedCrossEntropy`. Minimising it minimises the KL divergence
+  from the votes to the model (the two differ by the votes' entropy).
 * :func:`concordance_correlation` and :class:`CCCLoss`: Lin's concordance
   correlation coefficient, the metric of the arousal / valence / dominance
   task, and ``1 - CCC`` as a training loss.
@@ -36,6 +41,7 @@ from torch import nn
 __all__ = [
     "CCCLoss",
     "FocalLoss",
+    "SoftTargetCrossEntropy",
     "WeightedCrossEntropy",
     "class_weights",
     "concordance_correlation",
@@ -394,6 +400,86 @@ class FocalLoss(nn.Module):
         if weight is None:
             return loss.mean()
         return loss.sum() / weight[targets].sum()
+
+
+class SoftTargetCrossEntropy(nn.Module):
+    """Cross-entropy against target distributions, in fp32.
+
+    For one utterance with target distribution ``q`` (e.g. its annotators'
+    votes), smoothed ``q~ = (1 - eps) q + eps / C``, class weights ``w`` and
+    utterance weight ``s``::
+
+        loss_i = s_i * sum_c w_c q~_ic (-log p_ic)
+
+    ``reduction="mean"`` divides the sum by ``sum_i s_i sum_c w_c q_ic`` (the
+    weight of each utterance's distribution, unsmoothed). On one-hot targets
+    with ``s = 1`` this is exactly ``torch.nn.functional.cross_entropy``
+    with ``weight`` and ``label_smoothing`` (:class:`WeightedCrossEntropy`).
+    The gradient is that of ``KL(q~ || p)``.
+
+    Arguments
+    ---------
+    weight : sequence of float or torch.Tensor, optional
+        Per-class weights (e.g. :func:`class_weights`).
+    label_smoothing : float
+        ``eps`` in ``[0, 1]``.
+    reduction : str
+        ``"mean"``, ``"sum"`` or ``"none"``.
+
+    Example
+    -------
+    >>> logits = torch.tensor([[0.0, 0.0], [2.0, 0.0]])
+    >>> targets = torch.tensor([[0.5, 0.5], [1.0, 0.0]])
+    >>> loss = SoftTargetCrossEntropy()(logits, targets)
+    >>> round(loss.item(), 4)  # (log 2 + -log sigmoid(2)) / 2
+    0.41
+    >>> hard = torch.nn.functional.cross_entropy(logits[1:], torch.tensor([0]))
+    >>> bool(torch.isclose(SoftTargetCrossEntropy()(logits[1:], targets[1:]), hard))
+    True
+    """
+
+    def __init__(self, weight=None, label_smoothing=0.0, reduction="mean"):
+        super().__init__()
+        self.register_buffer("weight", _as_weight(weight), persistent=False)
+        self.label_smoothing = _check_smoothing(label_smoothing)
+        self.reduction = _check_reduction(reduction)
+
+    def forward(self, logits, targets, sample_weight=None):
+        """Loss of ``logits [B, C]`` against distributions ``targets [B, C]``.
+
+        ``sample_weight`` ``[B]`` weights each utterance (default 1).
+        """
+        if logits.ndim != 2 or targets.shape != logits.shape:
+            raise ValueError(
+                f"logits and targets must both be [batch, classes], got "
+                f"{tuple(logits.shape)} and {tuple(targets.shape)}"
+            )
+        logits = logits.float() if logits.dtype != torch.float64 else logits
+        targets = targets.to(device=logits.device, dtype=logits.dtype)
+        n_classes = logits.shape[1]
+        weight = self.weight
+        if weight is not None:
+            if weight.numel() != n_classes:
+                raise ValueError(
+                    f"{weight.numel()} class weights for {n_classes} classes"
+                )
+            weight = weight.to(device=logits.device, dtype=logits.dtype)
+        else:
+            weight = torch.ones(n_classes, device=logits.device, dtype=logits.dtype)
+        if sample_weight is None:
+            sample_weight = torch.ones(logits.shape[0], device=logits.device)
+        sample_weight = sample_weight.reshape(-1).to(
+            device=logits.device, dtype=logits.dtype
+        )
+        eps = self.label_smoothing
+        smoothed = (1 - eps) * targets + eps / n_classes
+        log_p = F.log_softmax(logits, dim=1)
+        loss = sample_weight * -(smoothed * weight * log_p).sum(dim=1)
+        if self.reduction == "none":
+            return loss
+        if self.reduction == "sum":
+            return loss.sum()
+        return loss.sum() / (sample_weight * (targets * weight).sum(dim=1)).sum()
 
 
 CLASSIFICATION_LOSSES = ("weighted_ce", "focal")

@@ -13,7 +13,12 @@ real data. It reproduces the layout and file syntax of ``IEMOCAP_full_release``
   speaker's gender (the letter of ``Ses01F`` is the recording side only);
 * EmoEvaluation blocks with the ``% [START_TIME - END_TIME] ...`` header, the
   tab-separated label line and the ``C-``/``A-`` evaluator lines (note the
-  double space in ``dom  2``);
+  double space in ``dom  2``): three evaluators ``C-E1``, ``C-E2``, ``C-E3``
+  whose categorical votes follow a known plan (:func:`planned_votes`: for
+  each class, one utterance in three is unanimous, one has a 2-1 majority
+  and one a tie between the class and its partner class) and the speaker's
+  self-evaluation ``C-F1`` / ``C-M1`` (always the partner class, so that a
+  reader that counted it would be caught);
 * macOS ``._*`` resource-fork files next to the real files, including
   ``._*.wav`` junk in the wav folders;
 * ``Categorical/``, ``Attribute/`` and ``Self-evaluation/`` subfolders of
@@ -40,7 +45,7 @@ import argparse
 import os
 import sys
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -64,6 +69,8 @@ __all__ = [
     "main",
     "make_iemocap_corpus",
     "plan_corpus",
+    "planned_votes",
+    "vote_distributions",
 ]
 
 #: Header line of every EmoEvaluation file.
@@ -84,6 +91,20 @@ TARGET_SLOTS = ("neu", "hap", "sad", "ang")
 
 #: Non-target codes given to the one extra utterance of each speaker, in turn.
 EXTRA_CODES = ("fru", "sur", "xxx", "fea", "dis", "oth")
+
+#: The class each code's minority votes go to (low-arousal neu / sad,
+#: high-arousal hap / ang).
+PARTNERS = {
+    "neu": "sad",
+    "sad": "neu",
+    "hap": "ang",
+    "exc": "ang",
+    "ang": "hap",
+    "fru": "ang",
+    "sur": "hap",
+    "fea": "sad",
+    "dis": "ang",
+}
 
 
 @dataclass(frozen=True)
@@ -211,6 +232,7 @@ class SynthUtterance:
     start: float
     end: float
     text: str
+    votes: tuple = ()
 
     @property
     def speaker(self):
@@ -322,7 +344,81 @@ def plan_corpus(utterances_per_speaker=6, seed=0, min_duration=0.8, max_duration
                     )
                 )
                 time = round(end + float(rng.uniform(0.2, 1.5)), 4)
-    return plan
+    seen = Counter()
+    voted = []
+    for utt in plan:
+        voted.append(replace(utt, votes=planned_votes(utt.code, seen[utt.code])))
+        seen[utt.code] += 1
+    return voted
+
+
+def planned_votes(code, index):
+    """The three evaluators' categorical votes of the ``index``-th utterance
+    (from 0, in plan order) labelled ``code``.
+
+    For a class: index 0, 3, ... unanimous; 1, 4, ... two votes for the class
+    and one for its partner (:data:`PARTNERS`); 2, 5, ... a tie: one vote
+    for each and one evaluator naming both. ``xxx`` (no majority): neu, sad
+    and fru, one each; ``oth``: two Other and one Neutral.
+
+    Returns
+    -------
+    tuple of (str, tuple of str)
+        ``(evaluator, category names)``, evaluators ``E1``, ``E2``, ``E3``.
+
+    Example
+    -------
+    >>> planned_votes("ang", 2)
+    (('E1', ('Anger',)), ('E2', ('Happiness',)), ('E3', ('Anger', 'Happiness')))
+    """
+    if code == "xxx":
+        names = (("Neutral",), ("Sadness",), ("Frustration",))
+    elif code == "oth":
+        names = (("Other",), ("Other",), ("Neutral",))
+    else:
+        main_name = CATEGORY_NAMES[code]
+        partner = CATEGORY_NAMES[PARTNERS[code]]
+        names = (
+            ((main_name,), (main_name,), (main_name,)),
+            ((main_name,), (main_name,), (partner,)),
+            ((main_name,), (partner,), (main_name, partner)),
+        )[index % 3]
+    return tuple(zip(("E1", "E2", "E3"), names))
+
+
+#: Category names of the ``C-`` lines -> label codes.
+_CODE_OF_NAME = {name: code for code, name in CATEGORY_NAMES.items()}
+
+
+def vote_distributions(plan, emotions=("neu", "hap", "sad", "ang"), merge_exc=True):
+    """What a preparation must read from the corpus: each utterance's vote
+    distribution over ``emotions`` (None when no vote is in them).
+
+    An evaluator naming k categories counts 1/k for each; ``exc`` votes count
+    as ``hap`` with ``merge_exc``; the self-evaluations are not votes.
+
+    Example
+    -------
+    >>> plan = plan_corpus(utterances_per_speaker=4)
+    >>> dists = vote_distributions(plan)
+    >>> tie = next(u for u in plan if u.code == "ang" and len(u.votes[2][1]) == 2)
+    >>> dists[tie.utt_id]  # neu, hap, sad, ang: Anger / Happiness / both
+    [0.0, 0.5, 0.0, 0.5]
+    """
+    result = {}
+    for utt in plan:
+        counts = Counter()
+        for _, names in utt.votes:
+            for name in names:
+                code = _CODE_OF_NAME[name]
+                if merge_exc and code == "exc":
+                    code = "hap"
+                counts[code] += 1.0 / len(names)
+        total = sum(counts[e] for e in emotions)
+        result[utt.utt_id] = (
+            [counts[e] / total for e in emotions] if total > 0 else None
+        )
+    return result
 
 
 def corpus_labels(utterances_per_speaker=6, seed=0):
@@ -395,18 +491,6 @@ def _ratings(cue, rng):
     return [int(np.clip(round(m + rng.normal(0, 0.5)), 1, 5)) for m in means]
 
 
-def _categories(code, rng):
-    """Category names of the evaluators' ``C-`` lines for a label code."""
-    names = list(CATEGORY_NAMES.values())
-    if code == "xxx":  # no majority: all evaluators disagree
-        picks = rng.choice(len(names), size=3, replace=False)
-        return [[names[int(i)]] for i in picks]
-    main_name = CATEGORY_NAMES[code]
-    other = names[int(rng.integers(len(names)))]
-    second = [main_name] if other == main_name else [main_name, other]
-    return [[main_name], second, [main_name]]
-
-
 def _emo_block(utt, rng):
     cue = CLASS_CUES[utt.code]
     evaluators = ("E2", "E3", f"{utt.gender}1")
@@ -416,7 +500,10 @@ def _emo_block(utt, rng):
         f"[{utt.start:.4f} - {utt.end:.4f}]\t{utt.utt_id}\t{utt.code}\t"
         f"[{vad[0]:.4f}, {vad[1]:.4f}, {vad[2]:.4f}]"
     ]
-    for evaluator, names in zip(evaluators, _categories(utt.code, rng)):
+    # The speaker's self-evaluation: the partner class, never a vote.
+    own = CATEGORY_NAMES.get(PARTNERS.get(utt.code, "neu"), "Neutral")
+    categorical = [*utt.votes, (f"{utt.gender}1", (own,))]
+    for evaluator, names in categorical:
         comment = _COMMENTS[int(rng.integers(len(_COMMENTS)))]
         cats = " ".join(f"{name};" for name in names)
         lines.append(f"C-{evaluator}:\t{cats}\t{comment}")

@@ -10,6 +10,7 @@ the release (see "Corpus formats" in the project brief)::
                                           nested_audio=True under Audios/Audios/,
                                           as some copies of the release unpack)
         Labels/labels_consensus.csv      (or .json, see labels_format)
+        Labels/labels_detailed.csv       (one row per file and annotator)
         Transcripts/MSP-PODCAST_0001_0008.txt
         Partitions.txt
 
@@ -35,6 +36,19 @@ string ``"Unknown"``)::
 
 ``Partitions.txt`` lists every audio file, one ``<Split>; <FileName>`` line
 each (``Train; MSP-PODCAST_0023_0048.wav``), Test3 included.
+
+``Labels/labels_detailed.csv`` has one row per labelled file and annotator
+(five each), in the v1.11 layout: the header ``FileName,EmoDetail`` and rows
+``MSP-PODCAST_0001_0008.wav,"WORKER00014; Neutral; Concerned,Frustrated;
+A:4.0; V:3.0; D:4.0;"`` (annotator, primary emotion, secondary emotions or
+nothing, the annotator's attributes). ``detailed_format="columns"`` writes
+the column layout of earlier releases instead
+(``FileName,Workers,EmoClass_Major,EmoClass_Second,EmoAct,EmoVal,EmoDom``).
+The primary votes follow a known plan (:func:`planned_votes`, with the
+expected distributions in :func:`vote_distributions`): for each class, one
+file in three unanimous, one with 3 votes for the class and 2 for its
+partner class, one with 3, 1 and an ``Other-...`` vote; O rows mostly
+``Other-...``; X rows split 2-2-1.
 
 Content, as in the real corpus:
 
@@ -75,6 +89,8 @@ Command line::
 from __future__ import annotations
 
 import argparse
+import csv
+import io
 import json
 import math
 import os
@@ -107,6 +123,8 @@ __all__ = [
     "make_label_table",
     "make_msp_podcast_corpus",
     "plan_corpus",
+    "planned_votes",
+    "vote_distributions",
 ]
 
 #: Name of the corpus root folder (that of the real release).
@@ -123,6 +141,35 @@ DROPPED_CLASSES = ("O", "X")
 
 #: Split names (``Split_Set`` values; Test3 appears only in Partitions.txt).
 SPLITS = ("Train", "Development", "Test1", "Test2", "Test3")
+
+#: Exact headers of ``Labels/labels_detailed.csv`` (v1.11; earlier releases).
+DETAILED_HEADER = "FileName,EmoDetail"
+DETAILED_COLUMNS_HEADER = (
+    "FileName,Workers,EmoClass_Major,EmoClass_Second,EmoAct,EmoVal,EmoDom"
+)
+
+#: Primary-emotion names of labels_detailed.csv.
+PRIMARY_NAMES = {
+    "A": "Angry",
+    "S": "Sad",
+    "H": "Happy",
+    "U": "Surprise",
+    "F": "Fear",
+    "D": "Disgust",
+    "C": "Contempt",
+    "N": "Neutral",
+}
+#: The class each class's minority votes go to.
+PARTNERS = {
+    "A": "D",
+    "D": "A",
+    "S": "N",
+    "N": "S",
+    "H": "U",
+    "U": "H",
+    "F": "S",
+    "C": "A",
+}
 
 #: Speakers of each split, as genders (each gets a distinct integer SpkrID).
 SPLIT_SPEAKERS = {
@@ -284,6 +331,7 @@ class PlannedUtterance:
     f0: float
     amplitude: float
     am_rate: float
+    votes: tuple = ()
 
     @property
     def utt_id(self):
@@ -526,7 +574,92 @@ def plan_corpus(
     for i in rng.choice(labelled, size=n_missing, replace=False):
         plan[int(i)] = replace(plan[int(i)], has_transcript=False)
     order = {s: i for i, s in enumerate(SPLITS)}
-    return sorted(plan, key=lambda u: (order[u.split], u.file_name))
+    plan = sorted(plan, key=lambda u: (order[u.split], u.file_name))
+    seen = Counter()
+    voted = []
+    for utt in plan:
+        votes = (
+            ()
+            if not utt.labelled
+            else planned_votes(utt.emo_class, seen[utt.emo_class])
+        )
+        seen[utt.emo_class] += utt.labelled
+        voted.append(replace(utt, votes=votes))
+    return voted
+
+
+def planned_votes(emo_class, index):
+    """The five annotators' primary votes of the ``index``-th labelled file
+    (from 0, in plan order) of class ``emo_class``: primary emotion names.
+
+    A class: index 0, 3, ... five votes for it; 1, 4, ... three and two for
+    its partner (:data:`PARTNERS`); 2, 5, ... three, one for the partner and
+    one ``Other-Curious``. O: three ``Other-...``, one Neutral, one Sad. X: two
+    Angry, two Sad, one Neutral.
+
+    Example
+    -------
+    >>> planned_votes("A", 1)
+    ('Angry', 'Angry', 'Angry', 'Disgust', 'Disgust')
+    """
+    if emo_class == "O":
+        return ("Other-Curious", "Other-Concerned", "Other", "Neutral", "Sad")
+    if emo_class == "X":
+        return ("Angry", "Angry", "Sad", "Sad", "Neutral")
+    name = PRIMARY_NAMES[emo_class]
+    partner = PRIMARY_NAMES[PARTNERS[emo_class]]
+    return (
+        (name,) * 5,
+        (name,) * 3 + (partner,) * 2,
+        (name,) * 3 + (partner, "Other-Curious"),
+    )[index % 3]
+
+
+def vote_distributions(plan, classes=CLASSES):
+    """What a preparation must read: each labelled file's primary-vote
+    distribution over ``classes`` (other votes left out; None when no vote
+    is in them), keyed by utterance id.
+
+    Example
+    -------
+    >>> plan = plan_corpus(utterances_per_class=3)
+    >>> dists = vote_distributions(plan, ["A", "D", "N"])
+    >>> third = [u for u in plan if u.emo_class == "A"][2]
+    >>> dists[third.utt_id]
+    [0.75, 0.25, 0.0]
+    """
+    letters = {name: letter for letter, name in PRIMARY_NAMES.items()}
+    result = {}
+    for utt in plan:
+        if not utt.labelled:
+            continue
+        counts = Counter(letters.get(name, "O") for name in utt.votes)
+        total = sum(counts[c] for c in classes)
+        result[utt.utt_id] = [counts[c] / total for c in classes] if total else None
+    return result
+
+
+def _detailed_rows(utt, seed, index, columns=False):
+    """The labels_detailed.csv rows of one file (without the header)."""
+    rng = np.random.default_rng([int(seed), 17, index])
+    secondary = ("", "Concerned", "Frustrated,Annoyed", "Amused", "Confused")
+    rows = []
+    workers = rng.choice(np.arange(1, 3000), size=len(utt.votes), replace=False)
+    for worker, primary in zip(workers, utt.votes):
+        act, val, dom = (
+            float(np.clip(round(x + rng.normal(0, 0.7)), 1, 7))
+            for x in (utt.arousal, utt.valence, utt.dominance)
+        )
+        tags = secondary[int(rng.integers(len(secondary)))]
+        worker = f"WORKER{int(worker):05d}"
+        if columns:
+            rows.append([utt.file_name, worker, primary, tags, act, val, dom])
+        else:
+            detail = (
+                f"{worker}; {primary}; {tags}; A:{act:.1f}; V:{val:.1f}; D:{dom:.1f};"
+            )
+            rows.append([utt.file_name, detail])
+    return rows
 
 
 def _synthesize(utt, index, seed, sample_rate):
@@ -572,6 +705,7 @@ def make_msp_podcast_corpus(
     test3_utterances=6,
     nested_audio=False,
     labels_format="csv",
+    detailed_format="emodetail",
 ):
     """Write a small synthetic corpus in the MSP-Podcast v1.11 format.
 
@@ -598,6 +732,10 @@ def make_msp_podcast_corpus(
         ``"csv"`` (``Labels/labels_consensus.csv``), ``"json"``
         (``Labels/labels_consensus.json``, see the module docstring) or
         ``"both"``.
+    detailed_format : str or None
+        ``"emodetail"``: ``Labels/labels_detailed.csv`` in the v1.11 layout
+        (``FileName,EmoDetail``); ``"columns"``: the layout of earlier
+        releases; None: no detailed labels file.
 
     Returns
     -------
@@ -664,6 +802,21 @@ def make_msp_podcast_corpus(
         root / "Partitions.txt",
         "".join(f"{u.split}; {u.file_name}\n" for u in plan),
     )
+    if detailed_format is not None:
+        if detailed_format not in ("emodetail", "columns"):
+            raise ValueError(
+                "detailed_format must be 'emodetail', 'columns' or None, got "
+                f"{detailed_format!r}"
+            )
+        columns = detailed_format == "columns"
+        buffer = io.StringIO()
+        writer = csv.writer(buffer, lineterminator="\n")
+        header = DETAILED_COLUMNS_HEADER if columns else DETAILED_HEADER
+        writer.writerow(header.split(","))
+        for index, utt in enumerate(plan):
+            if utt.labelled:
+                writer.writerows(_detailed_rows(utt, seed, index, columns))
+        write_text(root / "Labels" / "labels_detailed.csv", buffer.getvalue())
     return root
 
 

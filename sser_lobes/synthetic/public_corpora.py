@@ -58,6 +58,12 @@ CREMA-D (the CheyneyComputerScience/CREMA-D git-lfs repository),
   with ``legacy_x_name=True`` clip ``1040_ITH_SAD_XX`` is named
   ``1040_ITH_SAD_X.wav``, as in the repository before October 2022 and in
   copies made from it (GitHub issue CheyneyComputerScience/CREMA-D#6).
+  ``processedResults/tabulatedVotes.csv`` has the release's header and three
+  blocks of rows, numbered 1xxxxx (voice only), 2xxxxx (face only) and
+  3xxxxx (audio-visual), one row per clip in each; the voice votes follow a
+  known plan (:func:`cremad_votes`: per emotion, 10 votes split 8-2, 6-4 or
+  5-5 with a partner emotion in turn), the face and audio-visual ones are
+  unanimous for the intended emotion.
 
 Every generator takes a subset for fast training tests: ``speakers`` /
 ``actors`` (which speakers) and ``per_class`` (at most that many files per
@@ -81,6 +87,7 @@ import argparse
 import os
 import struct
 import sys
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -89,6 +96,7 @@ import numpy as np
 from sser_lobes.dataio.corpus_facts import (
     CREMAD_EMOTIONS,
     CREMAD_SENTENCES,
+    CREMAD_VOTE_COLUMNS,
     EMODB_EMOTIONS,
     EMODB_SPEAKERS,
     RAVDESS_EMOTIONS,
@@ -109,6 +117,7 @@ __all__ = [
     "EMOTION_CUES",
     "PlannedFile",
     "main",
+    "cremad_votes",
     "make_cremad",
     "make_emodb",
     "make_ravdess",
@@ -834,6 +843,73 @@ def plan_cremad(actors=None, per_class=None, legacy_x_name=True):
     return _limit_per_class(plan, per_class)
 
 
+#: The emotion each CREMA-D emotion's minority votes go to.
+CREMAD_PARTNERS = {
+    "anger": "disgust",
+    "disgust": "anger",
+    "fear": "sad",
+    "sad": "fear",
+    "happy": "neutral",
+    "neutral": "happy",
+}
+
+
+def cremad_votes(plan):
+    """The planned voice-only votes of each clip (release name with ``XX``):
+    ``{clip: {emotion: count}}``, 10 votes each.
+
+    Per emotion, in plan order: 8 for the intended emotion and 2 for its
+    partner (:data:`CREMAD_PARTNERS`), then 6-4, then 5-5, in turn.
+
+    Example
+    -------
+    >>> plan = plan_cremad(actors=[1001], per_class=3)
+    >>> votes = cremad_votes(plan)
+    >>> [votes[p.stem] for p in plan if p.emotion == "anger"]
+    [{'anger': 8, 'disgust': 2}, {'anger': 6, 'disgust': 4}, {'anger': 5, 'disgust': 5}]
+    """  # noqa: E501
+    seen = Counter()
+    votes = {}
+    for planned in plan:
+        stem = planned.stem + ("X" if planned.stem.endswith("_X") else "")
+        main = (8, 6, 5)[seen[planned.emotion] % 3]
+        seen[planned.emotion] += 1
+        votes[stem] = {
+            planned.emotion: main,
+            CREMAD_PARTNERS[planned.emotion]: 10 - main,
+        }
+    return votes
+
+
+def _tabulated_votes(plan):
+    """The text of ``processedResults/tabulatedVotes.csv``."""
+    header = (
+        '"","A","D","F","H","N","S","fileName","numResponses","agreement",'
+        '"emoVote","meanEmoResp","meanAngerResp","meanDisgustResp","meanFearResp",'
+        '"meanHappyResp","meanNeutralResp","meanSadResp","medianEmoResp",'
+        '"meanEmoRespNorm","meanAngerRespNorm","meanDisgustRespNorm",'
+        '"meanFearRespNorm","meanHappyRespNorm","meanNeutralRespNorm",'
+        '"meanSadRespNorm","medianEmoRespNorm"'
+    )
+    voice = cremad_votes(plan)
+    lines = [header]
+    for block in (1, 2, 3):
+        for number, (stem, counts) in enumerate(sorted(voice.items()), start=1):
+            if block != 1:  # face and audio-visual: unanimous
+                intended = next(iter(counts))
+                counts = {intended: 10}
+            cells = [counts.get(CREMAD_VOTE_COLUMNS[c], 0) for c in "ADFHNS"]
+            top = max(cells)
+            vote = ":".join(c for c, n in zip("ADFHNS", cells) if n == top)
+            means = [50.0 if n else -1 for n in cells]
+            lines.append(
+                f'"{block}{number:05d}",{",".join(map(str, cells))},"{stem}",10,'
+                f'{top / 10:g},"{vote}",50,{",".join(f"{m:g}" for m in means)},50,'
+                f"50,{','.join(f'{m:g}' for m in means)},50"
+            )
+    return "\n".join(lines) + "\n"
+
+
 def make_cremad(
     out_dir,
     actors=None,
@@ -914,9 +990,7 @@ def make_cremad(
         write_text(root / "SentenceFilenames.csv", "\n".join(names) + "\n")
         (root / "processedResults").mkdir()
         write_text(
-            root / "processedResults" / "tabulatedVotes.csv",
-            '"","A","D","F","H","N","S","fileName","numResponses","agreement",'
-            '"emoVote"\n',
+            root / "processedResults" / "tabulatedVotes.csv", _tabulated_votes(plan)
         )
         _appledouble(root / "AudioWAV" / f"._{plan[0].stem}.wav", rng)
     return root

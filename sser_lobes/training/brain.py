@@ -26,7 +26,11 @@ SpeechBrain recipe, ``compute_objectives``, ``on_stage_start`` and
   protocol, fold, seed, encoder, selected epoch);
 * the inputs and the auxiliary loss of the optional gender conditioning and
   text fusion (:meth:`model_inputs`, :meth:`gender_loss`), with the gender
-  accuracy on whole evaluation sets.
+  accuracy on whole evaluation sets;
+* the classification loss on the majority label or on the annotators'
+  votes (:meth:`classification_loss`, :mod:`sser_lobes.training.targets`),
+  and the raw outputs of every evaluation (:attr:`eval_outputs`) for the
+  calibration and the reports of :mod:`sser_lobes.training.reliability`.
 """
 
 import json
@@ -44,6 +48,8 @@ from sser_lobes.evaluation.metrics import ClassificationStats
 from sser_lobes.evaluation.plots import plot_learning_curves
 from sser_lobes.nnet.description import describe_run
 from sser_lobes.nnet.gender import GENDERS
+from sser_lobes.training.eval_outputs import EvaluationOutputs
+from sser_lobes.training.targets import target_options
 
 #: The run's model description, in its save folder (the name a model
 #: folder's description has too).
@@ -181,12 +187,42 @@ class SERBrain(sb.Brain):
 
     def on_stage_start(self, stage, epoch=None):
         """Give the training batch sampler its epoch (new buckets each epoch);
-        fresh whole-set gender statistics for evaluation stages."""
+        fresh whole-set gender statistics and raw outputs for evaluation
+        stages."""
         if stage == sb.Stage.TRAIN and self.train_sampler is not None:
             self.train_sampler.set_epoch(epoch)
         self.gender_stats = None
         if stage != sb.Stage.TRAIN and self.uses_gender:
             self.gender_stats = ClassificationStats(list(GENDERS))
+        if stage != sb.Stage.TRAIN:
+            self.eval_outputs = EvaluationOutputs()
+
+    #: The soft-target loss (:func:`sser_lobes.training.targets.soft_loss`)
+    #: when the run trains on the annotators' votes, else None.
+    soft_loss = None
+
+    def classification_loss(self, logits, batch, hard_loss):
+        """The loss of classification ``logits``, in fp32 outside autocast:
+        against the vote distributions (``emo_target``, weighted per
+        utterance by ``target_weight``) when the run has a :attr:`soft_loss`,
+        else ``hard_loss(logits)`` on the majority labels."""
+        with self.outside_autocast():
+            if self.soft_loss is not None:
+                return self.soft_loss(
+                    logits.float(), batch.emo_target.data, batch.target_weight.data
+                )
+            return hard_loss(logits.float())
+
+    def collect_outputs(self, batch, logits, targets):
+        """Keep an evaluation batch's raw logits, targets and votes."""
+        votes = getattr(batch, "emo_target", None)
+        self.eval_outputs.append(
+            batch.id,
+            logits,
+            targets,
+            None if votes is None else votes.data,
+            None if votes is None else batch.has_votes.data,
+        )
 
     @property
     def uses_gender(self):
@@ -339,6 +375,7 @@ class SERBrain(sb.Brain):
             "pooling": getattr(self.hparams, "pooling_type", None),
             "selection_metric": self.hparams.selection_metric,
             "selected_epoch": self.hparams.epoch_counter.current,
+            "training_targets": target_options(vars(self.hparams)),
             "loss": float(loss),
             **extra,
         }

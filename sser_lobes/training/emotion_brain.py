@@ -2,10 +2,12 @@
 
 The IEMOCAP recipe and the generic CSV recipe (``recipes/Custom``) train the
 same model the same way; only their data preparation differs. This module
-holds what they share: :class:`EmotionBrain` (cross-entropy, whole-set
-metrics at every evaluation, NewBob annealing, metrics files, confusion
-matrices) and :func:`categorical_datasets` (the datasets of the three
-manifests).
+holds what they share: :class:`EmotionBrain` (cross-entropy on the majority
+labels or on the annotators' votes, whole-set metrics at every evaluation,
+NewBob annealing, metrics files, confusion matrices), :func:`categorical_datasets`
+(the datasets of the three manifests) and :func:`train_and_evaluate`, which
+ends with the calibration and the reliability reports
+(:mod:`sser_lobes.training.reliability`).
 
 Authors
  * sser authors 2026
@@ -22,11 +24,12 @@ from sser_lobes.dataio.batching import class_balanced_weights
 from sser_lobes.dataio.pipelines import (
     audio_pipeline,
     categorical_label_encoder,
-    check_manifest_labels,
     label_pipeline,
     make_loader_kwargs,
+    read_manifest,
     require_entries,
 )
+from sser_lobes.errors import ManifestError
 from sser_lobes.evaluation.metrics import ClassificationStats
 from sser_lobes.evaluation.plots import plot_confusion_matrix
 from sser_lobes.nnet.losses import class_weights, labels_counts_from_manifest
@@ -38,6 +41,13 @@ from sser_lobes.training.recipe import (
     format_results_table,
     task_identity,
 )
+from sser_lobes.training.reliability import finish_reliability
+from sser_lobes.training.targets import (
+    categorical_manifest_data,
+    soft_loss,
+    soft_targets,
+    vote_items,
+)
 
 REPORTED_METRICS = ("WA", "UA", "macro_F1")
 SELECTION_METRICS = ("WA", "UA", "macro_F1", "micro_F1")
@@ -47,7 +57,8 @@ class EmotionBrain(SERBrain):
     """Trains and evaluates an :class:`sser_lobes.EmotionModel` on classes.
 
     ``class_weight`` (a tensor, set by :func:`train_and_evaluate` when
-    ``class_weighting`` asks for it) weights the cross-entropy.
+    ``class_weighting`` asks for it) weights the cross-entropy, and
+    ``soft_loss`` replaces it with ``targets: soft``.
     """
 
     class_weight = None
@@ -56,12 +67,14 @@ class EmotionBrain(SERBrain):
         """Cross-entropy in fp32 outside autocast; collects eval predictions."""
         logits = predictions["logits"]
         targets = batch.emo_encoded.data.squeeze(-1)
-        with self.outside_autocast():
-            loss = self.hparams.compute_cost(
-                logits.float(), targets, weight=self.class_weight
-            )
+        loss = self.classification_loss(
+            logits,
+            batch,
+            lambda x: self.hparams.compute_cost(x, targets, weight=self.class_weight),
+        )
         if stage != sb.Stage.TRAIN:
             self.stats.append(batch.id, torch.softmax(logits.float(), dim=-1), targets)
+            self.collect_outputs(batch, logits, targets)
         return loss + self.gender_loss(predictions, batch, stage)
 
     def on_stage_start(self, stage, epoch=None):
@@ -130,7 +143,12 @@ def categorical_datasets(hparams, audio=None):
     -------
     datasets : dict
         ``{"train", "valid", "test"}`` -> DynamicItemDataset with outputs
-        ``id``, ``sig``, ``emo_encoded``.
+        ``id``, ``sig``, ``emo_encoded`` (and ``emo_target``, ``has_votes``,
+        ``target_weight`` when the manifests carry annotator votes). The
+        utterances without a label (a corpus' "no agreement" ones, kept in
+        the manifests with their votes) are left out, except from training
+        with ``targets: soft`` and ``use_no_agreement`` > 0
+        (:func:`~sser_lobes.training.targets.categorical_manifest_data`).
     label_encoder : speechbrain.dataio.encoder.CategoricalEncoder
         Index order = ``hparams["emotions"]`` (saved in the save folder).
     """
@@ -142,21 +160,40 @@ def categorical_datasets(hparams, audio=None):
     labels = label_pipeline(label_encoder, key="emo")
     manifests = [hparams[f"{split}_annotation"] for split in ("train", "valid", "test")]
     conditioning, conditioning_keys = conditioning_items(hparams, manifests)
+    votes, vote_keys = vote_items(hparams, manifests)
 
     datasets = {}
     for split in ("train", "valid", "test"):
         manifest = hparams[f"{split}_annotation"]
         require_entries(manifest, split)
-        check_manifest_labels(manifest, hparams["emotions"], key="emo")
-        datasets[split] = sb.dataio.dataset.DynamicItemDataset.from_json(
-            json_path=manifest,
-            dynamic_items=[audio, labels, *conditioning],
-            output_keys=["id", "sig", "emo_encoded", *conditioning_keys],
+        kept = categorical_manifest_data(
+            manifest, hparams["emotions"], split == "train", hparams
         )
+        if not kept:
+            raise ManifestError(
+                f"the {split} split is empty: {manifest} lists no utterance of the "
+                f"classes {list(hparams['emotions'])}"
+            )
+        dataset = sb.dataio.dataset.DynamicItemDataset.from_json(
+            json_path=manifest,
+            dynamic_items=[audio, labels, *conditioning, *votes],
+            output_keys=["id", "sig", "emo_encoded", *conditioning_keys, *vote_keys],
+        )
+        if len(kept) < len(read_manifest(manifest)):
+            dataset = dataset.filtered_sorted(key_test={"id": kept.__contains__})
+        datasets[split] = dataset
     if if_main_process():
         os.makedirs(hparams["save_folder"], exist_ok=True)
         label_encoder.save(os.path.join(hparams["save_folder"], "label_encoder.txt"))
     return datasets, label_encoder
+
+
+def selected_checkpoint(brain):
+    """The folder name of the checkpoint the evaluations loaded (or None)."""
+    checkpoint = brain.checkpointer.find_checkpoint(
+        max_key=brain.hparams.selection_metric
+    )
+    return None if checkpoint is None else checkpoint.path.name
 
 
 CLASS_WEIGHTINGS = ("inverse_frequency", "none")
@@ -244,6 +281,8 @@ def train_and_evaluate(brain_class, hparams, run_opts, datasets, split_info):
         brain.class_weight = torch.as_tensor(loss_weight, dtype=torch.float32).to(
             brain.device
         )
+    if soft_targets(hparams):
+        brain.soft_loss = soft_loss(hparams, loss_weight)
     # Outside DDP, Brain does not call set_epoch() on a batch sampler unless
     # it is its train_sampler; under DDP it wraps it and passes set_epoch on.
     brain.train_sampler = train_sampler
@@ -259,6 +298,7 @@ def train_and_evaluate(brain_class, hparams, run_opts, datasets, split_info):
     )
 
     results = {}
+    outputs = {}
     for split in ("valid", "test"):
         brain.eval_split = split
         brain.evaluate(
@@ -267,12 +307,21 @@ def train_and_evaluate(brain_class, hparams, run_opts, datasets, split_info):
             test_loader_kwargs=eval_kwargs[split],
         )
         results[split] = brain.last_eval_metrics
+        outputs[split] = brain.eval_outputs
     if if_main_process():
+        lines = finish_reliability(
+            hparams,
+            outputs,
+            {split: hparams[f"{split}_annotation"] for split in outputs},
+            "valid",
+            checkpoint=selected_checkpoint(brain),
+        )
         print(f"\nResults ({split_info['protocol']}, fold {hparams['fold']}):")
         columns = [
             m for m in (*REPORTED_METRICS, "gender_accuracy") if m in results["test"]
         ]
         print(format_results_table(results, columns))
+        print("\n".join(lines))
         print(f"Outputs in {hparams['output_folder']}")
     finish_distributed()
     return results

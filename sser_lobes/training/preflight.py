@@ -170,8 +170,10 @@ def check_model_options(hparams, selection_metrics, global_waveform_norm=False):
     Checks ``finetune``, ``output_layer``, ``weighted_sum_layers``,
     ``num_layers``, ``pooling_type``, ``batching``, ``selection_metric``, the
     epoch count, batch sizes and learning rates, the feature cache's options
-    (:func:`~sser_lobes.training.feature_cache.check_feature_cache_options`), and the
-    options of the gender and text overlays when the file uses them.
+    (:func:`~sser_lobes.training.feature_cache.check_feature_cache_options`), the
+    options of the gender and text overlays when the file uses them, and the
+    training targets and calibration
+    (:func:`~sser_lobes.training.targets.check_target_options`).
 
     Arguments
     ---------
@@ -198,6 +200,7 @@ def check_model_options(hparams, selection_metrics, global_waveform_norm=False):
     from sser_lobes.encoders.ssl_encoder import FINETUNE_MODES, layer_selection
     from sser_lobes.nnet.pooling import POOLINGS
     from sser_lobes.training.feature_cache import check_feature_cache_options
+    from sser_lobes.training.targets import check_target_options
 
     check_choice(hparams, "finetune", FINETUNE_MODES)
     check_choice(hparams, "pooling_type", sorted(POOLINGS))
@@ -254,6 +257,7 @@ def check_model_options(hparams, selection_metrics, global_waveform_norm=False):
     if "fusion_mode" in hparams:
         check_choice(hparams, "fusion_mode", ("concat", "gated", "cross_attention"))
         check_choice(hparams, "missing_text", ("error", "audio_only"))
+    check_target_options(hparams, hparams.get("task", "categorical"))
 
 
 def check_run_options(run_opts):

@@ -68,7 +68,8 @@ def setup_experiment(argv, script=None, check_options=None, prepare=None):
         ``derived_overrides`` (e.g. the fold name) are applied to the
         hyperparameters; ``split_options`` define the split for the
         :class:`~sser_lobes.training.split_guard.SplitGuard` (None: no guard),
-        which also holds the training ``seed``.
+        which also holds the training ``seed`` and the training targets
+        (:func:`~sser_lobes.training.targets.target_options`).
     prepare : callable or None
         ``prepare(preview, folder) -> manifest paths``: the recipe's data
         preparation into ``folder`` (on the main process only), with its
@@ -88,6 +89,7 @@ def setup_experiment(argv, script=None, check_options=None, prepare=None):
         preview_hparams,
     )
     from sser_lobes.training.split_guard import SEED_OPTION, SplitGuard
+    from sser_lobes.training.targets import target_options
 
     hparams_file, run_opts, overrides = sb.parse_arguments(argv)
     overrides = name_the_encoder(parse_overrides(overrides))
@@ -102,7 +104,11 @@ def setup_experiment(argv, script=None, check_options=None, prepare=None):
         if split_options is not None:
             guard = SplitGuard(
                 preview["save_folder"],
-                {**split_options, SEED_OPTION: preview.get("seed")},
+                {
+                    **split_options,
+                    SEED_OPTION: preview.get("seed"),
+                    **target_options(preview),
+                },
                 preview["output_folder"],
             )
             guard.check_options()

@@ -7,7 +7,9 @@ corpus lands in the same folder; the preparation rebuilds the manifests, the
 old model is recovered, and the test score silently includes utterances that
 model was trained on. The same goes for an ``--output_folder`` given twice
 with another training ``--seed``: the other seed's checkpoint would be
-resumed and its metrics written as this seed's.
+resumed and its metrics written as this seed's; and so with other training
+targets (``--targets``, ``--soft_label_smoothing``, ``--use_no_agreement``:
+a model trained on the majority labels resumed as a soft-target one).
 
 :class:`SplitGuard` stores a *split fingerprint* next to the checkpoints: the
 protocol options of the run, its training seed, and a digest of each
@@ -44,6 +46,9 @@ FINGERPRINT_FILE = "split_fingerprint.json"
 LOCATION_FIELDS = ("wav", "text_file", "file", "path")
 #: The option of the fingerprint that holds the run's training seed.
 SEED_OPTION = "training_seed"
+#: The options of the fingerprint that say what the model trains on
+#: (:func:`sser_lobes.training.targets.target_options`).
+TARGET_OPTIONS = ("targets", "soft_label_smoothing", "use_no_agreement")
 
 
 def manifest_digest(path, location_fields=LOCATION_FIELDS):
@@ -213,6 +218,15 @@ class SplitGuard:
                 f"{old[SEED_OPTION]}. The default --output_folder has one folder "
                 "per seed (.../seed_<seed>/...): leave it out, or give another "
                 "--output_folder. Nothing was loaded."
+            )
+        targets = [k for k in sorted(keys) if old.get(k) != self.options.get(k)]
+        if changed and set(targets) <= set(TARGET_OPTIONS):
+            raise RecipeError(
+                f"{self.run_name} holds checkpoints trained with other targets "
+                "(changed: " + ", ".join(changed) + "); resuming them would mix two "
+                "trainings in one model. Give this run another --output_folder (or "
+                "--experiment_name), or delete that folder to retrain it. Nothing "
+                "was loaded."
             )
         if changed:
             self._refuse("changed: " + ", ".join(changed))
