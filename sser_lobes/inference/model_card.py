@@ -129,6 +129,30 @@ def _metrics_table(rows):
     return "\n".join(table)
 
 
+def finetune_text(training):
+    """The fine-tuning mode of a run's training facts, with its layers.
+
+    Example
+    -------
+    >>> finetune_text({"finetune": "top", "trainable_layers": 3})
+    'top (the top 3 transformer layers trained)'
+    >>> finetune_text({"finetune": "lora", "trainable_layers": None})
+    'lora (adapters on every transformer layer)'
+    >>> finetune_text({"finetune": "partial"})
+    'partial'
+    """
+    mode = training.get("finetune")
+    layers = training.get("trainable_layers")
+    if mode == "top":
+        return f"top (the top {layers} transformer layers trained)"
+    if mode == "lora":
+        if not layers:
+            return "lora (adapters on every transformer layer)"
+        plural = "s" if layers > 1 else ""
+        return f"lora (adapters on the top {layers} transformer layer{plural})"
+    return str(mode)
+
+
 def model_card(description, run, checkpoint, repo_id=None):
     """README.md with Hub metadata, usage, what loading runs, metrics and
     training details.
@@ -179,7 +203,7 @@ pipeline_tag: audio-classification
 Trained with the recipe `{name}` of the Python package `sser` (version
 {package_version()}; SpeechBrain recipes for speech emotion recognition),
 on {protocol}; fold {card_text(first.get("fold"))}, seed {card_text(first.get("seed"))}.
-Encoder: {encoder}; fine-tuning: {training.get("finetune")}; pooling:
+Encoder: {encoder}; fine-tuning: {finetune_text(training)}; pooling:
 `{pooling}`; labels: {list(description["labels"])}.
 Checkpoint selected on `{training.get("selection_metric")}`
 (epoch {checkpoint.meta.get("epoch")}).
