@@ -721,7 +721,10 @@ class SSLEncoder(nn.Module):
 
         For a frozen encoder this is a deterministic function of the
         waveform (eval mode, no gradient), which
-        :mod:`sser_lobes.training.feature_cache` stores.
+        :mod:`sser_lobes.training.feature_cache` stores. With trained top
+        layers split off (``trainable_layers``) it is the frozen part below
+        them, also without gradient: the input of the first trained layer,
+        which :meth:`features_from_hidden` runs them on.
 
         Arguments
         ---------
@@ -733,9 +736,11 @@ class SSLEncoder(nn.Module):
         Returns
         -------
         hidden : torch.Tensor
-            ``[batch, frames, len(selected_layers), hidden_size]``: the hidden
-            states of :attr:`selected_layers`. Padded frames hold whatever the
-            model computed there.
+            ``[batch, frames, len(hidden_state_indices), hidden_size]``: the
+            hidden states of :attr:`hidden_state_indices` (those of
+            :attr:`selected_layers`, or the trained layers' input). Padded
+            frames hold whatever the model computed there (zeros for the
+            trained layers' input).
         hidden_lens : torch.Tensor
             Relative lengths of the frames ``[batch]``.
 
@@ -861,13 +866,14 @@ class SSLEncoder(nn.Module):
         return torch.stack(selected, dim=2)
 
     def features_from_hidden(self, hidden, hidden_lens):
-        """What follows the transformers model: the learned weighted sum,
-        ``normalize_layers``, ``output_norm`` and the padding mask.
+        """What follows the frozen part: the trained top layers (with
+        ``trainable_layers``), the learned weighted sum, ``normalize_layers``,
+        ``output_norm`` and the padding mask.
 
         Arguments
         ---------
         hidden : torch.Tensor
-            ``[batch, frames, len(selected_layers), hidden_size]``, as
+            ``[batch, frames, len(hidden_state_indices), hidden_size]``, as
             :meth:`hidden_states` returns it (or as read from a feature
             cache, zero-padded).
         hidden_lens : torch.Tensor
