@@ -399,3 +399,78 @@ def test_layer_counts_are_checked_against_the_model(
     run = run_recipe(IEMOCAP, argv, expect_ok=False)
     assert run.error is not None and message in run.error, run.error
     assert not out.exists()
+
+
+def test_ddp_lora_on_the_top_layer_from_the_cache_with_checkpointing(
+    iemocap_corpus, tiny_models, tmp_path
+):
+    """Two torchrun processes (gloo): the cache is filled in shares, the
+    adapters of the top layer train with gradient checkpointing, the main
+    process writes trainable-only checkpoints, and the run evaluates."""
+    from test_ddp import _torchrun
+
+    out = tmp_path / "ddp_lora"
+    proc = _torchrun(
+        iemocap_corpus,
+        tiny_models["wavlm"],
+        out,
+        *MODES["lora_top1_cache"],
+        f"--feature_cache_folder={tmp_path / 'cache'}",
+        "--gradient_checkpointing=True",
+    )
+    log = proc.stdout + proc.stderr
+    assert "DDP process 0" in log
+    assert "encoded" in log and " + " in log  # both processes filled a share
+    metrics = json.loads((out / "test_metrics.json").read_text())
+    assert metrics["n"] == len(json.loads((out / "manifests/test.json").read_text()))
+    state = _checkpoint(out)
+    assert all("lora_" in k for k in state if k.startswith("encoder."))
+    assert (out / "save" / FROZEN_ENCODER_FILE).is_file()
+
+
+def test_benchmark_runs_on_a_tiny_model(tmp_path, capsys):
+    """bench/finetune_budget.py end to end on a tiny model: every system, the
+    targets, and what the trained parameters imply (LoRA's optimiser state
+    below partial's, the cached top layer keeping less for backward), and
+    half-precision storage errors that are small but not zero."""
+    import importlib.util
+
+    from conftest import ROOT
+
+    spec = importlib.util.spec_from_file_location(
+        "bench_finetune_budget", ROOT / "bench" / "finetune_budget.py"
+    )
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    report = bench.main(
+        [
+            "--tiny",
+            "--trainable-layers=1",
+            "--rank=4",
+            "--utterances=8",
+            "--rounds=1",
+            "--threads=1",
+            f"--json={tmp_path / 'report.json'}",
+        ]
+    )
+    rows = report["systems"]
+    assert list(rows) == [
+        "partial",
+        "top-1 from audio",
+        "top-1 from the cache",
+        "LoRA r=4, all layers",
+        "LoRA r=4, top 1 from the cache",
+    ]
+    assert all(row["audio_seconds_per_second"] > 0 for row in rows.values())
+    partial = rows["partial"]
+    lora = rows["LoRA r=4, all layers"]
+    assert lora["optimizer_state_bytes"] < partial["optimizer_state_bytes"]
+    assert lora["trained_parameters"] < partial["trained_parameters"]
+    cached = rows["top-1 from the cache"]
+    assert cached["kept_for_backward_bytes"] < partial["kept_for_backward_bytes"]
+    assert len(report["targets"]) == 2
+    for errors in report["storage_error"].values():
+        assert 0 < errors["stored_state"] < 1e-2
+        assert errors["gradients"] < 5e-2
+    assert json.loads((tmp_path / "report.json").read_text())["systems"].keys()
+    assert "| top-1 from the cache |" in capsys.readouterr().out
