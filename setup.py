@@ -56,9 +56,28 @@ setup(
             # versions tested (requirements.txt pins them)
             "onnx>=1.23",
             "onnxruntime>=1.32",
+            # the HTTP service, the web demo and its browser test (Chromium
+            # comes from the system's packages: .ci/run installs Debian's)
+            "fastapi>=0.110",
+            "uvicorn>=0.29",
+            "python-multipart>=0.0.9",
+            "httpx>=0.27",
+            "gradio>=5",
+            "playwright>=1.45",
         ],
+        # sser-serve: the HTTP service (FastAPI + uvicorn)
+        "serve": ["fastapi>=0.110", "uvicorn>=0.29", "python-multipart>=0.0.9"],
+        # sser-demo and an exported folder's app.py (a Hub Space): Gradio
+        "demo": ["gradio>=5"],
         # bench/: ONNX Runtime is one of the systems measured
-        "bench": ["onnx>=1.23", "onnxruntime>=1.32"],
+        "bench": [
+            "onnx>=1.23",
+            "onnxruntime>=1.32",
+            "fastapi>=0.110",
+            "uvicorn>=0.29",
+            "python-multipart>=0.0.9",
+            "httpx>=0.27",
+        ],
     },
     entry_points={
         "console_scripts": [
@@ -68,6 +87,8 @@ setup(
             "sser-predict=sser_lobes.inference.predict:main",
             "sser-export=sser_lobes.inference.export:main",
             "sser-ablation=sser_lobes.evaluation.ablation:main",
+            "sser-serve=sser_lobes.inference.server:main",
+            "sser-demo=sser_lobes.inference.demo:main",
         ]
     },
     classifiers=[

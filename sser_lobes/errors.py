@@ -23,6 +23,12 @@ error                  raised by
 ``OnnxExportError``    :mod:`sser_lobes.inference.onnx_export`
 ``ModelFormatError``   :mod:`sser_lobes.inference.model_description` (a model
                        folder that is not a valid sser model)
+``QueueFullError``     :mod:`sser_lobes.inference.dynamic_batching` (the
+                       bounded queue is full: the server answers 429)
+``BatcherClosedError`` :mod:`sser_lobes.inference.dynamic_batching` (the
+                       batcher stopped: the server answers 503)
+``UploadLimitError``   :mod:`sser_lobes.inference.server` (audio over the
+                       service's duration limit: it answers 413)
 =====================  ====================================================
 
 Example
@@ -134,3 +140,15 @@ class OnnxExportError(ValueError):
 class ModelFormatError(ValueError):
     """A model folder that is not a valid sser model: its description or its
     weights. The message is one line naming the file and the problem."""
+
+
+class QueueFullError(ValueError):
+    """A request refused because the bounded request queue is full."""
+
+
+class BatcherClosedError(ValueError):
+    """A request to a dynamic batcher that has stopped."""
+
+
+class UploadLimitError(ValueError):
+    """An upload over a limit of the HTTP service (its audio's duration)."""

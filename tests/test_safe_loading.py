@@ -817,12 +817,15 @@ def test_export_publishes_only_the_runs_own_files(exported, tmp_path):
     os.symlink(secret, run / "valid_confusion_matrix.png")
     metrics = json.loads((run / "test_metrics.json").read_text())
     metrics["split"] = "test <script>alert(1)</script> [x](http://evil)"
+    metrics["protocol"] = "see <img src=https://evil.example/x.png> (here)"
     (run / "test_metrics.json").write_text(json.dumps(metrics))
+    os.mkfifo(run / "x_metrics.json")  # a reader that opened it would block
     out = export_run(run, tmp_path / "out")
     assert not (out / "valid_confusion_matrix.png").exists()
     assert all(b"SECRET" not in p.read_bytes() for p in out.rglob("*") if p.is_file())
     card = (out / "README.md").read_text()
-    assert "<script>" not in card and "](http://evil)" not in card
+    assert "<script>" not in card and "http://evil" not in card
+    assert "evil.example" not in card and "<img" not in card
 
 
 @pytest.mark.timeout(ATTACK_TIMEOUT)

@@ -3,7 +3,10 @@
 Owns the export of a run as a model folder
 (:mod:`~sser_lobes.inference.export`), the one-line recognizer
 (:class:`~sser_lobes.inference.recognizer.EmotionRecognizer`), the
-``sser-predict`` command line, and the ONNX export and runtime.
+``sser-predict`` command line, the ONNX export and runtime, the stock
+transformers checkpoint (:mod:`~sser_lobes.inference.transformers_export`),
+the web page (``sser-demo``, :mod:`~sser_lobes.inference.demo`) and the
+HTTP service (``sser-serve``, :mod:`~sser_lobes.inference.server`).
 
 May import: every layer but :mod:`sser_lobes.training` (an export reads a
 run folder's files, not the recipe's code).

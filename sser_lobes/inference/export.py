@@ -1,7 +1,7 @@
 """Export a trained recipe run as a model folder people can load, and publish it.
 
-    python -m sser_lobes.export RUN_FOLDER OUT_DIR [--onnx] [--push REPO_ID]
-        [--dry-run] [--trust-run] [--keep-adapters]
+    python -m sser_lobes.export RUN_FOLDER OUT_DIR [--onnx] [--transformers]
+        [--push REPO_ID] [--dry-run] [--trust-run] [--keep-adapters]
 
 ``RUN_FOLDER`` is the output folder of a recipe run (``save/`` with the
 checkpoints and the model's description, the manifests, the metrics files).
@@ -23,6 +23,14 @@ checkpoints and the model's description, the manifests, the metrics files).
 * ``model.onnx`` with ``--onnx``: the same model as an ONNX graph (dynamic
   batch and time axes), checked against PyTorch with ONNX Runtime on padded
   batches as part of the export (:mod:`sser_lobes.inference.onnx_export`);
+* with ``--transformers``: ``config.json``, ``preprocessor_config.json`` and
+  ``transformers.safetensors``, the same model as a stock transformers
+  ``*ForSequenceClassification`` that ``transformers.pipeline(
+  "audio-classification", model=OUT_DIR)`` loads with no custom code, or one
+  line saying why this kind of model has no exact transformers form
+  (:mod:`sser_lobes.inference.transformers_export`);
+* ``app.py`` and ``requirements.txt``: the folder runs as a Hub Space, the
+  web page of :mod:`sser_lobes.inference.demo` (:mod:`sser_lobes.inference.space`);
 * ``README.md``: a model card (:mod:`sser_lobes.inference.model_card`); the
   run's ``*_metrics.json`` and PNGs.
 
@@ -71,6 +79,7 @@ from sser_lobes.inference.model_description import (
     read_safetensors_header,
     validate_description,
 )
+from sser_lobes.inference.space import write_space_files
 from sser_lobes.nnet.description import (
     FROZEN_ENCODER_FILE,
     build_model,
@@ -634,6 +643,7 @@ def export_run(
     text_encoder_source=None,
     onnx=False,
     trust_run=False,
+    transformers=False,
     keep_adapters=False,
 ):
     """Write the model folder of a run (see the module docstring).
@@ -641,6 +651,9 @@ def export_run(
     ``onnx=True`` also writes ``model.onnx``, checked against the PyTorch
     model with ONNX Runtime
     (:func:`sser_lobes.inference.onnx_export.export_folder_onnx`).
+    ``transformers=True`` also writes the stock transformers checkpoint
+    (:func:`sser_lobes.inference.transformers_export.export_transformers`),
+    or refuses the export with one line before anything is written.
 
     A LoRA run's adapters are merged into the encoder's weights (peft's
     merge): the model folder is a plain encoder's, whose inference (fp32,
@@ -667,8 +680,14 @@ def export_run(
             f"{run}: a text-fused model is not exported to ONNX (its text encoder "
             "is a second model); export it without --onnx."
         )
+    from sser_lobes.inference import transformers_export
+
+    why = transformers and transformers_export.refusal(description)
+    if why:
+        raise ExportError(f"{run}: not exported for transformers: {why}")
     for stale in ("model.onnx", "label_encoder.txt", "ssl_config.json"):
         (out / stale).unlink(missing_ok=True)  # of an earlier export here
+    transformers_export.remove_transformers_files(out)
     text_files = []
     if model.text_fusion is not None:
         source = description["training"].get("text_encoder_source")
@@ -682,6 +701,8 @@ def export_run(
     local_paths = _local_paths(description, run, checkpoint)
     published = _scrub(published_description(description, text_files), local_paths)
     write_model_folder(out, published, model)
+    notes = transformers_export.export_transformers(out) if transformers else None
+    write_space_files(out)
     for path in _run_files_to_publish(run):
         shutil.copy(path, out / path.name)
         if path.suffix == ".json":
@@ -690,7 +711,8 @@ def export_run(
     for path in (out / "text_encoder").rglob("*.json"):
         _scrub_json_file(path, local_paths, ours=False)
     (out / "README.md").write_text(
-        model_card(published, run, checkpoint, repo_id), encoding="utf-8"
+        model_card(published, run, checkpoint, repo_id, transformers_notes=notes),
+        encoding="utf-8",
     )
     (out / MARKER).write_text(
         json.dumps(
@@ -828,6 +850,15 @@ def main(argv=None):
         "sser): build its hyperparams.yaml with HyperPyYAML. This RUNS the code "
         "that file names: only for your own run folders",
     )
+    parser.add_argument(
+        "--transformers",
+        action="store_true",
+        help="also write a stock transformers checkpoint (config.json, "
+        "transformers.safetensors, preprocessor_config.json) that "
+        'transformers.pipeline("audio-classification", model=OUT_DIR) loads '
+        "without custom code; refused with one line for kinds of model that "
+        "have no exact transformers form",
+    )
     args = parser.parse_args(argv)
     from sser_lobes.errors import OnnxExportError
 
@@ -840,6 +871,7 @@ def main(argv=None):
             text_encoder_source=args.text_encoder_source,
             onnx=args.onnx,
             trust_run=args.trust_run,
+            transformers=args.transformers,
             keep_adapters=args.keep_adapters,
         )
     except (ExportError, OnnxExportError, OSError) as error:

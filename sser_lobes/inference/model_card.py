@@ -84,13 +84,17 @@ def metrics_rows(run):
     ``*_metrics.json`` files."""
     rows = []
     for path in sorted(Path(run).glob("*_metrics.json")):
+        if path.is_symlink() or not path.is_file():
+            continue  # a FIFO would block the reader; a link leads elsewhere
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, UnicodeDecodeError, ValueError):
             continue
         if not isinstance(data, dict):
             continue
-        split = card_text(data.get("split", path.name.replace("_metrics.json", "")))
+        split = re.sub(
+            r"[^A-Za-z0-9_.-]", "", str(data.get("split", path.stem))[:40]
+        ) or path.name.replace("_metrics.json", "")
         n = data.get("n") if isinstance(data.get("n"), int) else None
         values = {
             k: data[k]
@@ -109,9 +113,10 @@ def card_text(value, limit=200):
     Example
     -------
     >>> card_text("test <img src=x onerror=alert(1)> [click](http://x)")
-    'test img src=x onerror=alert1 clickhttp://x'
+    'test img src=x onerror=alert1 link removed'
     """
     text = " ".join(str(value).split())[:limit]
+    text = re.sub(r"\S*://\S*", "link removed", text)
     return "".join(c for c in text if c not in "<>[]()`*_|#!\\{}")
 
 
@@ -142,18 +147,39 @@ def finetune_text(training):
     'partial'
     """
     mode = training.get("finetune")
-    layers = training.get("trainable_layers")
+    layers = card_text(training.get("trainable_layers"))  # a run's file: text
     if mode == "top":
         return f"top (the top {layers} transformer layers trained)"
     if mode == "lora":
-        if not layers:
+        if layers in ("None", "0", ""):
             return "lora (adapters on every transformer layer)"
-        plural = "s" if layers > 1 else ""
+        plural = "" if layers == "1" else "s"
         return f"lora (adapters on the top {layers} transformer layer{plural})"
-    return str(mode)
+    return card_text(mode)
 
 
-def model_card(description, run, checkpoint, repo_id=None):
+def _transformers_usage(source, notes):
+    """The card's transformers section (empty without the checkpoint)."""
+    if notes is None:
+        return ""
+    lines = "".join(f"- {note}.\n" for note in notes)
+    return f"""
+### With transformers alone (no sser, no custom code)
+
+```python
+from transformers import pipeline
+classifier = pipeline("audio-classification", model="{source}")
+classifier("speech.wav", top_k=None)
+```
+
+`config.json` names its weights `transformers.safetensors`
+(`transformers_weights`); the feature extractor normalises the waveform as
+sser does. One file at a time the probabilities equal sser's (checked at
+export). Differences of use:
+{lines}"""
+
+
+def model_card(description, run, checkpoint, repo_id=None, transformers_notes=None):
     """README.md with Hub metadata, usage, what loading runs, metrics and
     training details.
 
@@ -168,6 +194,11 @@ def model_card(description, run, checkpoint, repo_id=None):
         The exported checkpoint (its epoch).
     repo_id : str or None
         The Hub repository the folder is pushed to.
+    transformers_notes : list of str or None
+        The folder also holds a stock transformers checkpoint
+        (:mod:`sser_lobes.inference.transformers_export`): the card's
+        library is then ``transformers`` (the Hub's widget runs its
+        pipeline), with usage and these differences of use.
     """
     rows = metrics_rows(run)
     first = rows[0][3] if rows else {}
@@ -187,8 +218,9 @@ def model_card(description, run, checkpoint, repo_id=None):
     )
     encoder = training.get("ssl_source") or "an SSL encoder"
     pooling = description["architecture"]["pooling"]["type"]
+    library = "speechbrain" if transformers_notes is None else "transformers"
     return f"""---
-library_name: speechbrain
+library_name: {library}
 license: apache-2.0
 tags:
 - speech-emotion-recognition
@@ -196,6 +228,8 @@ tags:
 - sser
 - {training.get("ssl_name") or "ssl"}
 pipeline_tag: audio-classification
+sdk: gradio
+app_file: app.py
 ---
 
 # {name}: speech emotion recognition
@@ -219,10 +253,13 @@ recognizer = EmotionRecognizer.from_hparams("{source}")
 
 or on the command line:
 `sser-predict --model {source} audio_folder/ --output predictions.jsonl`.
+A web page to drop or record audio (this folder runs as a Gradio Space):
+`pip install -r requirements.txt && python app.py`, or `sser-demo {source}`;
+an HTTP service: `sser-serve {source}`.
 
 Any sample rate, mono or stereo, wav / flac / ogg; audio longer than
 {description["window_seconds"]:g} s is classified in overlapping windows.
-
+{_transformers_usage(source, transformers_notes)}
 ## What loading reads and runs
 
 `EmotionRecognizer.from_hparams` and `sser-predict` run no code of this

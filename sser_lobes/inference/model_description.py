@@ -852,6 +852,8 @@ def validate_description(data, source, overrides=None):
     low, high = _list(where, "attribute_range", description["attribute_range"], 2)
     _number(where, "attribute_range[0]", low)
     _number(where, "attribute_range[1]", high, low)
+    if not high > low:
+        raise where.error("attribute_range", f"is [{low}, {high}]: an empty range")
     description["architecture"] = validate_architecture(
         description["architecture"], where
     )

@@ -564,7 +564,12 @@ class OnnxEmotionRecognizer:
             "waveforms": np.ascontiguousarray(waveforms, dtype=np.float32),
             "wav_lens": np.ascontiguousarray(wav_lens, dtype=np.float32),
         }
-        return dict(zip(self.output_names, self.session.run(None, feeds)))
+        try:
+            outputs = self.session.run(None, feeds)
+        except Exception as error:  # onnxruntime's own exception types
+            summary = " ".join(str(error).split())[:300] or type(error).__name__
+            raise RuntimeError(f"{self.path}: ONNX Runtime failed: {summary}") from None
+        return dict(zip(self.output_names, outputs))
 
     def predict_batch(self, waveforms, wav_lens):
         """Probabilities (or attributes) ``[batch, K]`` of a padded batch."""

@@ -1,0 +1,212 @@
+"""The transformers-native export: a stock ``*ForSequenceClassification``
+that ``transformers.pipeline`` loads with no custom code and whose
+probabilities equal sser's, or one line saying why not."""
+
+import json
+
+import numpy as np
+import pytest
+import soundfile
+import torch
+from conftest import IEMOCAP, iemocap_argv, recipe_process_state, run_recipe
+
+from sser_lobes import (
+    EmotionModel,
+    EmotionRecognizer,
+    LinearHead,
+    MeanPooling,
+    SSLEncoder,
+)
+from sser_lobes.encoders.tiny_ssl import make_tiny_ssl
+from sser_lobes.errors import ExportError
+from sser_lobes.inference import export, transformers_export
+from sser_lobes.nnet.description import describe_run
+
+LABELS = ["neu", "hap", "sad", "ang"]
+
+#: name -> (arch, feat_extract_norm, output_layer, normalize_waveform)
+KINDS = {
+    "wavlm_last": ("wavlm", "layer", "last", "utterance"),
+    "wavlm_weighted_global": ("wavlm", "layer", "weighted_sum", "global"),
+    "hubert_last": ("hubert", "group", "last", "utterance"),
+    "hubert_layer1_off": ("hubert", "group", 1, "off"),
+    "wav2vec2_weighted": ("wav2vec2", "group", "weighted_sum", "utterance"),
+    "wav2vec2_large_layer1": ("wav2vec2", "layer", 1, "global"),
+}
+
+
+def write_model(folder, arch, norm, output_layer, waveform_norm, seed=0, **encoder):
+    """An sser model folder of a tiny random model with a sharp linear head."""
+    ssl = make_tiny_ssl(folder.parent / f"{folder.name}_ssl", arch, norm, seed=seed)
+    torch.manual_seed(seed)
+    model_encoder = SSLEncoder(
+        ssl,
+        finetune="frozen",
+        output_layer=output_layer,
+        output_norm=encoder.pop("output_norm", None),
+        normalize_waveform=waveform_norm,
+        weighted_sum_layers=encoder.pop("weighted_sum_layers", None),
+    )
+    if waveform_norm == "global":
+        model_encoder.set_waveform_stats(0.02, 0.3, 16000)
+    if output_layer == "weighted_sum":
+        with torch.no_grad():
+            model_encoder.layer_weights.normal_()
+    head = LinearHead(32, len(LABELS), bias=True)
+    with torch.no_grad():
+        head.linear.weight.mul_(10.0)  # probabilities far from uniform
+    model = EmotionModel(model_encoder, MeanPooling(32), head).eval()
+    folder.mkdir(parents=True)
+    hparams = {
+        "model": model,
+        "emotions": LABELS,
+        "sample_rate": 16000,
+        "experiment_name": "tiny",
+    }
+    export.write_model_folder(folder, describe_run(hparams, 3.0), model)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def audio_files(tmp_path_factory):
+    """Seeded 16 kHz files of 0.5 to 2.9 s (within the 3 s window)."""
+    root = tmp_path_factory.mktemp("tf_audio")
+    rng = np.random.default_rng(3)
+    files = []
+    for i, seconds in enumerate((0.5, 1.3, 2.9)):
+        n = int(seconds * 16000)
+        t = np.arange(n) / 16000
+        wav = 0.3 * np.sin(2 * np.pi * (120 + 60 * i) * t) * (1 + np.sin(3 * t))
+        wav += 0.02 * rng.standard_normal(n)
+        path = root / f"f{i}.wav"
+        soundfile.write(path, wav.astype(np.float32), 16000, subtype="PCM_16")
+        files.append(path)
+    return files
+
+
+@pytest.mark.parametrize("kind", sorted(KINDS))
+def test_pipeline_equals_sser_one_file_at_a_time(kind, tmp_path, audio_files):
+    from transformers import AutoModelForAudioClassification, pipeline
+
+    folder = write_model(tmp_path / kind, *KINDS[kind])
+    status = transformers_export.main([str(folder)])
+    assert status == 0
+    config = json.loads((folder / "config.json").read_text())
+    assert config["transformers_weights"] == "transformers.safetensors"
+    assert config["id2label"] == {str(i): label for i, label in enumerate(LABELS)}
+    assert "auto_map" not in config  # no custom code to trust
+    model = AutoModelForAudioClassification.from_pretrained(folder)
+    assert type(model).__name__ == transformers_export.CLASSES[KINDS[kind][0]][0]
+    recognizer = EmotionRecognizer.from_hparams(folder)
+    classifier = pipeline("audio-classification", model=str(folder))
+    for path in audio_files:
+        ours, _, _, label = recognizer.classify_file(path)
+        array, rate = soundfile.read(path, dtype="float32")
+        results = classifier({"raw": array, "sampling_rate": rate}, top_k=None)
+        theirs = {r["label"]: r["score"] for r in results}
+        assert max(theirs, key=theirs.get) == label
+        for index, name in enumerate(LABELS):
+            assert abs(theirs[name] - float(ours[index])) < 1e-5, (kind, path, name)
+    # sser still loads its own files, unchanged, from the same folder
+    assert recognizer.labels == LABELS
+
+
+def test_a_weighted_subset_of_layers(tmp_path, audio_files):
+    """``weighted_sum_layers=[0, 2]``: the other layer weighs exactly 0."""
+    folder = write_model(
+        tmp_path / "subset",
+        "wavlm",
+        "layer",
+        "weighted_sum",
+        "utterance",
+        weighted_sum_layers=[0, 2],
+    )
+    transformers_export.export_transformers(folder)
+    from safetensors.torch import load_file
+
+    weights = load_file(folder / transformers_export.WEIGHTS)["layer_weights"]
+    assert torch.isinf(weights[1]) and torch.isfinite(weights[[0, 2]]).all()
+
+
+def test_refusals_are_one_line_and_write_nothing(tmp_path):
+    folder = write_model(
+        tmp_path / "normed", "wavlm", "layer", "last", "utterance", output_norm="frame"
+    )
+    with pytest.raises(ExportError) as info:
+        transformers_export.export_transformers(folder)
+    message = str(info.value)
+    assert "\n" not in message and "output_norm='frame'" in message
+    assert not any((folder / name).exists() for name in transformers_export.FILES)
+
+
+@pytest.mark.parametrize(
+    "change, expected",
+    [
+        ({"pooling": {"type": "attentive_statistics"}}, "attentive_statistics pooling"),
+        ({"head": {"type": "mlp", "output_activation": None}}, "mlp head"),
+        ({"gender": {"mode": "film"}}, "gender conditioning"),
+        ({"text_fusion": {"mode": "concat"}}, "text fusion"),
+        ({"encoder_output_norm": "utterance"}, "output_norm='utterance'"),
+        ({"encoder_normalize_layers": True}, "normalize_layers"),
+        ({"eval_crop_seconds": 12.0}, "first 12 s"),
+        ({"calibration": {"temperature": 1.5}}, "'calibration'"),
+        ({"task": "attributes"}, "attribute (regression) model"),
+    ],
+)
+def test_kinds_without_an_exact_form_are_refused(change, expected):
+    description = {
+        "task": "categorical",
+        "eval_crop_seconds": None,
+        "architecture": {
+            "encoder": {"output_norm": None, "normalize_layers": False},
+            "pooling": {"type": "mean"},
+            "head": {"type": "linear", "output_activation": None},
+            "gender": None,
+            "text_fusion": None,
+        },
+    }
+    assert transformers_export.refusal(description) is None
+    for key, value in change.items():
+        if key.startswith("encoder_"):
+            description["architecture"]["encoder"][key[8:]] = value
+        elif key in description["architecture"]:
+            description["architecture"][key] = value
+        else:
+            description[key] = value
+    assert expected in transformers_export.refusal(description)
+
+
+def test_export_command_with_transformers(iemocap_small_corpus, tiny_models, tmp_path):
+    """``python -m sser_lobes.export RUN OUT --transformers`` on a recipe run
+    without output normalisation; the card's library becomes transformers.
+    The recipe's default (``output_norm: utterance``) is refused in one line
+    before anything is written."""
+    run = tmp_path / "run"
+    argv = iemocap_argv(
+        iemocap_small_corpus,
+        tiny_models["hubert_base"],
+        run,
+        "--test_session=1",
+        "--output_norm=null",
+        epochs=1,
+    )
+    run_recipe(IEMOCAP, argv)
+    out = tmp_path / "model"
+    with recipe_process_state() as (stdout, _):
+        assert export.main([str(run), str(out), "--transformers"]) == 0
+    assert all((out / name).is_file() for name in transformers_export.FILES)
+    card = (out / "README.md").read_text()
+    assert "library_name: transformers" in card and 'pipeline("audio-classif' in card
+    assert "group-norm" in card  # the padded-batch difference is stated
+
+    normed = tmp_path / "normed_run"
+    argv = iemocap_argv(
+        iemocap_small_corpus, tiny_models["wavlm"], normed, "--test_session=1", epochs=1
+    )
+    run_recipe(IEMOCAP, argv)
+    refused = tmp_path / "refused"
+    with recipe_process_state() as (_, stderr):
+        assert export.main([str(normed), str(refused), "--transformers"]) == 1
+    lines = stderr.getvalue().strip().splitlines()
+    assert len(lines) == 1 and "output_norm='utterance'" in lines[0], lines
+    assert not (refused / "model.safetensors").exists()
