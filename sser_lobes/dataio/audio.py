@@ -40,6 +40,7 @@ __all__ = [
     "AudioInfo",
     "audio_info",
     "check_audio_info",
+    "downmix",
     "load_audio_any",
     "load_audio_array",
     "read_audio",
@@ -303,6 +304,10 @@ def read_audio(path, sample_rate=16000, min_samples=400):
 # Inference: any user file or array -> mono float32 at the model's rate
 # ---------------------------------------------------------------------------
 
+#: Peak amplitude under which user audio is silent (about -80 dBFS): the
+#: recognizer refuses such a file, a timeline says it has no speech.
+SILENT_PEAK = 1e-4
+
 #: Largest channel count :func:`load_audio_array` infers from a 2-D shape.
 MAX_INFERRED_CHANNELS = 32
 
@@ -403,6 +408,23 @@ def resample(wav, orig_freq, new_freq):
     return torch.from_numpy(np.ascontiguousarray(out)).to(wav.dtype)
 
 
+def downmix(data):
+    """Mono float32 samples of ``data`` (float ``[frames, channels]``).
+
+    The channels are averaged (not summed): that keeps the level of
+    correlated channels and cannot clip. Every reader of user audio (whole
+    files, segments, arrays, streamed blocks) downmixes with this.
+
+    Example
+    -------
+    >>> downmix(np.array([[0.5, 0.25], [1.0, 0.0]], dtype=np.float32))
+    array([0.375, 0.5  ], dtype=float32)
+    """
+    if data.shape[1] == 1:
+        return np.ascontiguousarray(data[:, 0], dtype=np.float32)
+    return data.mean(axis=1, dtype=np.float64).astype(np.float32)
+
+
 def _check_options(sample_rate, min_samples, silence_threshold):
     sample_rate = _positive_int_rate(sample_rate, "sample_rate")
     min_samples = operator.index(min_samples or 0)
@@ -425,13 +447,7 @@ def _prepare(name, data, found_rate, sample_rate, min_samples, silence_threshold
     if data.size == 0:
         raise AudioError(name, f"empty {what} (0 samples)")
     _check_finite(name, data, found_rate)
-    # Downmix by averaging (not summing): keeps the level of correlated
-    # channels and cannot clip.
-    if data.shape[1] == 1:
-        mono = np.ascontiguousarray(data[:, 0], dtype=np.float32)
-    else:
-        mono = data.mean(axis=1, dtype=np.float64).astype(np.float32)
-    wav = resample(torch.from_numpy(mono), found_rate, sample_rate)
+    wav = resample(torch.from_numpy(downmix(data)), found_rate, sample_rate)
     num_samples = wav.numel()
     if min_samples and num_samples < min_samples:
         at = f" at {sample_rate} Hz" if found_rate != sample_rate else ""
@@ -454,7 +470,9 @@ def _prepare(name, data, found_rate, sample_rate, min_samples, silence_threshold
     return wav.to(torch.float32).contiguous()
 
 
-def load_audio_any(path, sample_rate=16000, min_samples=400, silence_threshold=1e-4):
+def load_audio_any(
+    path, sample_rate=16000, min_samples=400, silence_threshold=SILENT_PEAK
+):
     """Load any user audio file for inference: mono, float32, at ``sample_rate``.
 
     Unlike :func:`read_audio` (training data, which must already be 16 kHz

@@ -38,7 +38,7 @@ def _positive_int(value, what):
     return value
 
 
-def chunk_bounds(num_samples, window, hop):
+def chunk_bounds(num_samples, window, hop, min_tail=None):
     """Overlapping windows ``[start, end)`` covering a whole signal.
 
     The windows start at 0, ``hop``, ``2 * hop``, ... as long as they end
@@ -47,6 +47,11 @@ def chunk_bounds(num_samples, window, hop):
     ``window`` long and there is no short tail chunk (the last two chunks
     may overlap by more than ``window - hop``). A signal no longer than
     ``window`` is a single chunk ``(0, num_samples)``.
+
+    With ``min_tail``, the last window is instead the rest of the signal from
+    the next hop on, when that rest is at least ``min_tail`` samples long:
+    no audio is computed twice beyond the hop's overlap (the emotion
+    timeline's windows, :mod:`sser_lobes.dataio.segments`).
 
     Arguments
     ---------
@@ -57,6 +62,9 @@ def chunk_bounds(num_samples, window, hop):
     hop : int
         Step between chunk starts in samples, ``0 < hop <= window``
         (``hop == window``: no overlap except for the end-aligned last chunk).
+    min_tail : int or None
+        Shortest last window that is not aligned to the end (None: always
+        aligned).
 
     Returns
     -------
@@ -79,6 +87,10 @@ def chunk_bounds(num_samples, window, hop):
     [(0, 4), (2, 6), (4, 8), (6, 10), (7, 11)]
     >>> chunk_bounds(3, window=4, hop=2)
     [(0, 3)]
+    >>> chunk_bounds(11, window=4, hop=4, min_tail=2)  # the rest is 3 long
+    [(0, 4), (4, 8), (8, 11)]
+    >>> chunk_bounds(9, window=4, hop=4, min_tail=2)  # the rest is 1 long
+    [(0, 4), (4, 8), (5, 9)]
     """
     num_samples = _positive_int(num_samples, "num_samples")
     window = _positive_int(window, "window")
@@ -95,7 +107,10 @@ def chunk_bounds(num_samples, window, hop):
     while start + window < num_samples:
         bounds.append((start, start + window))
         start += hop
-    bounds.append((num_samples - window, num_samples))
+    if min_tail is not None and num_samples - start >= min_tail:
+        bounds.append((start, num_samples))
+    else:
+        bounds.append((num_samples - window, num_samples))
     return bounds
 
 

@@ -5,6 +5,10 @@
                  [--num-threads N] [--trust-hparams]
     sser-predict --model DIR_OR_REPO --csv corpus.csv [--label-map "calm:neu,..."]
                  [--output preds.csv] [--metrics metrics.json] [...]
+    sser-predict --model DIR_OR_REPO --timeline FILES_OR_FOLDERS...
+                 [--timeline-format jsonl|csv|rttm|audacity] [--output FILE_OR_DIR]
+                 [--plot PNG_OR_DIR] [--vad silero|energy|none] [--window S] [...]
+    arecord -f S16_LE -r 16000 | sser-predict --model DIR_OR_REPO --stream -
 
 Folders are searched recursively for audio files. One result per file
 (label, score, all probabilities; or the attributes of an attribute model);
@@ -36,6 +40,16 @@ listed on stderr with the CSV's file and line, and make the exit status 1::
 
     sser-predict --model my_model --csv ravdess.csv --label-map "calm:neu" \\
         --output ravdess_preds.csv   # + ravdess_preds_metrics.json, .png
+
+``--timeline`` gives each file's emotion over time
+(:mod:`sser_lobes.inference.timeline`): speech found by a VAD, classified in
+windows, smoothed, segments with start and end times, silence between them;
+one segment file per input (``--output`` is a file for one input, a folder
+for several, with ``summary.json``), a PNG with ``--plot``, a summary per
+file on stderr. ``--speakers turns.rttm`` makes the timeline per speaker
+turn. ``--stream -`` reads raw PCM (``--stream-format``, ``--stream-rate``,
+``--stream-channels``) or a WAV stream from standard input and prints each
+segment as soon as it is decided.
 """
 
 import argparse
@@ -117,6 +131,11 @@ def write_results(results, output, labels, key_columns=("file",)):
 
 def build_parser():
     """The command line's arguments."""
+    from sser_lobes.dataio.segments import SMOOTHING_CHOICES
+    from sser_lobes.dataio.stream import SAMPLE_FORMATS
+    from sser_lobes.dataio.timeline_files import FORMATS
+    from sser_lobes.dataio.vad import VAD_CHOICES
+
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
         "--model", required=True, help="exported model folder or Hub id"
@@ -168,6 +187,76 @@ def build_parser():
         "without a transcript, for text-fused models (never taken from the "
         "model folder)",
     )
+    timeline = parser.add_argument_group(
+        "timeline (--timeline FILES, --stream -): emotion over time"
+    )
+    timeline.add_argument(
+        "--timeline",
+        action="store_true",
+        help="segments with start and end times instead of one label per file",
+    )
+    timeline.add_argument(
+        "--stream",
+        metavar="SOURCE",
+        help="'-': read live audio from standard input (raw PCM, or a WAV "
+        "stream) and print each segment as soon as it is decided",
+    )
+    timeline.add_argument(
+        "--timeline-format", choices=FORMATS, default="jsonl", help="default jsonl"
+    )
+    timeline.add_argument(
+        "--plot", help="the timeline's PNG (a folder for several inputs)"
+    )
+    timeline.add_argument(
+        "--plot-reference",
+        help="a reference timeline file, drawn under the labels in the PNG",
+    )
+    timeline.add_argument(
+        "--summary",
+        help="the per-file summaries as JSON (default: "
+        "<output folder>/summary.json for several inputs, else stderr only)",
+    )
+    timeline.add_argument(
+        "--speakers", help="an RTTM file of speaker turns: a timeline per turn"
+    )
+    timeline.add_argument("--vad", choices=VAD_CHOICES, default="silero")
+    timeline.add_argument("--vad-threshold", type=float, default=0.5)
+    timeline.add_argument(
+        "--energy-threshold",
+        type=float,
+        default=-40.0,
+        help="dBFS, for --vad energy (default -40)",
+    )
+    timeline.add_argument("--min-speech", type=float, default=0.25, help="seconds")
+    timeline.add_argument("--min-silence", type=float, default=0.3, help="seconds")
+    timeline.add_argument("--speech-pad", type=float, default=0.1, help="seconds")
+    timeline.add_argument(
+        "--window", type=float, help="seconds (default min(3, the model's window))"
+    )
+    timeline.add_argument("--hop", type=float, help="seconds (default: the window)")
+    timeline.add_argument(
+        "--min-window",
+        type=float,
+        default=1.0,
+        help="seconds: a region's last window is its rest if that lasts this "
+        "long, else a full window aligned to its end (default 1)",
+    )
+    timeline.add_argument("--smoothing", choices=SMOOTHING_CHOICES, default="median")
+    timeline.add_argument("--smoothing-windows", type=int, default=3)
+    timeline.add_argument("--min-segment", type=float, default=1.0, help="seconds")
+    timeline.add_argument(
+        "--uncertain-below",
+        type=float,
+        help="label 'uncertain' where the top probability is below this",
+    )
+    timeline.add_argument(
+        "--no-silence", action="store_true", help="leave silence segments out"
+    )
+    timeline.add_argument("--stream-rate", type=int, default=16000)
+    timeline.add_argument("--stream-channels", type=int, default=1)
+    timeline.add_argument(
+        "--stream-format", choices=list(SAMPLE_FORMATS), default="s16le"
+    )
     return parser
 
 
@@ -175,6 +264,10 @@ def main(argv=None):
     """Run the command line; return the exit status."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.stream or args.timeline:
+        from sser_lobes.inference import timeline_cli
+
+        return timeline_cli.run(parser, args, _load_model, find_audio)
     if args.csv and args.inputs:
         parser.error("give either audio files or folders, or --csv FILE, not both")
     if not args.csv and not args.inputs:

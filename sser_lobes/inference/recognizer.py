@@ -44,6 +44,7 @@ from safetensors import SafetensorError
 from speechbrain.inference.interfaces import Pretrained
 
 from sser_lobes.dataio.audio import (
+    SILENT_PEAK,
     audio_info,
     load_audio_any,
     load_audio_segment,
@@ -70,7 +71,7 @@ logger = logging.getLogger(__name__)
 
 #: Peak amplitude under which audio is refused as silent (the default of
 #: :func:`sser_lobes.dataio.audio.load_audio_any`; segments get the same check).
-SILENCE_THRESHOLD = 1e-4
+SILENCE_THRESHOLD = SILENT_PEAK
 
 
 def prediction_result(name, outputs, row, labels):
@@ -499,6 +500,56 @@ class EmotionRecognizer(Pretrained):
         if return_timeline:
             result += (timeline(chunk_probs, bounds, self.sample_rate, self.labels),)
         return result
+
+    def timeline(self, path, options=None, turns=None, **settings):
+        """The emotion timeline of a recording of any length.
+
+        The file is streamed from disk in blocks (constant memory), speech
+        is found by a voice activity detector, each speech region is
+        classified in windows (through :meth:`predict_batch`), and the
+        smoothed window probabilities become segments of constant label,
+        with silence between regions (:mod:`sser_lobes.inference.timeline`).
+
+        Arguments
+        ---------
+        path : str or os.PathLike
+            Any audio file (any rate, channels, length).
+        options : sser_lobes.inference.timeline.TimelineOptions or None
+            The settings; ``**settings`` change single fields, e.g.
+            ``vad="energy"``, ``hop=1.5``, ``uncertain_below=0.4``.
+        turns : list of (float, float, str) or None
+            Speaker turns ``(start, end, speaker)``: one timeline per turn,
+            each segment carrying its speaker.
+
+        Returns
+        -------
+        sser_lobes.inference.timeline.Timeline
+            ``.segments`` (start, end, label, probabilities, VAD confidence),
+            ``.notes`` (e.g. no speech found), ``.summary()``.
+        """
+        from sser_lobes.inference.timeline import file_timeline, with_options
+
+        self._require_categorical()
+        options = with_options(options, **settings)
+        return file_timeline(self, path, options, turns=turns)
+
+    def stream(self, options=None, source_rate=None, **settings):
+        """A live timeline: push samples, get segments as they are decided.
+
+        ``stream = rec.stream(source_rate=48000)``; ``stream.push(block)``
+        returns the segments decided so far (windows are classified as
+        soon as they are known); ``stream.finish()`` the rest. The segments
+        are the ones :meth:`timeline` gives for the same audio.
+
+        Returns
+        -------
+        sser_lobes.inference.timeline.TimelineStream
+        """
+        from sser_lobes.inference.timeline import TimelineStream, with_options
+
+        self._require_categorical()
+        options = with_options(options, **settings)
+        return TimelineStream(self, options, eager=True, source_rate=source_rate)
 
     def load_audio(self, path, start=None, end=None):
         """Read, downmix and resample a file, with clear errors naming it.

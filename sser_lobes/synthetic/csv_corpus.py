@@ -62,6 +62,7 @@ def make_csv_corpus(
     min_duration=0.6,
     max_duration=1.4,
     csv_name="corpus.csv",
+    speech_like=False,
 ):
     """Write a folder of recordings and its CSV; return the CSV path.
 
@@ -82,6 +83,11 @@ def make_csv_corpus(
         Utterance durations (seconds), uniform.
     csv_name : str
         Name of the CSV file in ``out_dir``.
+    speech_like : bool
+        Source-filter voices with formants
+        (:func:`sser_lobes.synthetic.formant_voice.formant_voice`), which a
+        voice activity detector takes for speech, instead of the harmonic
+        ones.
 
     Returns
     -------
@@ -100,6 +106,9 @@ def make_csv_corpus(
     """
     out_dir = Path(out_dir)
     rng = np.random.default_rng(seed)
+    make_voice = voice
+    if speech_like:
+        from sser_lobes.synthetic.formant_voice import formant_voice as make_voice
     rows = []
     for s in range(speakers):
         speaker = f"spk{s + 1:02d}"
@@ -111,7 +120,7 @@ def make_csv_corpus(
         folder.mkdir(parents=True, exist_ok=True)
         items = [(c, i) for c in classes for i in range(per_class)]
         waves = [
-            voice(c, rng.uniform(min_duration, max_duration), rate, rng, f0_factor)
+            make_voice(c, rng.uniform(min_duration, max_duration), rate, rng, f0_factor)
             for c, _ in items
         ]
         if s == speakers - 1 and speakers > 1:
