@@ -206,6 +206,37 @@ def test_batcher_queue_is_bounded():
     batcher.close()
 
 
+@pytest.mark.parametrize(
+    "size_of, expected",
+    [(lambda item: item[1], [[1], [10]]), (None, [[1, 10], [1, 10]])],
+    ids=["by_size", "first_come"],
+)
+def test_batcher_groups_close_sizes_and_serves_the_oldest_first(size_of, expected):
+    """Under load the worker runs the oldest waiting item with those closest
+    to it in size, so padded batches waste less; without ``size_of`` the
+    batches are first come, first batched."""
+    gate, batches = threading.Event(), []
+
+    def process(items):
+        gate.wait(10)
+        batches.append(list(items))
+        return items
+
+    batcher = DynamicBatcher(process, max_batch_size=4, size_of=size_of)
+    first = batcher.submit((0, 5))
+    wait_until(lambda: batcher.waiting == 0, "the worker to take the first")
+    sizes = [1, 10, 10, 1, 10, 1, 1, 10]
+    futures = [batcher.submit((i + 1, s)) for i, s in enumerate(sizes)]
+    assert batcher.waiting == 8
+    gate.set()
+    assert [f.result(timeout=10) for f in [first, *futures]]
+    batcher.close()
+    assert batches[0] == [(0, 5)]
+    assert [sorted({s for _, s in b}) for b in batches[1:]] == expected
+    assert batches[1][0] == (1, 1)  # the oldest waiting item goes first
+    assert all(b == sorted(b) for b in batches)  # arrival order kept
+
+
 @contextlib.contextmanager
 def running_server(app):
     """A real uvicorn on a free localhost port, in a thread."""

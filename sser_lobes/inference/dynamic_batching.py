@@ -10,6 +10,13 @@ was taken, and calls ``process(items)`` once for the whole batch. Items
 that arrived while the previous batch ran are taken at once, so under load
 batches fill without waiting.
 
+With ``size_of`` (e.g. an audio's length), a busy worker looks further
+than one batch: it takes up to ``lookahead`` waiting items and runs the
+oldest with the ``max_batch_size - 1`` closest to it in size, so a padded
+batch wastes less. The oldest item is in every batch it builds, so no item
+waits behind more than ``lookahead`` others. ``max_queue`` bounds every
+item not yet in a batch, taken ahead or not.
+
 ``process`` returns one result per item, in order; a result that is an
 exception is set on that item's future only. If ``process`` itself raises,
 each item of the batch is run alone, so one bad item never fails the others.
@@ -51,6 +58,12 @@ class DynamicBatcher:
         Items that may wait; more are refused with ``QueueFullError``.
     name : str
         The worker thread's name.
+    size_of : callable, optional
+        ``size_of(item) -> float``: batches group items of close sizes.
+        ``None``: first come, first batched.
+    lookahead : int, optional
+        Items the worker may take ahead to choose from (default
+        ``4 * max_batch_size``); used with ``size_of`` only.
     """
 
     def __init__(
@@ -60,6 +73,8 @@ class DynamicBatcher:
         max_wait_ms=10.0,
         max_queue=64,
         name="sser-batcher",
+        size_of=None,
+        lookahead=None,
     ):
         if int(max_batch_size) < 1:
             raise ValueError(f"max_batch_size must be >= 1, got {max_batch_size}")
@@ -71,7 +86,16 @@ class DynamicBatcher:
         self.max_batch_size = int(max_batch_size)
         self.max_wait = float(max_wait_ms) / 1000.0
         self.max_queue = int(max_queue)
-        self._queue = queue.Queue(maxsize=self.max_queue)
+        self.size_of = size_of
+        self.lookahead = max(
+            self.max_batch_size,
+            int(lookahead) if lookahead is not None else 4 * self.max_batch_size,
+        )
+        # the bound is ``_waiting`` (queued or taken ahead, not yet batched)
+        self._queue = queue.Queue()
+        self._waiting = 0
+        self._ahead = []  # (item, future) taken from the queue: worker only
+        self._stopping = False  # worker only: the stop mark was taken
         self._closed = threading.Event()
         self._lock = threading.Lock()
         #: batch size -> number of batches run (for reports and tests)
@@ -81,8 +105,9 @@ class DynamicBatcher:
 
     @property
     def waiting(self):
-        """Items in the queue (not yet taken by the worker)."""
-        return self._queue.qsize()
+        """Items submitted and not yet in a batch."""
+        with self._lock:
+            return self._waiting
 
     def submit(self, item):
         """Queue ``item``; its future gets the result of its batch.
@@ -97,12 +122,13 @@ class DynamicBatcher:
         if self._closed.is_set():
             raise BatcherClosedError("the batcher has stopped")
         future = Future()
-        try:
-            self._queue.put_nowait((item, future))
-        except queue.Full:
-            raise QueueFullError(
-                f"the request queue is full ({self.max_queue} waiting)"
-            ) from None
+        with self._lock:
+            if self._waiting >= self.max_queue:
+                raise QueueFullError(
+                    f"the request queue is full ({self.max_queue} waiting)"
+                )
+            self._waiting += 1
+        self._queue.put_nowait((item, future))
         return future
 
     def close(self, timeout=30.0):
@@ -113,28 +139,61 @@ class DynamicBatcher:
         self._queue.put(_STOP)
         self._worker.join(timeout)
 
+    def _next(self, timeout=None):
+        """The next queued entry (``None``: none in time, or the stop mark)."""
+        try:
+            if timeout is None:
+                entry = self._queue.get()
+            elif timeout > 0:
+                entry = self._queue.get(timeout=timeout)
+            else:
+                entry = self._queue.get_nowait()
+        except queue.Empty:
+            return None
+        if entry is _STOP:
+            self._stopping = True
+            return None
+        return entry
+
     def _take_batch(self):
         """The next batch of ``(item, future)``, and whether to stop after it."""
-        first = self._queue.get()
-        if first is _STOP:
-            return [], True
-        batch, stop = [first], False
+        ahead = self._ahead
+        if not ahead and not self._stopping:
+            first = self._next()
+            if first is not None:
+                ahead.append(first)
         deadline = time.monotonic() + self.max_wait
-        while len(batch) < self.max_batch_size:
-            left = deadline - time.monotonic()
-            try:
-                entry = (
-                    self._queue.get(timeout=left)
-                    if left > 0
-                    else self._queue.get_nowait()
-                )
-            except queue.Empty:
+        while ahead and len(ahead) < self.max_batch_size and not self._stopping:
+            entry = self._next(deadline - time.monotonic())
+            if entry is None:
                 break
-            if entry is _STOP:
-                stop = True
-                break
-            batch.append(entry)
-        return batch, stop
+            ahead.append(entry)
+        if self.size_of is not None:
+            while len(ahead) < self.lookahead and not self._stopping:
+                entry = self._next(0)
+                if entry is None:
+                    break
+                ahead.append(entry)
+        batch = self._choose()
+        with self._lock:
+            self._waiting -= len(batch)
+        return batch, self._stopping and not self._ahead
+
+    def _choose(self):
+        """Remove the batch from the items taken: the oldest and, with
+        ``size_of``, those closest to it in size (in arrival order)."""
+        ahead, size = self._ahead, self.max_batch_size
+        if self.size_of is None or len(ahead) <= size:
+            chosen = list(range(min(size, len(ahead))))
+        else:
+            sizes = [float(self.size_of(item)) for item, _ in ahead]
+            by_distance = sorted(
+                range(1, len(ahead)), key=lambda i: (abs(sizes[i] - sizes[0]), i)
+            )
+            chosen = sorted([0, *by_distance[: size - 1]])
+        picked = set(chosen)
+        self._ahead = [entry for i, entry in enumerate(ahead) if i not in picked]
+        return [ahead[i] for i in chosen]
 
     def _run(self):
         stop = False

@@ -23,7 +23,8 @@ Endpoints (FastAPI; the OpenAPI docs are at ``/docs`` and
 The model is loaded by :meth:`EmotionRecognizer.from_hparams` (data only, no
 code of the folder runs). Concurrent requests are batched across clients by
 a :class:`~sser_lobes.inference.dynamic_batching.DynamicBatcher` (at most
-``--max-batch-size`` requests, waiting at most ``--max-wait-ms`` for more)
+``--max-batch-size`` requests, waiting at most ``--max-wait-ms`` for more;
+when more are waiting, the oldest with those closest to it in length)
 whose one worker thread runs them through the recognizer's length-sorted
 batch path (:meth:`EmotionRecognizer.predict_utterances`): padding never
 changes a result, so a request gets the numbers it gets alone.
@@ -139,6 +140,11 @@ def run_requests(recognizer, requests, batch_size):
     return results
 
 
+def queued_samples(request):
+    """The batcher's size of a request: its samples (close ones share a batch)."""
+    return len(request.wav)
+
+
 def _same(wav):
     """An Utterance's ``load`` of audio decoded already (in the handler)."""
     return wav
@@ -192,6 +198,7 @@ def create_app(recognizer, limits=None):
             max_batch_size=limits.max_batch_size,
             max_wait_ms=limits.max_wait_ms,
             max_queue=limits.max_queue,
+            size_of=queued_samples,
         )
         try:
             yield
