@@ -42,6 +42,8 @@ setup(
         "scikit-learn>=1.3",
         # the expected calibration error (sser_lobes.evaluation.calibration)
         "torchmetrics>=1.9",
+        # LoRA adapters (finetune: lora), sser_lobes.encoders.lora
+        "peft>=0.14",
         # emotion timelines: the silero VAD model ships inside the package
         # (no download); sser runs its ONNX file with onnxruntime
         "silero-vad>=6.2",

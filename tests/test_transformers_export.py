@@ -249,3 +249,71 @@ def test_export_command_with_transformers(iemocap_small_corpus, tiny_models, tmp
     lines = stderr.getvalue().strip().splitlines()
     assert len(lines) == 1 and "output_norm='utterance'" in lines[0], lines
     assert not (refused / "model.safetensors").exists()
+
+
+@pytest.mark.parametrize("keep_adapters", [True, False])
+def test_lora_models_export_with_their_adapters_merged(
+    keep_adapters, tmp_path, audio_files
+):
+    """A LoRA model (adapters on the top layer): merged at sser's export it
+    is a plain encoder; kept apart (``--keep-adapters``) the stock checkpoint
+    gets them merged into a copy while sser's files keep them. Either way
+    the pipeline gives sser's probabilities, with the adapters' effect in
+    the weights, and an unmerged state is refused in one line."""
+    from safetensors.torch import load_file
+    from transformers import pipeline
+
+    ssl = make_tiny_ssl(tmp_path / "ssl", "wavlm", "layer", seed=0)
+    torch.manual_seed(0)
+    encoder = SSLEncoder(
+        ssl,
+        finetune="lora",
+        trainable_layers=1,
+        lora_rank=4,
+        lora_alpha=8,
+        output_layer="last",
+        output_norm=None,
+        normalize_waveform="utterance",
+    )
+    with torch.no_grad():
+        for name, param in encoder.named_parameters():
+            if "lora_B" in name:
+                param.normal_(std=0.5)  # trained adapters: not a no-op
+    head = LinearHead(32, len(LABELS), bias=True)
+    with torch.no_grad():
+        head.linear.weight.mul_(10.0)
+    model = EmotionModel(encoder, MeanPooling(32), head).eval()
+    if not keep_adapters:
+        encoder.merge_adapters()
+    folder = tmp_path / "lora"
+    folder.mkdir()
+    hparams = {"model": model, "emotions": LABELS, "sample_rate": 16000}
+    hparams["experiment_name"] = "tiny"
+    export.write_model_folder(folder, describe_run(hparams, 3.0), model)
+    description = json.loads((folder / "sser_model.json").read_text())
+    assert ("adapters" in description["architecture"]["encoder"]) == keep_adapters
+
+    assert transformers_export.main([str(folder)]) == 0
+    recognizer = EmotionRecognizer.from_hparams(folder)
+    kept = [k for k in recognizer.model.state_dict() if "lora_A" in k]
+    assert bool(kept) == keep_adapters  # sser's own files are unchanged
+    stock = load_file(folder / transformers_export.WEIGHTS)
+    assert not any("lora" in k or "base_layer" in k for k in stock)
+    q_proj = "encoder.layers.1.attention.q_proj.weight"
+    base = load_file(ssl / "model.safetensors")
+    assert not torch.allclose(stock[f"wavlm.{q_proj}"], base[q_proj])
+    classifier = pipeline("audio-classification", model=str(folder))
+    for path in audio_files:
+        ours, _, _, _ = recognizer.classify_file(path)
+        array, rate = soundfile.read(path, dtype="float32")
+        results = classifier({"raw": array, "sampling_rate": rate}, top_k=None)
+        theirs = {r["label"]: r["score"] for r in results}
+        for index, name in enumerate(LABELS):
+            assert abs(theirs[name] - float(ours[index])) < 1e-5, (path, name)
+    if keep_adapters:
+        with pytest.raises(ExportError) as info:
+            transformers_export.transformers_checkpoint(
+                recognizer.hparams.description, recognizer.model.state_dict()
+            )
+        assert "merge them into the weights first" in str(info.value)
+        assert "\n" not in str(info.value)

@@ -7,7 +7,8 @@
 HuBERT / WavLM encoder, in place, by a dynamically quantized linear layer
 (``torch.ao.nn.quantized.dynamic.Linear``): the feature projection, the
 attention's query / key / value / output projections and the feed-forward
-blocks, about 60 % of the model's FLOPs. The weights are int8 with one scale
+blocks, about 60 % of the model's FLOPs (LoRA adapters kept apart are merged
+into their weights first). The weights are int8 with one scale
 per output channel; the activations are quantized on the fly, with one
 scale per call. WavLM's small position-gate projection
 (``gru_rel_pos_linear``, 64 -> 8) stays in fp32, as do the CNN feature
@@ -45,6 +46,7 @@ import logging
 import torch
 from torch import nn
 
+from sser_lobes.encoders.lora import merge_lora
 from sser_lobes.errors import QuantizationError
 
 logger = logging.getLogger(__name__)
@@ -207,6 +209,13 @@ def quantize_int8(model, engine=None):
             f"({torch.backends.quantized.supported_engines})."
         )
     linears = 0
+    # LoRA adapters kept apart (a model folder exported with them) are
+    # merged into their float weights first: the int8 layers replace those.
+    if merge_lora(ssl) and hasattr(model, "adapters"):
+        model.adapters = None
+    encoder = getattr(model, "encoder", None)
+    if getattr(encoder, "adapters", None) is not None:
+        encoder.adapters = None
     # For inference only: int8 layers have no gradient, and the fp32 rest
     # (CNN, norms, position convolution) is frozen with them.
     for param in ssl.parameters():

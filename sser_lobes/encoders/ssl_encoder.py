@@ -44,11 +44,13 @@ from sser_lobes.encoders.fast_path.registry import (
 )
 from sser_lobes.encoders.gradient_checkpointing import enable_checkpointing
 from sser_lobes.encoders.hf_utils import quiet_transformers
+from sser_lobes.encoders.layer_stack import final_norm, run_layers, transformer_input
+from sser_lobes.encoders.lora import add_lora, merge_lora, parse_targets
 
 logger = logging.getLogger(__name__)
 
 SUPPORTED_MODEL_TYPES = ("wav2vec2", "hubert", "wavlm")
-FINETUNE_MODES = ("frozen", "partial", "entire")
+FINETUNE_MODES = ("frozen", "partial", "entire", "top", "lora")
 OUTPUT_NORMS = ("utterance", "frame", None)
 WAVEFORM_NORMS = ("layer_norm", "utterance", "global", "off")
 #: The epsilon each per-utterance waveform normalisation adds to the variance:
@@ -135,7 +137,32 @@ class SSLEncoder(nn.Module):
         ``"frozen"``: no parameter of the model trains, it runs in eval mode
         without gradients (features only). ``"partial"``: the CNN feature
         encoder is frozen and kept in eval mode, the transformer trains (best
-        in Wang et al. 2021). ``"entire"``: everything trains.
+        in Wang et al. 2021). ``"entire"``: everything trains. ``"top"``: the
+        top ``trainable_layers`` transformer layers train (with the final
+        layer norm of stable-layer-norm models, which follows them); the
+        CNN, the position embedding and the layers below are frozen and run
+        in eval mode without gradients. ``"lora"``: low-rank adapters
+        (:mod:`sser_lobes.encoders.lora`, through peft) train on the
+        transformer layers (the top ``trainable_layers`` ones, or all),
+        every weight of the model is frozen.
+    trainable_layers : int or None
+        ``finetune="top"``: how many top layers train (required).
+        ``finetune="lora"``: adapters on the top ``k`` layers only (``None``:
+        on all of them). With ``k`` set, :meth:`hidden_states` computes the
+        frozen part, the input of the first trained layer
+        (``hidden_states[num_layers - k]``), and :meth:`features_from_hidden`
+        runs the trained layers on it: a
+        :mod:`~sser_lobes.training.feature_cache` can store the frozen part.
+        The model's SpecAugment, which masks the transformer's input, is
+        not applied then (that input is frozen). The features come from the
+        trained layers: ``output_layer`` is ``"last"``, an index from
+        ``num_layers - k``, or ``weighted_sum`` over such indices.
+    lora_rank, lora_alpha, lora_targets :
+        The adapters of ``finetune="lora"`` (ignored by the other modes):
+        rank ``r``, peft's ``lora_alpha`` (the update is scaled by
+        ``alpha / r``; ``None``: ``2 r``) and the linear layers adapted,
+        ``"attention"`` (query, key, value and output projections) and / or
+        ``"feed_forward"`` (both dense layers).
     output_layer : str or int
         Which output of the transformer encoder gives the features, exactly
         as transformers returns it (the stock model's outputs, from
@@ -258,6 +285,10 @@ class SSLEncoder(nn.Module):
         config=None,
         load_weights=True,
         weighted_sum_layers=None,
+        trainable_layers=None,
+        lora_rank=16,
+        lora_alpha=None,
+        lora_targets=("attention", "feed_forward"),
     ):
         super().__init__()
         check_transformers_version()
@@ -292,6 +323,10 @@ class SSLEncoder(nn.Module):
             revision=revision,
         )
         self.num_layers = config.num_hidden_layers
+        #: The first trained transformer layer (0-based) when the layers
+        #: below it are frozen and split off (``trainable_layers``), else None.
+        self.split_layer = _split_layer(finetune, trainable_layers, self.num_layers)
+        self.trainable_layers = trainable_layers
 
         if output_layer not in ("last", "weighted_sum"):
             if isinstance(output_layer, bool) or not isinstance(output_layer, int):
@@ -316,6 +351,22 @@ class SSLEncoder(nn.Module):
             [output_layer]
             if output_layer != "weighted_sum"
             else layer_selection(weighted_sum_layers, self.num_layers)
+        )
+        if self.split_layer is not None:
+            below = [k for k in self.selected_layers if k != "last"]
+            if any(k < self.split_layer for k in below):
+                raise ValueError(
+                    f"with trainable_layers={trainable_layers} the features come "
+                    f"from hidden states {self.split_layer}..{self.num_layers}; "
+                    f"output_layer / weighted_sum_layers select {below}."
+                )
+        #: The hidden states :meth:`hidden_states` returns: those of
+        #: :attr:`selected_layers`, or, with trainable layers split off, the
+        #: input of the first of them.
+        self.hidden_state_indices = (
+            list(self.selected_layers)
+            if self.split_layer is None
+            else [self.split_layer]
         )
 
         if load_weights:
@@ -371,14 +422,32 @@ class SSLEncoder(nn.Module):
         self.output_size = config.hidden_size
         self.min_samples = int(self._receptive_field())
 
+        #: The LoRA adapters as data (``finetune="lora"``), None without.
+        self.adapters = None
+        if finetune == "lora":
+            if lora_alpha is None:
+                lora_alpha = 2 * lora_rank
+            first = self.split_layer or 0
+            self.adapters = add_lora(
+                self.model,
+                lora_rank,
+                lora_alpha,
+                parse_targets(lora_targets),
+                range(first, self.num_layers),
+            )
+
         self.gradient_checkpointing = bool(gradient_checkpointing)
         if self.gradient_checkpointing:
             enable_checkpointing(self.model)
 
-        if finetune == "frozen":
+        if finetune in ("frozen", "top"):
             for param in self.model.parameters():
                 param.requires_grad = False
-        elif finetune == "partial":
+        if finetune == "top":
+            for module in self._trained_modules():
+                for param in module.parameters():
+                    param.requires_grad = True
+        if finetune in ("partial", "top", "lora"):
             # HubertModel has no freeze_feature_encoder(); do what it does.
             for param in self.model.feature_extractor.parameters():
                 param.requires_grad = False
@@ -458,9 +527,64 @@ class SSLEncoder(nn.Module):
         super().train(mode)
         if self.finetune == "frozen":
             self.model.eval()
-        elif self.finetune == "partial":
+        elif self.split_layer is not None:
+            self.model.eval()
+            for module in self._trained_modules():
+                module.train(mode)
+        elif self.finetune in ("partial", "lora"):
             self.model.feature_extractor.eval()
         return self
+
+    def _trained_modules(self):
+        """With trainable layers split off: the modules above the split (the
+        layers, and the final layer norm of stable-layer-norm models)."""
+        encoder = self.model.encoder
+        modules = list(encoder.layers[self.split_layer :])
+        if self.config.do_stable_layer_norm:
+            modules.append(encoder.layer_norm)
+        return modules
+
+    @property
+    def cacheable(self):
+        """Whether :meth:`hidden_states` depends on frozen weights only (a
+        frozen encoder, or the frozen part below trainable layers), so that
+        a feature cache may store it."""
+        return self.finetune == "frozen" or self.split_layer is not None
+
+    def frozen_state_names(self):
+        """The state-dict entries :meth:`hidden_states` depends on (the
+        feature cache's fingerprint covers them): all of the model's for a
+        frozen encoder; below the split, without the trained layers and
+        their adapters, with trainable layers split off. Never the trainable
+        ``layer_weights``.
+
+        Example
+        -------
+        >>> import tempfile
+        >>> from sser_lobes.encoders.tiny_ssl import make_tiny_ssl
+        >>> folder = make_tiny_ssl(tempfile.mkdtemp() + "/m")  # 2 layers
+        >>> top = SSLEncoder(folder, finetune="top", trainable_layers=1)
+        >>> names = top.frozen_state_names()
+        >>> any(".layers.0." in n for n in names), any(".layers.1." in n for n in names)
+        (True, False)
+        """
+        names = [k for k in self.state_dict() if k != "layer_weights"]
+        if self.split_layer is None:
+            return names
+        trained = {
+            f"model.encoder.layers.{index}."
+            for index in range(self.split_layer, self.num_layers)
+        }
+        if self.config.do_stable_layer_norm:
+            trained.add("model.encoder.layer_norm.")
+        return [n for n in names if not n.startswith(tuple(trained))]
+
+    def merge_adapters(self):
+        """Merge the LoRA adapters into the weights (peft's merge): the same
+        function, computed by the plain model; returns how many layers."""
+        merged = merge_lora(self.model)
+        self.adapters = None
+        return merged
 
     def frame_lengths(self, sample_lengths):
         """Number of output frames for integer sample lengths.
@@ -597,7 +721,10 @@ class SSLEncoder(nn.Module):
 
         For a frozen encoder this is a deterministic function of the
         waveform (eval mode, no gradient), which
-        :mod:`sser_lobes.training.feature_cache` stores.
+        :mod:`sser_lobes.training.feature_cache` stores. With trained top
+        layers split off (``trainable_layers``) it is the frozen part below
+        them, also without gradient: the input of the first trained layer,
+        which :meth:`features_from_hidden` runs them on.
 
         Arguments
         ---------
@@ -609,9 +736,11 @@ class SSLEncoder(nn.Module):
         Returns
         -------
         hidden : torch.Tensor
-            ``[batch, frames, len(selected_layers), hidden_size]``: the hidden
-            states of :attr:`selected_layers`. Padded frames hold whatever the
-            model computed there.
+            ``[batch, frames, len(hidden_state_indices), hidden_size]``: the
+            hidden states of :attr:`hidden_state_indices` (those of
+            :attr:`selected_layers`, or the trained layers' input). Padded
+            frames hold whatever the model computed there (zeros for the
+            trained layers' input).
         hidden_lens : torch.Tensor
             Relative lengths of the frames ``[batch]``.
 
@@ -656,9 +785,11 @@ class SSLEncoder(nn.Module):
         else:
             wavs = wavs * sample_mask
 
+        frames = self.frame_lengths(sample_lengths)
+        if self.split_layer is not None:
+            return self._frozen_part(wavs, sample_lengths, frames)
         need_hidden = self.output_layer != "last"
         grad_context = torch.no_grad() if self.finetune == "frozen" else _null()
-        frames = self.frame_lengths(sample_lengths)
         # This call's batch, for the modules of the fast path; set in the
         # thread that runs this forward (a DataParallel replica's own).
         token = CURRENT_CALL.set(self._call_state(wavs.shape, sample_lengths, frames))
@@ -683,14 +814,66 @@ class SSLEncoder(nn.Module):
             hidden = torch.stack(selected, dim=2)
         return hidden, frames.float() / hidden.shape[1]
 
+    def _frozen_part(self, wavs, sample_lengths, frames):
+        """:meth:`hidden_states` with trainable layers split off: the input of
+        the first trained layer, in eval mode without gradients (padded
+        frames zeroed, as the cache stores them)."""
+        call = self._call_state(wavs.shape, sample_lengths, frames)
+        token = CURRENT_CALL.set(call)
+        try:
+            with torch.no_grad():
+                mask = length_mask(frames, call.frame_shape[1])
+                hidden = transformer_input(self.model, wavs, mask)
+                if self.split_layer > 0:
+                    hidden = run_layers(self.model, hidden, mask, 0, self.split_layer)
+                    hidden = hidden[-1]
+                hidden = hidden * mask[:, :, None].to(hidden.dtype)
+        finally:
+            CURRENT_CALL.reset(token)
+        return hidden[:, :, None], frames.float() / hidden.shape[1]
+
+    def _trained_part(self, hidden, frames):
+        """The trained layers on the input of the first of them (``[batch,
+        frames, 1, hidden_size]``): the hidden states of
+        :attr:`selected_layers`, ``[batch, frames, layers, hidden_size]``."""
+        start = hidden[:, :, 0]
+        batch, length = start.shape[:2]
+        mask = length_mask(frames, length)
+        valid_rows = None
+        if not bool(mask.all()):
+            valid_rows = torch.nonzero(mask.flatten()).flatten()
+        call = EncoderCall(
+            input_shape=(),
+            sample_lengths=None,
+            cnn_chunk_frames=None,
+            first_norm_frames=None,
+            frame_shape=(batch, length),
+            valid_rows=valid_rows,
+        )
+        token = CURRENT_CALL.set(call)
+        try:
+            states = [start] + run_layers(
+                self.model, start, mask, self.split_layer, self.num_layers
+            )
+            selected = [
+                final_norm(self.model, states[-1])
+                if k == "last"
+                else states[k - self.split_layer]
+                for k in self.selected_layers
+            ]
+        finally:
+            CURRENT_CALL.reset(token)
+        return torch.stack(selected, dim=2)
+
     def features_from_hidden(self, hidden, hidden_lens):
-        """What follows the transformers model: the learned weighted sum,
-        ``normalize_layers``, ``output_norm`` and the padding mask.
+        """What follows the frozen part: the trained top layers (with
+        ``trainable_layers``), the learned weighted sum, ``normalize_layers``,
+        ``output_norm`` and the padding mask.
 
         Arguments
         ---------
         hidden : torch.Tensor
-            ``[batch, frames, len(selected_layers), hidden_size]``, as
+            ``[batch, frames, len(hidden_state_indices), hidden_size]``, as
             :meth:`hidden_states` returns it (or as read from a feature
             cache, zero-padded).
         hidden_lens : torch.Tensor
@@ -716,6 +899,8 @@ class SSLEncoder(nn.Module):
         True
         """
         frames = relative_to_absolute(hidden_lens, hidden.shape[1]).to(hidden.device)
+        if self.split_layer is not None:
+            hidden = self._trained_part(hidden, frames)
         if self.output_layer == "weighted_sum":
             if self.normalize_layers:
                 hidden = F.layer_norm(hidden, hidden.shape[-1:])
@@ -780,6 +965,40 @@ def receptive_field(kernels, strides):
 
 def _null():
     return contextlib.nullcontext()
+
+
+def _split_layer(finetune, trainable_layers, num_layers):
+    """The first trained layer of ``finetune`` with ``trainable_layers``
+    (None: no split).
+
+    Example
+    -------
+    >>> _split_layer("top", 3, 12), _split_layer("lora", None, 12)
+    (9, None)
+    >>> _split_layer("partial", 3, 12)
+    Traceback (most recent call last):
+    ...
+    ValueError: trainable_layers is for finetune='top' or 'lora', got ...
+    """
+    if trainable_layers is None:
+        if finetune == "top":
+            raise ValueError("finetune='top' needs trainable_layers (e.g. 3).")
+        return None
+    if finetune not in ("top", "lora"):
+        raise ValueError(
+            "trainable_layers is for finetune='top' or 'lora', got "
+            f"finetune={finetune!r}."
+        )
+    if (
+        isinstance(trainable_layers, bool)
+        or not isinstance(trainable_layers, int)
+        or not 1 <= trainable_layers <= num_layers
+    ):
+        raise ValueError(
+            f"trainable_layers must be in 1..{num_layers} (the model's "
+            f"transformer layers), got {trainable_layers!r}."
+        )
+    return num_layers - trainable_layers
 
 
 def _choice(name, value, choices, aliases):

@@ -1,7 +1,7 @@
 """Export a trained recipe run as a model folder people can load, and publish it.
 
     python -m sser_lobes.export RUN_FOLDER OUT_DIR [--onnx] [--transformers]
-        [--push REPO_ID] [--dry-run] [--trust-run]
+        [--push REPO_ID] [--dry-run] [--trust-run] [--keep-adapters]
 
 ``RUN_FOLDER`` is the output folder of a recipe run (``save/`` with the
 checkpoints and the model's description, the manifests, the metrics files).
@@ -14,7 +14,10 @@ checkpoints and the model's description, the manifests, the metrics files).
   (:mod:`sser_lobes.inference.model_description`); a calibration fitted for
   another checkpoint than the exported one is left out, with a warning;
 * ``model.safetensors``: the whole EmotionModel of the best checkpoint (by the
-  run's selection metric), SSL encoder weights included: no second download;
+  run's selection metric), SSL encoder weights included: no second download
+  (a run that checkpoints its trainable tensors only, ``finetune: top`` or
+  ``lora``, gives the rest from ``save/frozen_encoder.safetensors``; LoRA
+  adapters are merged into the weights unless ``--keep-adapters``);
 * ``hyperparams.yaml``: the same model for plain SpeechBrain users
   (``Pretrained.from_hparams``, which builds whatever a YAML names; sser
   never reads it unless asked to trust it);
@@ -75,10 +78,16 @@ from sser_lobes.inference.model_description import (
     WEIGHTS_FILE,
     model_file,
     read_description,
+    read_safetensors_header,
     validate_description,
 )
 from sser_lobes.inference.space import write_space_files
-from sser_lobes.nnet.description import build_model, describe_run
+from sser_lobes.nnet.description import (
+    FROZEN_ENCODER_FILE,
+    build_model,
+    describe_run,
+    encoder_options,
+)
 
 MARKER = "sser_export.json"
 
@@ -93,6 +102,7 @@ PUBLISHED_FACTS = (
     "ssl_source",
     "ssl_name",
     "finetune",
+    "trainable_layers",
     "pooling_type",
     "selection_metric",
     "fold",
@@ -188,6 +198,7 @@ def _load_run_data(save):
     except ModelFormatError as error:
         raise ExportError(str(error)) from None
     state = _load_tensors(path)
+    state = _with_frozen_encoder(save, state, path)
     model = build_model(description["architecture"])
     _check_state(state, model, path)
     bad = next(
@@ -212,6 +223,32 @@ def _load_run_data(save):
         )
         description["calibration"] = None
     return description, model.eval(), checkpoint
+
+
+def _with_frozen_encoder(save, state, checkpoint_path):
+    """A checkpoint's tensors joined with the run's frozen encoder weights
+    (``save/frozen_encoder.safetensors``, written once by runs whose
+    checkpoints hold the trainable tensors only: ``finetune: top`` or
+    ``lora``); the state itself for other runs. The file is read as tensors
+    only (safetensors), and must be a regular file inside the run."""
+    frozen_file = save / FROZEN_ENCODER_FILE
+    if not (frozen_file.exists() or frozen_file.is_symlink()):
+        return state
+    from safetensors.torch import load_file
+
+    try:
+        path = model_file(save, FROZEN_ENCODER_FILE, "frozen encoder weights")
+        read_safetensors_header(path)
+    except ModelFormatError as error:
+        raise ExportError(str(error)) from None
+    frozen = load_file(str(path), device="cpu")
+    both = sorted(set(frozen) & set(state))
+    if both:
+        raise ExportError(
+            f"{checkpoint_path}: holds {both[0]}, which {path.name} holds too: "
+            "the checkpoint and the frozen encoder weights belong to different runs"
+        )
+    return {**frozen, **state}
 
 
 def _check_checkpoint_folders(save):
@@ -257,6 +294,7 @@ def _load_run_yaml(run, ssl_source=None):
         )
     model = hparams["model"]
     state = _load_tensors(checkpoint.paramfiles["model"])
+    state = _with_frozen_encoder(save_folder, state, checkpoint.paramfiles["model"])
     _check_state(state, model, checkpoint.paramfiles["model"])
     model.load_state_dict(state)
     manifests = sorted(
@@ -386,12 +424,11 @@ def speechbrain_yaml(description):
         "ssl_encoder: !new:sser_lobes.SSLEncoder",
         "    config: !ref <ssl_config>",
         "    load_weights: False",
-        "    finetune: frozen",
-        f"    output_layer: {_j(encoder['output_layer'])}",
-        f"    output_norm: {_j(encoder['output_norm'])}",
-        f"    normalize_waveform: {_j(encoder['normalize_waveform'])}",
-        f"    normalize_layers: {_j(encoder['normalize_layers'])}",
-        f"    weighted_sum_layers: {_j(encoder.get('weighted_sum_layers'))}",
+    ]
+    options = encoder_options(encoder)
+    lines.append(f"    finetune: {options.pop('finetune')}")
+    lines += [f"    {key}: {_j(value)}" for key, value in options.items()]
+    lines += [
         "pooling: !apply:sser_lobes.make_pooling",
         f"    - {arch['pooling']['type']}",
         f"    - {arch['pooling']['input_size']}",
@@ -619,6 +656,7 @@ def export_run(
     onnx=False,
     trust_run=False,
     transformers=False,
+    keep_adapters=False,
 ):
     """Write the model folder of a run (see the module docstring).
 
@@ -628,6 +666,12 @@ def export_run(
     ``transformers=True`` also writes the stock transformers checkpoint
     (:func:`sser_lobes.inference.transformers_export.export_transformers`),
     or refuses the export with one line before anything is written.
+
+    A LoRA run's adapters are merged into the encoder's weights (peft's
+    merge): the model folder is a plain encoder's, whose inference (fp32,
+    int8, ONNX) is as fast as any. ``keep_adapters=True`` keeps them apart
+    (the description's ``architecture.encoder.adapters``), for users who
+    share one base encoder between tasks.
 
     Returns
     -------
@@ -639,6 +683,10 @@ def export_run(
     description, model, checkpoint = load_run(
         run, ssl_source, text_encoder_source, trust_run
     )
+    encoder_section = description["architecture"]["encoder"]
+    if encoder_section.get("adapters") is not None and not keep_adapters:
+        model.encoder.merge_adapters()
+        del encoder_section["adapters"]
     if onnx and model.text_fusion is not None:
         raise ExportError(
             f"{run}: a text-fused model is not exported to ONNX (its text encoder "
@@ -809,6 +857,12 @@ def main(argv=None):
         "against PyTorch with ONNX Runtime",
     )
     parser.add_argument(
+        "--keep-adapters",
+        action="store_true",
+        help="a LoRA run: keep the adapters apart from the encoder's weights "
+        "(default: merged into them, a plain encoder as fast as any)",
+    )
+    parser.add_argument(
         "--trust-run",
         action="store_true",
         help="for a run without save/sser_model.json (trained by an older "
@@ -837,6 +891,7 @@ def main(argv=None):
             onnx=args.onnx,
             trust_run=args.trust_run,
             transformers=args.transformers,
+            keep_adapters=args.keep_adapters,
         )
     except (ExportError, OnnxExportError, OSError) as error:
         message = " ".join(str(error).split())

@@ -302,6 +302,30 @@ def groups_section(rows):
     )
 
 
+def finetune_text(training):
+    """The fine-tuning mode of a run's training facts, with its layers.
+
+    Example
+    -------
+    >>> finetune_text({"finetune": "top", "trainable_layers": 3})
+    'top (the top 3 transformer layers trained)'
+    >>> finetune_text({"finetune": "lora", "trainable_layers": None})
+    'lora (adapters on every transformer layer)'
+    >>> finetune_text({"finetune": "partial"})
+    'partial'
+    """
+    mode = training.get("finetune")
+    layers = card_text(training.get("trainable_layers"))  # a run's file: text
+    if mode == "top":
+        return f"top (the top {layers} transformer layers trained)"
+    if mode == "lora":
+        if layers in ("None", "0", ""):
+            return "lora (adapters on every transformer layer)"
+        plural = "" if layers == "1" else "s"
+        return f"lora (adapters on the top {layers} transformer layer{plural})"
+    return card_text(mode)
+
+
 def _transformers_usage(source, notes):
     """The card's transformers section (empty without the checkpoint)."""
     if notes is None:
@@ -381,7 +405,7 @@ app_file: app.py
 Trained with the recipe `{name}` of the Python package `sser` (version
 {package_version()}; SpeechBrain recipes for speech emotion recognition),
 on {protocol}; fold {card_text(first.get("fold"))}, seed {card_text(first.get("seed"))}.
-Encoder: {encoder}; fine-tuning: {training.get("finetune")}; pooling:
+Encoder: {encoder}; fine-tuning: {finetune_text(training)}; pooling:
 `{pooling}`; labels: {list(description["labels"])}.
 Checkpoint selected on `{training.get("selection_metric")}`
 (epoch {checkpoint.meta.get("epoch")}).

@@ -51,6 +51,7 @@ from pathlib import Path
 
 import torch
 
+from sser_lobes.encoders.lora import ADAPTER_KINDS, LORA_TARGETS
 from sser_lobes.encoders.ssl_encoder import (
     OUTPUT_NORMS,
     SUPPORTED_MODEL_TYPES,
@@ -527,8 +528,9 @@ def _validate_encoder(where, value):
             "normalize_waveform",
             "normalize_layers",
             "weighted_sum_layers",
+            "adapters",
         ),
-        optional=("weighted_sum_layers",),
+        optional=("weighted_sum_layers", "adapters"),
     )
     config = validate_ssl_config(encoder["config"], where)
     layers = config["num_hidden_layers"]
@@ -559,8 +561,44 @@ def _validate_encoder(where, value):
             raise where.error(
                 "architecture.encoder.weighted_sum_layers", "must be distinct indices"
             )
+    encoder["adapters"] = _validate_adapters(where, encoder.get("adapters"), config)
+    if encoder["adapters"] is None:
+        del encoder["adapters"]
     encoder["config"] = config
     return encoder, config["hidden_size"]
+
+
+def _validate_adapters(where, value, config):
+    """LoRA adapters kept apart from the weights (``export --keep-adapters``):
+    the kind, the rank (at most the hidden size), alpha, the target groups
+    and the layers, which are the top ones (sser builds adapters on the top
+    ``k`` layers only). peft builds them from these numbers; no file of the
+    folder is handed to it."""
+    if value is None:
+        return None
+    key = "architecture.encoder.adapters"
+    adapters = _object(
+        where, key, value, ("kind", "rank", "alpha", "targets", "layers")
+    )
+    _choice(where, f"{key}.kind", adapters["kind"], ADAPTER_KINDS)
+    hidden, layers = config["hidden_size"], config["num_hidden_layers"]
+    _int(where, f"{key}.rank", adapters["rank"], 1, min(hidden, 1024))
+    adapters["alpha"] = _number(where, f"{key}.alpha", adapters["alpha"], 1e-6, 1e6)
+    targets = _list(where, f"{key}.targets", adapters["targets"], len(LORA_TARGETS))
+    for i, target in enumerate(targets):
+        _choice(where, f"{key}.targets[{i}]", target, tuple(LORA_TARGETS))
+    if not targets or len(set(targets)) != len(targets):
+        raise where.error(f"{key}.targets", "must name distinct targets")
+    chosen = _list(where, f"{key}.layers", adapters["layers"], 128)
+    for i, layer in enumerate(chosen):
+        _int(where, f"{key}.layers[{i}]", layer, 0, layers - 1)
+    if not chosen or sorted(chosen) != list(range(layers - len(chosen), layers)):
+        raise where.error(
+            f"{key}.layers",
+            f"must be the top layers k..{layers - 1} of the {layers}, got {chosen}",
+        )
+    adapters["targets"], adapters["layers"] = sorted(targets), sorted(chosen)
+    return adapters
 
 
 def _validate_head(where, value):

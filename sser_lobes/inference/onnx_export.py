@@ -56,6 +56,7 @@ from torch import nn
 from sser_lobes.encoders.fast_path.call_state import CURRENT_CALL
 from sser_lobes.encoders.fast_path.group_norm import MaskedGroupNorm
 from sser_lobes.encoders.fast_path.registry import FAST_MODULES
+from sser_lobes.encoders.lora import merge_lora
 from sser_lobes.errors import OnnxExportError
 
 logger = logging.getLogger(__name__)
@@ -134,7 +135,8 @@ _STOCK_MODULES = {fast: stock for stock, fast in FAST_MODULES.items()}
 
 def stock_graph_copy(model):
     """A copy of ``model`` (eval mode) whose SSL encoder uses the stock
-    transformers modules and :class:`TraceableMaskedGroupNorm`.
+    transformers modules and :class:`TraceableMaskedGroupNorm`, LoRA
+    adapters merged into the weights.
 
     It computes the same function as ``model`` (the fast eval path of
     :mod:`sser_lobes.encoders.fast_path` equals stock transformers), with code a
@@ -155,6 +157,9 @@ def stock_graph_copy(model):
     True
     """
     copied = copy.deepcopy(model).eval()
+    # Stock WavLM attention reads the projection weights directly: kept LoRA
+    # adapters are merged into them first (the same function).
+    merge_lora(copied)
     for module in copied.modules():
         if type(module) in _STOCK_MODULES:
             module.__class__ = _STOCK_MODULES[type(module)]

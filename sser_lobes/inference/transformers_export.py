@@ -20,6 +20,11 @@ It works from the folder's description and weights only (loaded by
 :meth:`EmotionRecognizer.from_hparams`), so it also runs on an existing
 model folder. The map is exact or refused:
 
+* LoRA adapters: a run exported with them merged (the default) is a plain
+  encoder; adapters kept apart (``--keep-adapters``) are merged into a copy
+  of the model for this checkpoint (stock transformers has no adapters),
+  while sser's own files keep them;
+
 * the encoder: ``output_layer="last"`` is the stock model's output;
   a layer ``k`` or a weighted sum of layers is ``use_weighted_layer_sum``
   over the first ``max(k)`` layers (later layers are dropped, as they do
@@ -63,6 +68,7 @@ probabilities are the same (tested to 1e-5).
 """
 
 import argparse
+import copy
 import json
 import math
 import sys
@@ -218,6 +224,11 @@ def transformers_checkpoint(description, state):
     why = refusal(description)
     if why:
         raise ExportError(f"not exported for transformers: {why}")
+    if any(".lora_" in key or ".base_layer." in key for key in state):
+        raise ExportError(
+            "not exported for transformers: the state holds LoRA adapters; merge "
+            "them into the weights first (SSLEncoder.merge_adapters)"
+        )
     arch = description["architecture"]
     encoder = arch["encoder"]
     config = AutoConfig.for_model(**dict(encoder["config"]))
@@ -364,8 +375,16 @@ def export_transformers(folder, check=True):
     why = refusal(description)
     if why:
         raise ExportError(f"{folder}: not exported for transformers: {why}")
+    model = recognizer.model
+    if description["architecture"]["encoder"].get("adapters"):
+        # LoRA adapters kept apart (export --keep-adapters): the stock model
+        # has no adapters, so a copy is merged (peft's merge, the same
+        # function); sser's own files keep them, and the check below compares
+        # with the model that keeps them apart.
+        model = copy.deepcopy(model)
+        model.encoder.merge_adapters()
     config, extractor, tensors = transformers_checkpoint(
-        description, recognizer.model.state_dict()
+        description, model.state_dict()
     )
     remove_transformers_files(folder)
     with quiet_transformers():

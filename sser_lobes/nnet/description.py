@@ -41,6 +41,12 @@ from sser_lobes.nnet.text_fusion import TextFusion
 FORMAT = "sser-model"
 FORMAT_VERSION = 1
 
+#: A run whose SSL encoder is mostly frozen (``finetune: top`` or ``lora``)
+#: checkpoints its trainable tensors only and keeps the frozen encoder
+#: weights once, in this safetensors file of its save folder (keys as in the
+#: model's state dict); an export joins the two.
+FROZEN_ENCODER_FILE = "frozen_encoder.safetensors"
+
 #: Facts of a training run kept in a run's description, for the model card
 #: (an export keeps the ones that are not local paths).
 TRAINING_FACTS = (
@@ -48,6 +54,7 @@ TRAINING_FACTS = (
     "ssl_source",
     "ssl_name",
     "finetune",
+    "trainable_layers",
     "pooling_type",
     "selection_metric",
     "text_encoder_source",
@@ -78,6 +85,10 @@ def describe_encoder(encoder):
     }
     if getattr(encoder, "weighted_sum_layers", None) is not None:
         description["weighted_sum_layers"] = list(encoder.selected_layers)
+    if getattr(encoder, "adapters", None) is not None:
+        # LoRA adapters not merged into the weights (a LoRA run, or an
+        # export that keeps them apart): rank, alpha, targets and layers.
+        description["adapters"] = dict(encoder.adapters)
     return description
 
 
@@ -152,19 +163,55 @@ def describe_model(model):
     }
 
 
+def encoder_options(description):
+    """The :class:`SSLEncoder` arguments of an encoder description, besides
+    its config: frozen, or with LoRA adapters (``adapters``) built on the
+    described top layers by peft, from these numbers only.
+
+    Example
+    -------
+    >>> described = {"output_layer": "last", "output_norm": None,
+    ...     "normalize_waveform": "off", "normalize_layers": False,
+    ...     "config": {"num_hidden_layers": 12},
+    ...     "adapters": {"kind": "lora", "rank": 16, "alpha": 32.0,
+    ...                  "targets": ["attention"], "layers": [9, 10, 11]}}
+    >>> options = encoder_options(described)
+    >>> options["finetune"], options["trainable_layers"], options["lora_rank"]
+    ('lora', 3, 16)
+    """
+    options = {
+        "finetune": "frozen",
+        "output_layer": description["output_layer"],
+        "output_norm": description["output_norm"],
+        "normalize_waveform": description["normalize_waveform"],
+        "normalize_layers": description["normalize_layers"],
+        "weighted_sum_layers": description.get("weighted_sum_layers"),
+    }
+    adapters = description.get("adapters")
+    if adapters is not None:
+        layers = len(adapters["layers"])
+        total = description["config"]["num_hidden_layers"]
+        options.update(
+            finetune="lora",
+            trainable_layers=layers if layers < total else None,
+            lora_rank=adapters["rank"],
+            lora_alpha=adapters["alpha"],
+            lora_targets=list(adapters["targets"]),
+        )
+    return options
+
+
 def build_encoder(description):
     """An :class:`SSLEncoder` (random weights, frozen, eval mode) from its
     description."""
-    return SSLEncoder(
+    encoder = SSLEncoder(
         config=dict(description["config"]),
         load_weights=False,
-        finetune="frozen",
-        output_layer=description["output_layer"],
-        output_norm=description["output_norm"],
-        normalize_waveform=description["normalize_waveform"],
-        normalize_layers=description["normalize_layers"],
-        weighted_sum_layers=description.get("weighted_sum_layers"),
+        **encoder_options(description),
     )
+    if encoder.adapters is not None:
+        encoder.model.requires_grad_(False)  # for inference, as a frozen one
+    return encoder
 
 
 def build_head(description):

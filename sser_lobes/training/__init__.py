@@ -6,8 +6,9 @@ categorical recipe's (:mod:`~sser_lobes.training.emotion_brain`), the
 experiment set-up from the command line (:mod:`~sser_lobes.training.recipe`),
 hyperparameter overlays, the checks made before anything heavy is built
 (:mod:`~sser_lobes.training.preflight`), the split guard that keeps a run
-folder on one split, the frozen-encoder feature cache, and the RNG state
-saved with checkpoints.
+folder on one split, the frozen-encoder feature cache, the RNG state
+saved with checkpoints, and checkpoints of the trainable tensors only for
+mostly frozen encoders (:mod:`~sser_lobes.training.trainable_checkpoint`).
 
 May import: every layer below it: :mod:`sser_lobes.errors`,
 :mod:`~sser_lobes.encoders`, :mod:`~sser_lobes.nnet`,

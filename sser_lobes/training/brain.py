@@ -22,6 +22,9 @@ SpeechBrain recipe, ``compute_objectives``, ``on_stage_start`` and
   stepped even when it holds fewer batches (as the Odyssey 2024 baseline
   does; SpeechBrain's loop discards those gradients: up to 3 of every
   epoch's batches at the baseline's factor of 4);
+* with ``finetune: top`` or ``lora``, checkpoints of the trainable tensors
+  only, the frozen encoder written once per run
+  (:mod:`sser_lobes.training.trainable_checkpoint`);
 * ``<split>_metrics.json`` records with the run's identity (experiment,
   protocol, fold, seed, encoder, selected epoch);
 * the inputs and the auxiliary loss of the optional gender conditioning and
@@ -40,7 +43,11 @@ from pathlib import Path
 
 import speechbrain as sb
 import torch
-from speechbrain.utils.distributed import if_main_process, rank_prefixed_message
+from speechbrain.utils.distributed import (
+    if_main_process,
+    rank_prefixed_message,
+    run_on_main,
+)
 
 from sser_lobes.dataio.chunking import inference_window_seconds
 from sser_lobes.dataio.files import atomic_write_json
@@ -50,6 +57,11 @@ from sser_lobes.nnet.description import describe_run
 from sser_lobes.nnet.gender import GENDERS
 from sser_lobes.training.eval_outputs import EvaluationOutputs
 from sser_lobes.training.targets import target_options
+from sser_lobes.training.trainable_checkpoint import (
+    guard_frozen_encoder,
+    keep_trainable_only,
+    write_frozen_encoder,
+)
 
 #: The run's model description, in its save folder (the name a model
 #: folder's description has too).
@@ -84,6 +96,15 @@ class SERBrain(sb.Brain):
     ``output_folder``, ``experiment_name``, ``epoch_counter``,
     ``train_logger``.
     """
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # finetune: top / lora: checkpoints of the trainable tensors only,
+        # the frozen encoder once per run (trainable_checkpoint).
+        model = getattr(self.hparams, "model", None)
+        self.trainable_only = model is not None and keep_trainable_only(
+            self.checkpointer, model
+        )
 
     def compute_forward(self, batch, stage):
         """Waveforms (``sig``), or cached encoder hidden states
@@ -153,12 +174,18 @@ class SERBrain(sb.Brain):
     def on_fit_start(self):
         """Recover the latest checkpoint, then the history up to its epoch.
 
-        Also keeps, next to the checkpoints, the model's description as data
+        With trainable-only checkpoints, first writes (once) and checks the
+        frozen encoder weights they build on. Also keeps, next to the
+        checkpoints, the model's description as data
         (``sser_model.json``, :func:`sser_lobes.nnet.description.describe_run`),
         from which ``python -m sser_lobes.export`` rebuilds the model without
         running the run's YAML, and the SSL encoder's config (for runs
         exported with ``--trust-run``).
         """
+        if self.trainable_only:
+            save = self.hparams.save_folder
+            run_on_main(write_frozen_encoder, args=[self.hparams.model, save])
+            guard_frozen_encoder(self.hparams.model, save)
         super().on_fit_start()
         if if_main_process():
             save = Path(self.hparams.save_folder)
@@ -372,6 +399,7 @@ class SERBrain(sb.Brain):
             "split": split,
             "ssl_source": self.hparams.ssl_source,
             "finetune": self.hparams.finetune,
+            "trainable_layers": getattr(self.hparams, "trainable_layers", None),
             "pooling": getattr(self.hparams, "pooling_type", None),
             "selection_metric": self.hparams.selection_metric,
             "selected_epoch": self.hparams.epoch_counter.current,

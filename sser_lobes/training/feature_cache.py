@@ -1,7 +1,10 @@
 """On-disk cache of a frozen SSL encoder's hidden states (``feature_cache: True``).
 
 With ``finetune: frozen`` the encoder runs in eval mode without gradients, so
-its hidden states are a deterministic function of the waveform. The cache
+its hidden states are a deterministic function of the waveform; with
+``finetune: top`` (or ``lora`` with ``trainable_layers``) so is the input of
+the first trained layer, which is what the cache then stores (the trained
+layers run live on it at every step). The cache
 computes them once (:meth:`SSLEncoder.hidden_states
 <sser_lobes.encoders.ssl_encoder.SSLEncoder.hidden_states>`: waveform normalisation and
 the transformers model), stores them, and every epoch of every run that uses
@@ -46,12 +49,17 @@ functions compute the key, each over one side:
   overrides), the waveform normalisation (``utterance``, ``layer_norm``,
   ``global``, ``off``: the mode names the statistics and the epsilon), the
   group-norm masking, the CNN chunking, transformers' version and
-  :data:`FORMAT_VERSION`.
+  :data:`FORMAT_VERSION`. For the input of the trained layers of top-k
+  fine-tuning, the weights are those of the frozen part only (the CNN, the
+  position embedding and the layers below; not the trained layers nor their
+  adapters, which change at every step), and the layer index of the split
+  is part of it; the index is also the entry's ``layer_<k>`` folder.
+* the storage dtype (``float32``, ``float16`` or ``bfloat16``) is part of
+  the namespace.
 
-A new input of the encoder (e.g. the intermediate hidden states of a top-k
-fine-tuning cache) belongs in one of the two: a description in the audio
-pipeline's ``encoder_input`` for what changes the waveform, the fingerprint
-for what changes the model.
+A new input of the encoder belongs in one of the two: a description in the
+audio pipeline's ``encoder_input`` for what changes the waveform, the
+fingerprint for what changes the model.
 
 An entry is valid if and only if its file exists: files are written to a
 temporary name in the same folder and renamed (``os.replace``), so that a
@@ -86,7 +94,10 @@ logger = logging.getLogger(__name__)
 #: 2: entry_key covers the audio pipeline's encoder_input (sample rate,
 #: resampler, channels, crop).
 FORMAT_VERSION = 2
-DTYPES = ("float32", "float16")
+#: Storage dtypes. ``bfloat16`` is stored as the top 16 bits of each float32
+#: (numpy has no bfloat16): float32's range, 8 significant bits; ``float16``:
+#: 11 significant bits, values up to 65504.
+DTYPES = ("float32", "float16", "bfloat16")
 #: Frames per second of the wav2vec 2.0 / HuBERT / WavLM encoders (stride 320
 #: samples at 16 kHz), for disk estimates.
 FRAMES_PER_SECOND = 50
@@ -106,6 +117,8 @@ def check_feature_cache_options(hparams):
     Example
     -------
     >>> check_feature_cache_options({"feature_cache": True, "finetune": "frozen"})
+    >>> check_feature_cache_options(
+    ...     {"feature_cache": True, "finetune": "top", "trainable_layers": 3})
     >>> check_feature_cache_options({"feature_cache": True, "finetune": "partial"})
     Traceback (most recent call last):
     ...
@@ -126,11 +139,14 @@ def check_feature_cache_options(hparams):
             f"--feature_cache_folder must be a folder path; got {folder!r}"
         )
     finetune = hparams.get("finetune")
-    if finetune != "frozen":
+    split = finetune in ("top", "lora") and hparams.get("trainable_layers")
+    if finetune != "frozen" and not split:
         raise FeatureCacheError(
             f"--feature_cache=True needs --finetune=frozen: with finetune={finetune} "
             "the encoder trains, so its outputs change at every step and cannot be "
-            "stored (use --feature_cache=False)"
+            "stored (use --feature_cache=False, or --finetune=top / lora with "
+            "--trainable_layers=k, whose frozen layers below the k trained ones "
+            "are cached)"
         )
     if hparams.get("train_crop") == "random" and hparams.get("train_crop_seconds"):
         raise FeatureCacheError(
@@ -143,7 +159,8 @@ def check_feature_cache_options(hparams):
         raise FeatureCacheError(
             "--feature_cache=True cannot be used with --apply_spec_augment=True: "
             "SpecAugment masks the encoder input at random in training (and a "
-            "frozen encoder, which runs in eval mode, never applies it); use "
+            "frozen encoder, or the frozen layers below trained ones, which run in "
+            "eval mode, never apply it); use "
             "--apply_spec_augment=False or --feature_cache=False"
         )
 
@@ -166,7 +183,11 @@ def encoder_fingerprint(encoder):
     ``layer_weights``), the model config (without its source path, so that the
     same checkpoint in two folders shares entries), the waveform
     normalisation, the group-norm masking, transformers' version and
-    :data:`FORMAT_VERSION`.
+    :data:`FORMAT_VERSION`. With trainable layers split off
+    (``trainable_layers``), only the frozen part's weights
+    (:meth:`~sser_lobes.encoders.ssl_encoder.SSLEncoder.frozen_state_names`)
+    and the split's layer index: training the top layers, or their
+    adapters, keeps the key.
 
     Example
     -------
@@ -187,26 +208,24 @@ def encoder_fingerprint(encoder):
     config = encoder.config.to_dict()
     for key in ("_name_or_path", "transformers_version"):
         config.pop(key, None)
+    described = {
+        "format": FORMAT_VERSION,
+        "transformers": transformers.__version__,
+        "config": config,
+        "model_class": type(encoder.model).__name__,
+        "normalize_waveform": encoder.normalize_waveform,
+        "uses_group_norm": encoder.uses_group_norm,
+        "cnn_chunk_frames": encoder.cnn_chunk_frames,
+    }
+    if encoder.split_layer is not None:
+        # The input of the first trained layer (frozen encoders: the key
+        # is as before, their entries stay valid).
+        described["split_layer"] = encoder.split_layer
     digest = hashlib.sha256()
-    digest.update(
-        json.dumps(
-            {
-                "format": FORMAT_VERSION,
-                "transformers": transformers.__version__,
-                "config": config,
-                "model_class": type(encoder.model).__name__,
-                "normalize_waveform": encoder.normalize_waveform,
-                "uses_group_norm": encoder.uses_group_norm,
-                "cnn_chunk_frames": encoder.cnn_chunk_frames,
-            },
-            sort_keys=True,
-            default=str,
-        ).encode()
-    )
-    for name, tensor in encoder.state_dict().items():
-        if name == "layer_weights":
-            continue
-        tensor = tensor.detach().cpu().contiguous().reshape(-1)
+    digest.update(json.dumps(described, sort_keys=True, default=str).encode())
+    state = encoder.state_dict()
+    for name in encoder.frozen_state_names():
+        tensor = state[name].detach().cpu().contiguous().reshape(-1)
         digest.update(f"{name}|{tensor.dtype}|{tensor.numel()}|".encode())
         digest.update(tensor.view(torch.uint8).numpy())
     return digest.hexdigest()
@@ -309,11 +328,14 @@ class FeatureCache:
     folder : str or os.PathLike
         The cache root, shared by runs and encoders.
     encoder : sser_lobes.SSLEncoder
-        Frozen encoder; its :attr:`selected_layers` are the stored ones.
+        Frozen encoder, or one whose trained layers are split off
+        (:attr:`~sser_lobes.encoders.ssl_encoder.SSLEncoder.cacheable`); its
+        :attr:`hidden_state_indices` are the stored hidden states.
     dtype : str
         ``"float32"`` (features identical to recomputing them, to float
-        rounding) or ``"float16"`` (half the disk; about 3 significant
-        digits).
+        rounding), ``"float16"`` (half the disk; about 3 significant
+        digits) or ``"bfloat16"`` (half the disk, float32's range, about 2
+        significant digits).
 
     Example
     -------
@@ -334,14 +356,14 @@ class FeatureCache:
     def __init__(self, folder, encoder, dtype="float32"):
         if dtype not in DTYPES:
             raise ValueError(f"dtype must be one of {DTYPES}, got {dtype!r}.")
-        if encoder.finetune != "frozen":
+        if not encoder.cacheable:
             raise ValueError(
-                "a feature cache stores a frozen encoder's outputs; this encoder "
-                f"is {encoder.finetune!r}."
+                "a feature cache stores a frozen encoder's outputs (or the frozen "
+                f"part below trainable_layers); this encoder is {encoder.finetune!r}."
             )
         self.root = Path(folder)
-        self.dtype = np.dtype(dtype)
-        self.layers = list(encoder.selected_layers)
+        self.dtype = dtype
+        self.layers = list(encoder.hidden_state_indices)
         self.hidden_size = int(encoder.output_size)
         self.fingerprint = encoder_fingerprint(encoder)
         namespace = _sha256({"encoder": self.fingerprint, "dtype": dtype})[:20]
@@ -356,6 +378,11 @@ class FeatureCache:
             "num_layers": encoder.num_layers,
             "normalize_waveform": encoder.normalize_waveform,
         }
+        if encoder.split_layer is not None:
+            self.meta["stores"] = (
+                f"hidden state {encoder.split_layer}: the input of the trained "
+                f"layers {encoder.split_layer}..{encoder.num_layers - 1} (0-based)"
+            )
 
     def __repr__(self):
         return f"{type(self).__name__}({os.fspath(self.path)!r})"
@@ -381,9 +408,10 @@ class FeatureCache:
             raise FeatureCacheError(
                 f"{meta_file}: cannot set up the feature cache ({error})"
             ) from None
-        if saved.get("encoder_fingerprint") != self.fingerprint or saved.get(
-            "dtype"
-        ) != str(self.dtype):
+        if (
+            saved.get("encoder_fingerprint") != self.fingerprint
+            or saved.get("dtype") != self.dtype
+        ):
             raise FeatureCacheError(
                 f"{meta_file}: this cache folder belongs to another encoder or "
                 "dtype (a copied folder?); delete it or choose another "
@@ -456,9 +484,8 @@ class FeatureCache:
                 f"expected, got {hidden.shape}."
             )
         for position, layer in enumerate(self.layers):
-            with np.errstate(over="ignore"):
-                values = hidden[:, position].astype(self.dtype)
-            if not np.isfinite(values).all():
+            values = _to_storage(hidden[:, position], self.dtype)
+            if not np.isfinite(_from_storage(values, self.dtype)).all():
                 what = f"utterance {utt_id}" if utt_id is not None else f"entry {name}"
                 raise FeatureCacheError(
                     f"hidden state {layer} of {what} has values that "
@@ -491,13 +518,43 @@ class FeatureCache:
                     f"{self.entry_file(self.layers[position], name)}: shape "
                     f"{array.shape}, expected ({frames}, {self.hidden_size})"
                 )
-            out[:, position] = array
+            out[:, position] = _from_storage(array, self.dtype)
         return out
 
     def bytes_per_second(self):
         """Disk bytes per second of audio for the selected layers (at
         :data:`FRAMES_PER_SECOND`)."""
         return disk_cost(self.hidden_size, len(self.layers), self.dtype, 1 / 3600)
+
+
+def _to_storage(values, dtype):
+    """float32 values as stored in ``dtype`` (bfloat16: its bits as int16,
+    rounded to nearest even by torch).
+
+    Example
+    -------
+    >>> stored = _to_storage(np.array([1.0, 3.14159], dtype="float32"), "bfloat16")
+    >>> stored.dtype, _from_storage(stored, "bfloat16").tolist()
+    (dtype('int16'), [1.0, 3.140625])
+    """
+    values = np.asarray(values, dtype=np.float32)
+    if dtype == "bfloat16":
+        bits = torch.from_numpy(np.ascontiguousarray(values)).to(torch.bfloat16)
+        return bits.view(torch.int16).numpy()
+    with np.errstate(over="ignore"):
+        return values.astype(dtype)
+
+
+def _from_storage(array, dtype):
+    """The float32 values of a stored array."""
+    if dtype == "bfloat16":
+        bits = torch.from_numpy(np.array(array, dtype=np.int16))
+        return bits.view(torch.bfloat16).float().numpy()
+    return np.asarray(array, dtype=np.float32)
+
+
+def _itemsize(dtype):
+    return 2 if dtype == "bfloat16" else np.dtype(dtype).itemsize
 
 
 def disk_cost(hidden_size, hidden_states, dtype="float32", hours=1.0):
@@ -510,7 +567,7 @@ def disk_cost(hidden_size, hidden_states, dtype="float32", hours=1.0):
     >>> round(disk_cost(768, 13, "float16") / 1e9, 2)  # base, all layers, fp16
     3.59
     """
-    itemsize = np.dtype(dtype).itemsize
+    itemsize = _itemsize(dtype)
     return hours * 3600 * FRAMES_PER_SECOND * hidden_states * hidden_size * itemsize
 
 
@@ -884,7 +941,7 @@ def setup_feature_cache(hparams, datasets, brain):
         "found": total - to_compute,
         "encoded_per_process": per_process,
         "layers": list(cache.layers),
-        "dtype": str(cache.dtype),
+        "dtype": cache.dtype,
     }
     if if_main_process():
         logger.info(

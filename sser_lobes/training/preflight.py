@@ -167,7 +167,8 @@ def closest_option(key, options):
 def check_model_options(hparams, selection_metrics, global_waveform_norm=False):
     """Options shared by the recipes that the lobes would refuse late.
 
-    Checks ``finetune``, ``output_layer``, ``weighted_sum_layers``,
+    Checks ``finetune`` (with ``trainable_layers`` and the LoRA options,
+    :func:`check_finetune_options`), ``output_layer``, ``weighted_sum_layers``,
     ``num_layers``, ``pooling_type``, ``batching``, ``selection_metric``, the
     epoch count, batch sizes and learning rates, the feature cache's options
     (:func:`~sser_lobes.training.feature_cache.check_feature_cache_options`), the
@@ -225,6 +226,7 @@ def check_model_options(hparams, selection_metrics, global_waveform_norm=False):
         except ValueError as error:
             raise RecipeError(f"--{error}") from None
     check_int(hparams, "num_layers", minimum=1, allow_none=True)
+    check_finetune_options(hparams)
     check_choice(hparams, "output_norm", ("utterance", "frame", None, True, False))
     norms = ["layer_norm", "utterance", "off", None, True, False]
     if global_waveform_norm:
@@ -258,6 +260,103 @@ def check_model_options(hparams, selection_metrics, global_waveform_norm=False):
         check_choice(hparams, "fusion_mode", ("concat", "gated", "cross_attention"))
         check_choice(hparams, "missing_text", ("error", "audio_only"))
     check_target_options(hparams, hparams.get("task", "categorical"))
+
+
+def check_finetune_options(hparams):
+    """``trainable_layers`` and the LoRA options against ``finetune``.
+
+    Example
+    -------
+    >>> check_finetune_options({"finetune": "top", "trainable_layers": 3})
+    >>> check_finetune_options({"finetune": "top", "trainable_layers": None})
+    Traceback (most recent call last):
+    ...
+    sser_lobes.errors.RecipeError: --finetune=top needs --trainable_layers=k: ...
+    >>> check_finetune_options({"finetune": "lora", "trainable_layers": None,
+    ...     "lora_rank": 16, "lora_alpha": 32, "lora_targets": "attention,ffn"})
+    Traceback (most recent call last):
+    ...
+    sser_lobes.errors.RecipeError: --lora_targets: 'ffn' is not a target; ...
+    """
+    from sser_lobes.encoders.lora import parse_targets
+
+    finetune = hparams.get("finetune")
+    if "trainable_layers" in hparams:
+        check_int(hparams, "trainable_layers", minimum=1, allow_none=True)
+    layers = hparams.get("trainable_layers")
+    if finetune == "top" and layers is None:
+        raise RecipeError(
+            "--finetune=top needs --trainable_layers=k: how many top transformer "
+            "layers train (e.g. 3)"
+        )
+    if layers is not None and finetune not in ("top", "lora"):
+        raise RecipeError(
+            "--trainable_layers is for --finetune=top or lora; got "
+            f"--finetune={finetune}"
+        )
+    if layers is not None and hparams.get("apply_spec_augment") is True:
+        raise RecipeError(
+            "--apply_spec_augment=True cannot be used with --trainable_layers: "
+            "SpecAugment masks the transformer's input, which is frozen below the "
+            "trained layers (use --apply_spec_augment=False)"
+        )
+    if finetune == "lora":
+        check_int(hparams, "lora_rank", minimum=1, maximum=1024)
+        if hparams.get("lora_alpha") is not None:
+            check_number(hparams, "lora_alpha", inclusive=False)
+        try:
+            parse_targets(hparams.get("lora_targets"))
+        except ValueError as error:
+            raise RecipeError(f"--{error}") from None
+
+
+def check_trainable_layers(hparams):
+    """``trainable_layers`` against the SSL model's layer count (read from its
+    config, a small file), and the features' layers against the trained
+    ones; nothing without ``trainable_layers``.
+
+    Raises
+    ------
+    RecipeError
+    """
+    layers = hparams.get("trainable_layers")
+    if layers is None:
+        return
+    from transformers import AutoConfig
+
+    from sser_lobes.encoders.hf_utils import quiet_transformers
+    from sser_lobes.encoders.ssl_encoder import layer_selection
+
+    with quiet_transformers():
+        try:
+            config = AutoConfig.from_pretrained(
+                str(hparams["ssl_source"]), cache_dir=hparams.get("ssl_cache_dir")
+            )
+        except (OSError, ValueError):
+            return  # check_pretrained_source reports an unreadable source
+    total = hparams.get("num_layers") or config.num_hidden_layers
+    if layers > total:
+        raise RecipeError(
+            f"--trainable_layers={layers}: {hparams['ssl_source']} has {total} "
+            "transformer layers"
+            + (" (--num_layers)" if hparams.get("num_layers") else "")
+        )
+    first = total - layers
+    output_layer = hparams.get("output_layer")
+    if output_layer == "weighted_sum":
+        chosen = hparams.get("weighted_sum_layers")
+        chosen = None if chosen is None else layer_selection(chosen, total)
+        if chosen is None or min(chosen) < first:
+            raise RecipeError(
+                f"--output_layer=weighted_sum with --trainable_layers={layers}: the "
+                f"trained layers give hidden states {first}..{total}; set "
+                f"--weighted_sum_layers={first}-{total}"
+            )
+    elif isinstance(output_layer, int) and output_layer < first:
+        raise RecipeError(
+            f"--output_layer={output_layer} is below the {layers} trained layers "
+            f"(hidden states {first}..{total}); use --output_layer=last"
+        )
 
 
 def check_run_options(run_opts):

@@ -85,6 +85,7 @@ def setup_experiment(argv, script=None, check_options=None, prepare=None):
         check_model_options,
         check_pretrained_sources,
         check_run_options,
+        check_trainable_layers,
         parse_overrides,
         preview_hparams,
     )
@@ -115,6 +116,7 @@ def setup_experiment(argv, script=None, check_options=None, prepare=None):
     else:
         check_model_options(preview, (preview.get("selection_metric"),))
     check_pretrained_sources(preview)
+    check_trainable_layers(preview)
     threads = use_threads(preview)
 
     sb.utils.distributed.ddp_init_group(run_opts)
