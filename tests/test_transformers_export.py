@@ -32,12 +32,22 @@ KINDS = {
     "hubert_layer1_off": ("hubert", "group", 1, "off"),
     "wav2vec2_weighted": ("wav2vec2", "group", "weighted_sum", "utterance"),
     "wav2vec2_large_layer1": ("wav2vec2", "layer", 1, "global"),
+    # the IEMOCAP recipe's default for a checkpoint that normalises (as
+    # SpeechBrain's wrapper); the tiny models' first convolution has no bias
+    "wavlm_layer_norm": ("wavlm", "layer", "last", "layer_norm"),
+    "hubert_layer_norm": ("hubert", "group", "weighted_sum", "layer_norm"),
 }
 
 
 def write_model(folder, arch, norm, output_layer, waveform_norm, seed=0, **encoder):
     """An sser model folder of a tiny random model with a sharp linear head."""
-    ssl = make_tiny_ssl(folder.parent / f"{folder.name}_ssl", arch, norm, seed=seed)
+    ssl = make_tiny_ssl(
+        folder.parent / f"{folder.name}_ssl",
+        arch,
+        norm,
+        seed=seed,
+        conv_bias=encoder.pop("conv_bias", False),
+    )
     torch.manual_seed(seed)
     model_encoder = SSLEncoder(
         ssl,
@@ -147,6 +157,19 @@ def test_the_calibration_is_folded_into_the_classifier(
         theirs = {r["label"]: r["score"] for r in results}
         for index, name in enumerate(LABELS):
             assert abs(theirs[name] - float(ours[index])) < 1e-5, (audio, name)
+
+
+def test_layer_norm_with_a_biased_first_convolution_is_refused(tmp_path):
+    """``layer_norm`` and the feature extractor differ by a scale per
+    utterance; only a bias-free first convolution makes that irrelevant."""
+    folder = write_model(
+        tmp_path / "biased", "wavlm", "layer", "last", "layer_norm", conv_bias=True
+    )
+    with pytest.raises(ExportError) as info:
+        transformers_export.export_transformers(folder)
+    message = str(info.value)
+    assert "\n" not in message and "conv_bias" in message
+    assert "--normalize_waveform=utterance" in message
 
 
 def test_a_weighted_subset_of_layers(tmp_path, audio_files):

@@ -39,7 +39,9 @@ ARCHITECTURES = {
 DEFAULT_FEAT_EXTRACT_NORM = {"wavlm": "layer", "hubert": "group", "wav2vec2": "group"}
 
 
-def tiny_ssl_config(arch="wavlm", feat_extract_norm=None, hidden_size=32, num_layers=2):
+def tiny_ssl_config(
+    arch="wavlm", feat_extract_norm=None, hidden_size=32, num_layers=2, **overrides
+):
     """Return the transformers config of a tiny model of the given architecture.
 
     Arguments
@@ -54,6 +56,8 @@ def tiny_ssl_config(arch="wavlm", feat_extract_norm=None, hidden_size=32, num_la
         Transformer width (also the CNN channel count).
     num_layers : int
         Number of transformer layers.
+    **overrides
+        Other config entries (e.g. ``conv_bias=True``).
 
     Returns
     -------
@@ -72,7 +76,7 @@ def tiny_ssl_config(arch="wavlm", feat_extract_norm=None, hidden_size=32, num_la
     norm = feat_extract_norm or DEFAULT_FEAT_EXTRACT_NORM[arch]
     if norm not in ("layer", "group"):
         raise ValueError(f"feat_extract_norm must be 'layer' or 'group', got {norm!r}.")
-    return ARCHITECTURES[arch](
+    settings = dict(
         hidden_size=hidden_size,
         num_hidden_layers=num_layers,
         num_attention_heads=2,
@@ -84,6 +88,8 @@ def tiny_ssl_config(arch="wavlm", feat_extract_norm=None, hidden_size=32, num_la
         num_conv_pos_embedding_groups=4,
         vocab_size=8,
     )
+    settings.update(overrides)
+    return ARCHITECTURES[arch](**settings)
 
 
 def make_tiny_ssl(out_dir, arch="wavlm", feat_extract_norm=None, seed=0, **kwargs):

@@ -182,6 +182,16 @@ def refusal(description):
             "normalize_layers layer-normalises each hidden state before the "
             "weighted sum; transformers' use_weighted_layer_sum does not"
         )
+    if encoder.get("normalize_waveform") == "layer_norm" and (
+        encoder.get("config") or {}
+    ).get("conv_bias", False):
+        return (
+            "normalize_waveform='layer_norm' divides by sqrt(variance + 1e-5) and "
+            "the feature extractor by sqrt(variance + 1e-7); the two differ only "
+            "in scale, which an encoder whose first convolution has no bias "
+            "removes, but this one has a bias (conv_bias); train with "
+            "--normalize_waveform=utterance for this format"
+        )
     if description.get("eval_crop_seconds"):
         return (
             f"the model classifies only the first {description['eval_crop_seconds']:g}"
@@ -280,7 +290,10 @@ def transformers_checkpoint(description, state):
         feature_size=1,
         sampling_rate=int(description["sample_rate"]),
         padding_value=0.0,
-        do_normalize=norm == "utterance",
+        # layer_norm: the same but for its epsilon, i.e. a scale per
+        # utterance, which the bias-free first convolution's normalisation
+        # removes (a first convolution with a bias is refused above)
+        do_normalize=norm in ("utterance", "layer_norm"),
         return_attention_mask=True,
     )
     return config, extractor, tensors
