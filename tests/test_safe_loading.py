@@ -861,3 +861,48 @@ def test_export_checks_the_runs_checkpoints(exported, tmp_path, attack):
         problem = "holds NaN or infinite values"
     with pytest.raises(ExportError, match=re.escape(problem)):
         export_run(run, tmp_path / "out")
+
+
+@pytest.mark.parametrize(
+    "adapters, message",
+    [
+        ({"rank": 10**6}, "adapters.rank"),
+        ({"rank": 0}, "adapters.rank"),
+        ({"alpha": 1e30}, "adapters.alpha"),
+        ({"kind": "__import__"}, "adapters.kind"),
+        ({"targets": ["attention", "attention"]}, "distinct targets"),
+        ({"targets": ["__class__"]}, "adapters.targets[0]"),
+        ({"targets": ["attention"] * 10**5}, "adapters.targets"),
+        ({"layers": [7]}, "adapters.layers[0]"),
+        ({"layers": [0]}, "must be the top layers"),
+        ({"layers": list(range(10**4))}, "adapters.layers"),
+    ],
+    ids=lambda value: str(value)[:24],
+)
+def test_kept_adapters_in_a_description_are_checked(exported, adapters, message):
+    """``adapters`` (``export --keep-adapters``) is numbers sser's code hands
+    to peft: hostile values are one line, before anything is built."""
+    from sser_lobes.inference.model_description import (
+        read_description,
+        validate_description,
+    )
+
+    _, model = exported
+    data = read_description(model)
+    good = {
+        "kind": "lora",
+        "rank": 4,
+        "alpha": 8.0,
+        "targets": ["attention", "feed_forward"],
+        "layers": [1],
+    }
+    # an unknown key (e.g. a peft config) is dropped, never handed to peft
+    data["architecture"]["encoder"]["adapters"] = dict(
+        good, config={"target_modules": ".*"}
+    )
+    checked = validate_description(json.loads(json.dumps(data)), "m.json")
+    assert checked["architecture"]["encoder"]["adapters"] == good
+    data["architecture"]["encoder"]["adapters"] = dict(good, **adapters)
+    with pytest.raises(ModelFormatError, match=re.escape(message)) as error:
+        validate_description(data, "m.json")
+    assert "\n" not in str(error.value)
