@@ -77,6 +77,43 @@ def tiny_models(tmp_path_factory):
     }
 
 
+#: transformers config overrides that switch off every random part (dropout,
+#: layerdrop, SpecAugment), so that sser and stock transformers compute the
+#: same function in training mode.
+NO_DROPOUT = {
+    "hidden_dropout": 0.0,
+    "attention_dropout": 0.0,
+    "activation_dropout": 0.0,
+    "feat_proj_dropout": 0.0,
+    "layerdrop": 0.0,
+    "mask_time_prob": 0.0,
+    "mask_feature_prob": 0.0,
+}
+
+#: name -> (arch, first-conv norm) of the three-layer models: stable-layer-norm
+#: (layer) and post-norm (group) models of each kind.
+THREE_LAYER_KINDS = {
+    "wavlm_stable": ("wavlm", "layer"),
+    "wavlm_post_norm": ("wavlm", "group"),
+    "hubert_post_norm": ("hubert", "group"),
+    "wav2vec2_stable": ("wav2vec2", "layer"),
+}
+
+
+@pytest.fixture(scope="session")
+def three_layer_models(tmp_path_factory):
+    """Folders of tiny random three-layer models (top-k and LoRA tests)."""
+    from sser_lobes.encoders.tiny_ssl import make_tiny_ssl
+
+    root = tmp_path_factory.mktemp("three_layers")
+    return {
+        name: make_tiny_ssl(
+            root / name, arch=arch, feat_extract_norm=norm, num_layers=3
+        )
+        for name, (arch, norm) in THREE_LAYER_KINDS.items()
+    }
+
+
 def run_script(args, cwd, timeout=600, env=None, expect_ok=True):
     """Run a command, fail with the tail of its output if it does not succeed."""
     import subprocess

@@ -6,39 +6,12 @@ adapters gives the plain model's function and keys; int8 merges first."""
 
 import pytest
 import torch
+from conftest import NO_DROPOUT, THREE_LAYER_KINDS
 from torch.nn.utils import parametrize
 
 from sser_lobes import SSLEncoder
 from sser_lobes.encoders.lora import LORA_TARGETS, lora_layers, merge_lora
 from sser_lobes.encoders.quantize import quantize_int8
-from sser_lobes.encoders.tiny_ssl import make_tiny_ssl
-
-NO_DROPOUT = {
-    "hidden_dropout": 0.0,
-    "attention_dropout": 0.0,
-    "activation_dropout": 0.0,
-    "feat_proj_dropout": 0.0,
-    "layerdrop": 0.0,
-    "mask_time_prob": 0.0,
-    "mask_feature_prob": 0.0,
-}
-KINDS = {
-    "wavlm_stable": ("wavlm", "layer"),
-    "wavlm_post_norm": ("wavlm", "group"),
-    "hubert_post_norm": ("hubert", "group"),
-    "wav2vec2_stable": ("wav2vec2", "layer"),
-}
-
-
-@pytest.fixture(scope="module")
-def models(tmp_path_factory):
-    root = tmp_path_factory.mktemp("lora_models")
-    return {
-        name: make_tiny_ssl(
-            root / name, arch=arch, feat_extract_norm=norm, num_layers=3
-        )
-        for name, (arch, norm) in KINDS.items()
-    }
 
 
 class _LowRankUpdate(torch.nn.Module):
@@ -76,15 +49,17 @@ def _lora_encoder(folder, trainable_layers, seed=0):
 
 
 @pytest.mark.parametrize("trainable_layers", [None, 2])
-@pytest.mark.parametrize("name", list(KINDS))
-def test_fast_path_with_lora_equals_stock_transformers(models, name, trainable_layers):
+@pytest.mark.parametrize("name", list(THREE_LAYER_KINDS))
+def test_fast_path_with_lora_equals_stock_transformers(
+    three_layer_models, name, trainable_layers
+):
     """A padded batch through sser (packed feed-forward blocks, sser's WavLM
     attention, the split below the adapted layers) against stock transformers
     on each utterance alone, with every adapter written into its weight:
     the same features, and the same gradients for every A and B."""
     from transformers import AutoModel
 
-    folder = models[name]
+    folder = three_layer_models[name]
     encoder = _lora_encoder(folder, trainable_layers)
     trainable = {k for k, p in encoder.model.named_parameters() if p.requires_grad}
     assert trainable and all("lora_" in k for k in trainable)
@@ -130,10 +105,10 @@ def test_fast_path_with_lora_equals_stock_transformers(models, name, trainable_l
 
 
 @pytest.mark.parametrize("name", ["wavlm_stable", "hubert_post_norm"])
-def test_merged_adapters_compute_the_same_function(models, name):
-    encoder = _lora_encoder(models[name], None).eval()
+def test_merged_adapters_compute_the_same_function(three_layer_models, name):
+    encoder = _lora_encoder(three_layer_models[name], None).eval()
     plain = SSLEncoder(
-        models[name],
+        three_layer_models[name],
         finetune="frozen",
         normalize_waveform=False,
         config_overrides=NO_DROPOUT,
@@ -152,8 +127,8 @@ def test_merged_adapters_compute_the_same_function(models, name):
     assert torch.allclose(merged, adapted, atol=1e-5)
 
 
-def test_int8_merges_kept_adapters_first(models):
-    encoder = _lora_encoder(models["wavlm_stable"], 2).eval()
+def test_int8_merges_kept_adapters_first(three_layer_models):
+    encoder = _lora_encoder(three_layer_models["wavlm_stable"], 2).eval()
     wavs, lens = torch.randn(2, 12000), torch.tensor([1.0, 0.55])
     with torch.no_grad():
         reference, _ = encoder(wavs, lens)
@@ -164,8 +139,8 @@ def test_int8_merges_kept_adapters_first(models):
     assert float((feats - reference).norm() / reference.norm()) < 0.1
 
 
-def test_lora_options_are_checked(models):
-    folder = models["hubert_post_norm"]
+def test_lora_options_are_checked(three_layer_models):
+    folder = three_layer_models["hubert_post_norm"]
     with pytest.raises(ValueError, match="'attn' is not a target"):
         SSLEncoder(folder, finetune="lora", lora_targets="attn")
     with pytest.raises(ValueError, match="lora_rank must be an integer >= 1"):

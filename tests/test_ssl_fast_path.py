@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 from conftest import ENCODER_ATOL as ATOL
-from conftest import alone_and_padded
+from conftest import NO_DROPOUT, alone_and_padded
 
 from sser_lobes import SSLEncoder
 from sser_lobes.encoders.fast_path.group_norm import MaskedGroupNorm
@@ -112,17 +112,6 @@ def test_concurrent_calls_equal_sequential_calls(tiny_models, name):
                 assert shared.shape == alone.shape, f"batch {index}"
                 diff = (shared - alone).abs().max().item()
                 assert diff < 1e-5, f"{name}, batch {index}: {diff}"
-
-
-NO_DROPOUT = {
-    "hidden_dropout": 0.0,
-    "attention_dropout": 0.0,
-    "activation_dropout": 0.0,
-    "feat_proj_dropout": 0.0,
-    "layerdrop": 0.0,
-    "mask_time_prob": 0.0,
-    "mask_feature_prob": 0.0,
-}
 
 
 @pytest.mark.parametrize("finetune", ["partial", "entire"])

@@ -9,44 +9,15 @@ import pytest
 import soundfile
 import speechbrain as sb
 import torch
+from conftest import NO_DROPOUT, THREE_LAYER_KINDS
 
 from sser_lobes import EmotionModel, LinearHead, SSLEncoder, make_pooling
 from sser_lobes.dataio.pipelines import audio_pipeline, encoder_input_of
-from sser_lobes.encoders.tiny_ssl import make_tiny_ssl
 from sser_lobes.training.feature_cache import (
     FeatureCache,
     encoder_fingerprint,
     fill,
 )
-
-NO_DROPOUT = {
-    "hidden_dropout": 0.0,
-    "attention_dropout": 0.0,
-    "activation_dropout": 0.0,
-    "feat_proj_dropout": 0.0,
-    "layerdrop": 0.0,
-    "mask_time_prob": 0.0,
-    "mask_feature_prob": 0.0,
-}
-#: name -> (arch, first-conv norm): stable-layer-norm (layer) and post-norm
-#: (group) models of each kind.
-KINDS = {
-    "wavlm_stable": ("wavlm", "layer"),
-    "wavlm_post_norm": ("wavlm", "group"),
-    "hubert_post_norm": ("hubert", "group"),
-    "wav2vec2_stable": ("wav2vec2", "layer"),
-}
-
-
-@pytest.fixture(scope="module")
-def three_layer_models(tmp_path_factory):
-    root = tmp_path_factory.mktemp("three_layers")
-    return {
-        name: make_tiny_ssl(
-            root / name, arch=arch, feat_extract_norm=norm, num_layers=3
-        )
-        for name, (arch, norm) in KINDS.items()
-    }
 
 
 def _batch(lengths, seed):
@@ -58,7 +29,7 @@ def _batch(lengths, seed):
 
 
 @pytest.mark.parametrize("output_layer", ["last", 2])
-@pytest.mark.parametrize("name", list(KINDS))
+@pytest.mark.parametrize("name", list(THREE_LAYER_KINDS))
 def test_trained_layers_equal_stock_transformers(
     three_layer_models, name, output_layer
 ):
