@@ -55,22 +55,28 @@ def dataio_prep(hparams):
     return categorical_datasets(hparams, audio)
 
 
+def split_options(hparams):
+    """The hparams that define the split, as the preparation's arguments
+    (checked by :func:`protocol_options`, used by :func:`prepare_data`)."""
+    return dict(
+        split_mode=hparams["split_mode"],
+        num_folds=hparams["num_folds"],
+        test_fold=hparams["test_fold"],
+        valid_ratio=hparams["valid_ratio"],
+        test_ratio=hparams["test_ratio"],
+        valid_split=hparams["valid_split"],
+        seed=hparams["split_seed"],
+        emotions=hparams["emotions"],
+        label_map=hparams["label_map"],
+        test_label_map=hparams["test_label_map"],
+        allow_overlap=hparams["allow_overlap"],
+    )
+
+
 def protocol_options(hparams):
     """The preparation's checked options; a bad one is a RecipeError."""
     try:
-        return validate_options(
-            split_mode=hparams["split_mode"],
-            num_folds=hparams["num_folds"],
-            test_fold=hparams["test_fold"],
-            valid_ratio=hparams["valid_ratio"],
-            test_ratio=hparams["test_ratio"],
-            valid_split=hparams["valid_split"],
-            seed=hparams["split_seed"],
-            emotions=hparams["emotions"],
-            label_map=hparams["label_map"],
-            test_label_map=hparams["test_label_map"],
-            allow_overlap=hparams["allow_overlap"],
-        )
+        return validate_options(**split_options(hparams))
     except ValueError as error:
         raise RecipeError(str(error)) from None
 
@@ -143,19 +149,9 @@ def prepare_data(hparams, folder):
     prepare_custom(
         csv_file=hparams["csv_file"],
         save_folder=folder,
-        split_mode=hparams["split_mode"],
-        num_folds=hparams["num_folds"],
-        test_fold=hparams["test_fold"],
-        valid_ratio=hparams["valid_ratio"],
-        test_ratio=hparams["test_ratio"],
-        valid_split=hparams["valid_split"],
-        seed=hparams["split_seed"],
-        emotions=hparams["emotions"],
-        label_map=hparams["label_map"],
         test_csv=hparams["test_csv"],
-        test_label_map=hparams["test_label_map"],
         num_workers=hparams["num_prep_workers"],
-        allow_overlap=hparams["allow_overlap"],
+        **split_options(hparams),
     )
     return [Path(folder) / f"{split}.json" for split in SPLITS]
 

@@ -42,19 +42,26 @@ def dataio_prep(hparams):
     return categorical_datasets(hparams)
 
 
+def split_options(hparams):
+    """The hparams that define the split and the labels, as the preparation's
+    arguments (checked by :func:`protocol_options`, used by
+    :func:`prepare_data`)."""
+    return dict(
+        split_mode=hparams["split_mode"],
+        test_session=hparams["test_session"],
+        test_speaker=hparams["test_speaker"],
+        valid_ratio=hparams["valid_ratio"],
+        seed=hparams["split_seed"],
+        merge_exc_into_hap=hparams["merge_exc_into_hap"],
+        emotions=tuple(hparams["emotions"]),
+        sample_rate=hparams["sample_rate"],
+    )
+
+
 def protocol_options(hparams):
     """The preparation's checked options; a bad one is a RecipeError."""
     try:
-        return validate_options(
-            split_mode=hparams["split_mode"],
-            test_session=hparams["test_session"],
-            test_speaker=hparams["test_speaker"],
-            valid_ratio=hparams["valid_ratio"],
-            seed=hparams["split_seed"],
-            merge_exc_into_hap=hparams["merge_exc_into_hap"],
-            emotions=tuple(hparams["emotions"]),
-            sample_rate=hparams["sample_rate"],
-        )
+        return validate_options(**split_options(hparams))
     except ValueError as error:
         raise RecipeError(str(error)) from None
 
@@ -103,14 +110,7 @@ def prepare_data(hparams, folder):
         prepare_iemocap(
             data_folder=hparams["data_folder"],
             save_folder=folder,
-            split_mode=hparams["split_mode"],
-            test_session=hparams["test_session"],
-            test_speaker=hparams["test_speaker"],
-            valid_ratio=hparams["valid_ratio"],
-            seed=hparams["split_seed"],
-            merge_exc_into_hap=hparams["merge_exc_into_hap"],
-            emotions=tuple(hparams["emotions"]),
-            sample_rate=hparams["sample_rate"],
+            **split_options(hparams),
         )
     manifests = [Path(folder) / f"{split}.json" for split in SPLITS]
     for path in manifests:
