@@ -64,12 +64,13 @@ sys.path.insert(0, str(HERE))
 from memory import saved_for_backward  # noqa: E402
 from train_throughput import (  # noqa: E402
     BATCH_SIZE,
-    LABELS,
     SAMPLE_RATE,
     bucketed_batches,
     durations_for,
     make_waveforms,
     pad,
+    recipe_model,
+    recipe_update,
     write_model,
 )
 
@@ -82,30 +83,11 @@ class Step:
     optimisers, and one optimizer step on a batch of utterance indices."""
 
     def __init__(self, name, folder, finetune, cache=None, **options):
-        from sser_lobes import EmotionModel, LinearHead, SSLEncoder, make_pooling
-
         self.name = name
         torch.manual_seed(0)  # the same head (and adapters) in every round
-        encoder = SSLEncoder(
-            folder,
-            finetune=finetune,
-            output_norm="utterance",
-            apply_spec_augment=False,
-            **options,
+        self.model, self.optimizers, self.trained = recipe_model(
+            folder, finetune, **options
         )
-        pooling = make_pooling("mean", encoder.output_size)
-        head = LinearHead(pooling.output_size, LABELS, bias=False)
-        self.model = EmotionModel(encoder, pooling, head).train()
-        ssl = [p for p in encoder.model.parameters() if p.requires_grad]
-        ids = {id(p) for p in ssl}
-        rest = [
-            p for p in self.model.parameters() if p.requires_grad and id(p) not in ids
-        ]
-        self.optimizers = [
-            torch.optim.Adam(rest, lr=1e-4),
-            torch.optim.Adam(ssl, lr=1e-5),
-        ]
-        self.trained = sum(p.numel() for p in ssl + rest)
         self.cache = cache  # (FeatureCache, names) or None: from audio
 
     def forward(self, waveforms, indices):
@@ -121,14 +103,7 @@ class Step:
 
     def step(self, waveforms, labels, indices):
         logits = self.forward(waveforms, indices)
-        loss = torch.nn.functional.cross_entropy(logits.float(), labels)
-        loss.backward()
-        for optimizer in self.optimizers:
-            params = optimizer.param_groups[0]["params"]
-            torch.nn.utils.clip_grad_norm_(params, 5.0)
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
-        return float(loss.detach())
+        return recipe_update(logits, labels, self.optimizers)
 
     def optimizer_bytes(self):
         """Bytes of the optimisers' state tensors (Adam's two moments)."""

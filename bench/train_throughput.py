@@ -200,44 +200,61 @@ def write_model(folder, seed=0, tiny=False):
     return folder
 
 
+def recipe_model(folder, finetune="partial", **options):
+    """The IEMOCAP recipe's model on ``folder`` and its two Adam optimisers
+    (1e-4 for the head, 1e-5 for the encoder's trained parameters).
+
+    Returns
+    -------
+    (EmotionModel, list of torch.optim.Optimizer, int)
+        The model in training mode, the optimisers, the trained parameters.
+    """
+    from sser_lobes import EmotionModel, LinearHead, SSLEncoder, make_pooling
+
+    encoder = SSLEncoder(
+        folder,
+        finetune=finetune,
+        output_norm="utterance",
+        apply_spec_augment=False,
+        **options,
+    )
+    pooling = make_pooling("mean", encoder.output_size)
+    head = LinearHead(pooling.output_size, LABELS, bias=False)
+    model = EmotionModel(encoder, pooling, head).train()
+    encoder_params = [p for p in encoder.model.parameters() if p.requires_grad]
+    ids = {id(p) for p in encoder_params}
+    rest = [p for p in model.parameters() if p.requires_grad and id(p) not in ids]
+    optimizers = [
+        torch.optim.Adam(rest, lr=1e-4),
+        torch.optim.Adam(encoder_params, lr=1e-5),
+    ]
+    return model, optimizers, sum(p.numel() for p in encoder_params + rest)
+
+
+def recipe_update(logits, labels, optimizers):
+    """The recipe's loss on ``logits``, its backward and one step of each
+    optimiser with the gradient norm clipped at 5; returns the loss."""
+    loss = torch.nn.functional.cross_entropy(logits.float(), labels)
+    loss.backward()
+    for optimizer in optimizers:
+        params = optimizer.param_groups[0]["params"]
+        torch.nn.utils.clip_grad_norm_(params, 5.0)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+    return float(loss.detach())
+
+
 class SserStep:
     """The IEMOCAP recipe's model, loss and optimisers (see the module doc)."""
 
     name = "sser"
 
     def __init__(self, folder):
-        from sser_lobes import EmotionModel, LinearHead, SSLEncoder, make_pooling
-
-        encoder = SSLEncoder(
-            folder,
-            finetune="partial",
-            output_norm="utterance",
-            apply_spec_augment=False,
-        )
-        pooling = make_pooling("mean", encoder.output_size)
-        head = LinearHead(pooling.output_size, LABELS, bias=False)
-        self.model = EmotionModel(encoder, pooling, head).train()
-        encoder_params = [p for p in encoder.model.parameters() if p.requires_grad]
-        ids = {id(p) for p in encoder_params}
-        rest = [
-            p for p in self.model.parameters() if p.requires_grad and id(p) not in ids
-        ]
-        self.optimizers = [
-            torch.optim.Adam(rest, lr=1e-4),
-            torch.optim.Adam(encoder_params, lr=1e-5),
-        ]
+        self.model, self.optimizers, _ = recipe_model(folder)
 
     def step(self, waveforms, labels):
         wavs, lens, _ = pad(waveforms)
-        logits = self.model(wavs, lens)["logits"]
-        loss = torch.nn.functional.cross_entropy(logits.float(), labels)
-        loss.backward()
-        for optimizer in self.optimizers:
-            params = optimizer.param_groups[0]["params"]
-            torch.nn.utils.clip_grad_norm_(params, 5.0)
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
-        return float(loss)
+        return recipe_update(self.model(wavs, lens)["logits"], labels, self.optimizers)
 
 
 class SpeechBrainStep:
